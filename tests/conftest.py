@@ -1,0 +1,71 @@
+"""Shared fixtures: databases (SQLite always, PostgreSQL when reachable), keys, live servers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from wattfare_embed import AppKeys, new_key_pair
+
+POSTGRES_URL = os.environ.get("WATTFARE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def postgres_reachable() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_postgres() -> None:
+    if postgres_reachable():
+        return
+    if IN_CI:
+        pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432, and CI must run the PostgreSQL tests")
+    pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432: skipping the PostgreSQL variant")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test that takes this runs on a fresh SQLite file and on the PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'wattfare.db'}"
+    require_postgres()
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'wattfare.db'}"
+
+
+@pytest.fixture
+def keys() -> AppKeys:
+    """A fresh test key pair: a new app id per test keeps PostgreSQL rows of tests apart."""
+    return new_key_pair(app_id="t" + uuid.uuid4().hex[:12])
+
+
+@pytest.fixture
+def user_id() -> str:
+    return "user_" + uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def artifacts_dir() -> Iterator[Path]:
+    path = Path(__file__).resolve().parent.parent / "test-artifacts"
+    path.mkdir(exist_ok=True)
+    yield path
+
+

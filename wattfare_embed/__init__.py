@@ -1,0 +1,52 @@
+"""wattfare_embed: let your app's users pay for their own AI.
+
+```python
+from wattfare_embed import Wattfare
+
+wf = Wattfare(resolve_user=current_user_id, app_name="Acme Chat")
+app.mount("/wattfare", wf)
+```
+"""
+
+from .app import Session, Wattfare
+from .consent import ConsentAuthority, DevConsent, FundingGrant, OpenRouterConsent
+from .errors import (
+    AuthError,
+    BudgetExceededError,
+    ConfigurationError,
+    FundingInvalidError,
+    GrantInvalidError,
+    InvalidRequestError,
+    NotConnectedError,
+    RateLimitedError,
+    UpstreamError,
+    WattfareError,
+)
+from .keys import AppKeys, new_key_pair
+from .status import ConnectionStatus
+from .store import SqlStore, Store, metadata
+
+__all__ = [
+    "AppKeys",
+    "AuthError",
+    "BudgetExceededError",
+    "ConfigurationError",
+    "ConnectionStatus",
+    "ConsentAuthority",
+    "DevConsent",
+    "FundingGrant",
+    "FundingInvalidError",
+    "GrantInvalidError",
+    "InvalidRequestError",
+    "NotConnectedError",
+    "OpenRouterConsent",
+    "RateLimitedError",
+    "Session",
+    "SqlStore",
+    "Store",
+    "UpstreamError",
+    "Wattfare",
+    "WattfareError",
+    "metadata",
+    "new_key_pair",
+]

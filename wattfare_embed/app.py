@@ -1,0 +1,320 @@
+"""``Wattfare``: the one object an app makes. An ASGI app to mount, and the server-side API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+from starlette.exceptions import HTTPException
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Router
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .config import ResolveUser, Settings, env_or
+from .consent import AuthorityContext, ConsentAuthority, DevConsent
+from .crypto import CredentialBox
+from .errors import ConfigurationError, InvalidRequestError, WattfareError
+from .keys import AppKeys, parse_keys
+from .money import Micros, micros_from_usd
+from .status import ConnectionStatus
+from .store import ConnectionRecord, ConnectionState, SqlStore, Store
+from .tokens import SessionTokens
+
+__all__ = ["Session", "Wattfare"]
+
+logger = logging.getLogger("wattfare_embed")
+
+
+class Session(dict[str, Any]):
+    """``{"token": …, "expiresAt": …}``, ready to return as JSON."""
+
+    @property
+    def token(self) -> str:
+        return str(self["token"])
+
+    @property
+    def expires_at(self) -> int:
+        return int(self["expiresAt"])
+
+
+class Wattfare:
+    """Let your users pay for their own AI, inside your ASGI app.
+
+    ```python
+    wf = Wattfare(
+        secret_key=...,                  # or WATTFARE_SECRET_KEY
+        publishable_key=...,             # or WATTFARE_PUBLISHABLE_KEY
+        resolve_user=lambda request: request.session.get("user_id"),
+        app_name="Acme Chat",
+    )
+    app.mount("/wattfare", wf)
+    ```
+
+    The instance is an ASGI app. It starts itself on the first request (mounted
+    apps get no lifespan events); hosts that manage start-up use ``async with wf:``.
+    """
+
+    def __init__(
+        self,
+        *,
+        secret_key: str | None = None,
+        publishable_key: str | None = None,
+        database_url: str | None = None,
+        store: Store | None = None,
+        consent: ConsentAuthority | None = None,
+        resolve_user: ResolveUser | None = None,
+        app_name: str = "this app",
+        default_monthly_usd: float | int | str | Decimal = 10,
+        max_monthly_usd: float | int | str | Decimal = 1000,
+        upstream_url: str | None = None,
+        upstream_api_key: str | None = None,
+        session_ttl_seconds: int = 600,
+        allow_browser_inference: bool = False,
+        allow_unpriced_models: bool = False,
+        public_url: str | None = None,
+        credential_key: str | None = None,
+        max_body_bytes: int = 4 * 1024 * 1024,
+        upstream_timeout_seconds: float = 300.0,
+    ) -> None:
+        secret = env_or(secret_key, "WATTFARE_SECRET_KEY")
+        publishable = env_or(publishable_key, "WATTFARE_PUBLISHABLE_KEY")
+        if not secret or not publishable:
+            raise ConfigurationError(
+                "Wattfare needs secret_key and publishable_key (or WATTFARE_SECRET_KEY and "
+                "WATTFARE_PUBLISHABLE_KEY); `wattfare keys new --test` prints a pair"
+            )
+        self.keys: AppKeys = parse_keys(secret, publishable)
+        self.settings = Settings.build(
+            database_url=database_url,
+            upstream_url=upstream_url,
+            upstream_api_key=upstream_api_key,
+            app_name=app_name,
+            default_monthly_usd=default_monthly_usd,
+            max_monthly_usd=max_monthly_usd,
+            session_ttl_seconds=session_ttl_seconds,
+            allow_browser_inference=allow_browser_inference,
+            allow_unpriced_models=allow_unpriced_models,
+            public_url=public_url,
+            credential_key=credential_key,
+            max_body_bytes=max_body_bytes,
+            upstream_timeout_seconds=upstream_timeout_seconds,
+        )
+        if consent is None:
+            if self.keys.live:
+                raise ConfigurationError(
+                    "live keys need a real consent authority: consent=OpenRouterConsent() or HostedConsent(...)"
+                )
+            consent = DevConsent(auto_approve=True)
+        consent.check(self.keys)
+        self.consent: ConsentAuthority = consent
+        self.resolve_user = resolve_user
+        self.tokens = SessionTokens(self.keys.secret_key, self.keys.app_id, session_ttl_seconds)
+        self.credentials = CredentialBox(self.settings.credential_key or self.keys.secret_key)
+        self.store: Store = store if store is not None else SqlStore(self.settings.database_url)
+        self._http: aiohttp.ClientSession | None = None
+        self._started = False
+        self._start_lock = asyncio.Lock()
+        self._background: list[asyncio.Task[None]] = []
+        self._on_start: list[Callable[[], Awaitable[None]]] = []
+        self._on_stop: list[Callable[[], Awaitable[None]]] = []
+        self._connection_listeners: list[Callable[[str], None]] = []
+        self._asgi: ASGIApp = self._build_app()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Open the store and the upstream client; safe to call any number of times."""
+        if self._started:
+            return
+        async with self._start_lock:
+            if self._started:
+                return
+            await self.store.open()
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=10, sock_read=self.settings.upstream_timeout_seconds
+                ),
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+                auto_decompress=False,
+            )
+            for hook in self._on_start:
+                await hook()
+            self._started = True
+
+    async def shutdown(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._background.clear()
+        for hook in reversed(self._on_stop):
+            with contextlib.suppress(Exception):
+                await hook()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        await self.store.close()
+
+    async def __aenter__(self) -> Wattfare:
+        await self.startup()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.shutdown()
+
+    def run_in_background(self, factory: Callable[[], Awaitable[None]]) -> None:
+        """Keep a task alive for the embed's lifetime (cancelled on shutdown)."""
+
+        async def guarded() -> None:
+            try:
+                await factory()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("wattfare background task failed")
+
+        self._background.append(asyncio.get_running_loop().create_task(guarded()))
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            raise RuntimeError(
+                "the embed is not started; mount it, call `await wf.startup()` or use `async with wf`"
+            )
+        return self._http
+
+    def authority_context(self) -> AuthorityContext:
+        return AuthorityContext(
+            keys=self.keys,
+            app_name=self.settings.app_name,
+            http=self.http,
+            upstream_url=self.settings.upstream_url,
+            upstream_api_key=self.settings.upstream_api_key,
+        )
+
+    # -- ASGI -------------------------------------------------------------------------------
+
+    def _build_app(self) -> ASGIApp:
+        from .endpoints import routes
+
+        router = Router(routes(self), default=_not_found)
+        return ExceptionMiddleware(
+            router,
+            handlers={WattfareError: _error_response, HTTPException: _http_error_response},
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if not self._started:
+            await self.startup()
+        await self._asgi(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- the server-side API ----------------------------------------------------------------
+
+    async def create_session(
+        self, app_user_id: str, *, monthly_usd: float | int | str | Decimal | None = None
+    ) -> Session:
+        """Mint a session token for one of your users (to hand to their browser)."""
+        if not isinstance(app_user_id, str) or not app_user_id or len(app_user_id) > 255:
+            raise InvalidRequestError("appUserId must be a non-empty string of at most 255 characters")
+        requested: Micros | None = None
+        if monthly_usd is not None:
+            requested = micros_from_usd(monthly_usd)
+            if requested <= 0 or requested > self.settings.max_monthly_cap:
+                raise InvalidRequestError("the requested monthly cap is out of range")
+        token, expires_at = self.tokens.mint(app_user_id, requested)
+        return Session(token=token, expiresAt=expires_at)
+
+    async def status(self, app_user_id: str) -> ConnectionStatus:
+        """A user's connection and budget; ``connected=False`` (never an error) when there is none."""
+        await self.startup()
+        now = int(time.time())
+        record = await self.store.get_connection(self.keys.app_id, app_user_id, now)
+        return ConnectionStatus.of(app_user_id, record, now)
+
+    async def lower_cap(self, app_user_id: str, monthly_cap: Micros) -> ConnectionStatus | None:
+        """Lower the cap at once; ``None`` when there is no active connection or it would raise it."""
+        await self.startup()
+        now = int(time.time())
+        record = await self.store.lower_cap(self.keys.app_id, app_user_id, monthly_cap, now)
+        return ConnectionStatus.of(app_user_id, record, now) if record else None
+
+    async def disconnect(self, app_user_id: str) -> None:
+        """Revoke a user's connection here and ask the authority to revoke the grant."""
+        await self.startup()
+        now = int(time.time())
+        record = await self.store.get_connection(self.keys.app_id, app_user_id, now)
+        if record is None:
+            return
+        await self.store.set_status(
+            self.keys.app_id, app_user_id, ConnectionState.REVOKED, now, drop_credential=True
+        )
+        self.connection_ended(record.id)
+        if record.status is ConnectionState.ACTIVE:
+            await self.revoke_with_authority(self.open_credential(record), record.grant_id)
+
+    def connection_ended(self, connection_id: str) -> None:
+        """Hook for open streams to stop at their next chunk (the proxy listens)."""
+        for listener in self._connection_listeners:
+            listener(connection_id)
+
+    async def revoke_with_authority(self, credential: str | None, grant_id: str | None) -> None:
+        try:
+            await self.consent.revoke(credential, grant_id, self.authority_context())
+        except Exception:
+            # Revocation here already stopped spending; the authority's copy is best effort.
+            logger.warning("the consent authority did not confirm revoking grant %s", grant_id, exc_info=True)
+
+    def open_credential(self, record: ConnectionRecord) -> str | None:
+        if record.sealed_credential is None:
+            return None
+        return self.credentials.open(record.sealed_credential, f"{record.app_id}/{record.app_user_id}")
+
+
+async def _error_response(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, WattfareError)
+    return Response(exc.body(), status_code=exc.status, headers=exc.response_headers())
+
+
+async def _http_error_response(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error = InvalidRequestError(exc.detail if exc.status_code != 405 else "this method is not allowed here")
+    return Response(error.body(), status_code=exc.status_code, headers=error.response_headers())
+
+
+async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    error = InvalidRequestError(f"no such endpoint: {scope.get('path', '')}")
+    response = Response(error.body(), status_code=404, headers=error.response_headers())
+    await response(scope, receive, send)

@@ -1,0 +1,98 @@
+"""The ``wattfare`` command: keys, migrations, a user's status, the usage ledger."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+
+from .keys import new_key_pair
+from .money import usd_text
+
+__all__ = ["main"]
+
+
+def _keys_new(args: argparse.Namespace) -> int:
+    pair = new_key_pair(live=not args.test)
+    if args.env:
+        print(f"WATTFARE_SECRET_KEY={pair.secret_key}")
+        print(f"WATTFARE_PUBLISHABLE_KEY={pair.publishable_key}")
+    else:
+        print(f"secret key (server only): {pair.secret_key}")
+        print(f"publishable key (browser): {pair.publishable_key}")
+    return 0
+
+
+async def _migrate(args: argparse.Namespace) -> int:
+    from .store import SqlStore
+
+    store = SqlStore(args.database_url)
+    await store.open()
+    await store.close()
+    print(f"wattfare tables are up to date in {store.database_url}")
+    return 0
+
+
+async def _status(args: argparse.Namespace) -> int:
+    from .app import Wattfare
+
+    embed = Wattfare(database_url=args.database_url)
+    async with embed:
+        print(json.dumps((await embed.status(args.user)).to_json(), indent=2))
+    return 0
+
+
+async def _usage(args: argparse.Namespace) -> int:
+    from .app import Wattfare
+
+    embed = Wattfare(database_url=args.database_url)
+    async with embed:
+        rows = await embed.store.ledger(embed.keys.app_id, args.user, limit=args.limit)
+    print(f"{'request':<28} {'user':<16} {'model':<32} {'state':<9} {'cost USD':>12} source")
+    for row in rows:
+        cost = usd_text(row.cost) if row.cost is not None else "-"
+        user, model, source = row.app_user_id[:16], row.model[:32], row.cost_source or ""
+        print(f"{row.id:<28} {user:<16} {model:<32} {row.state:<9} {cost:>12} {source}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wattfare", description="wattfare_embed command line")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    keys = commands.add_parser("keys", help="make app keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    keys_new = keys.add_parser("new", help="print a fresh key pair")
+    keys_new.add_argument("--test", action="store_true", help="test keys (development consent allowed)")
+    keys_new.add_argument("--env", action="store_true", help="print as environment variable lines")
+    keys_new.set_defaults(run=_keys_new)
+
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument("--database-url", default=None, help="default: $WATTFARE_DATABASE_URL or sqlite")
+
+    migrate = commands.add_parser("migrate", parents=[database], help="create or update the wattfare tables")
+    migrate.set_defaults(run_async=_migrate)
+    status = commands.add_parser("status", parents=[database], help="a user's connection and budget")
+    status.add_argument("user")
+    status.set_defaults(run_async=_status)
+    usage = commands.add_parser("usage", parents=[database], help="recent metered requests")
+    usage.add_argument("--user", default=None)
+    usage.add_argument("--limit", type=int, default=50)
+    usage.set_defaults(run_async=_usage)
+
+    args = parser.parse_args(argv)
+    if getattr(args, "command", None) == "migrate" and args.database_url is None:
+        from .config import DEFAULT_DATABASE_URL, env_or
+
+        args.database_url = env_or(None, "WATTFARE_DATABASE_URL", DEFAULT_DATABASE_URL)
+    if hasattr(args, "run_async"):
+        code: int = asyncio.run(args.run_async(args))
+        return code
+    return int(args.run(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

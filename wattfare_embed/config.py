@@ -1,0 +1,121 @@
+"""Settings: keyword arguments first, then environment variables, then defaults."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, cast
+
+from starlette.requests import Request
+
+from .errors import ConfigurationError
+from .money import Micros, micros_from_usd
+
+__all__ = ["ResolveUser", "Settings", "env_or"]
+
+ResolveUser = Callable[[Request], "str | Awaitable[str | None] | None"]
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///wattfare.db"
+DEFAULT_UPSTREAM_URL = "https://openrouter.ai/api/v1"
+
+
+def env_or(value: str | None, variable: str, default: str | None = None) -> str | None:
+    if value is not None:
+        return value
+    return os.environ.get(variable) or default
+
+
+def _usd(value: float | int | str | Decimal, what: str) -> Micros:
+    try:
+        micros = micros_from_usd(value if not isinstance(value, float) else repr(value))
+    except ValueError as exc:
+        raise ConfigurationError(f"{what} must be an amount in US dollars, not {value!r}") from exc
+    if micros <= 0:
+        raise ConfigurationError(f"{what} must be more than zero")
+    return micros
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the embed was configured with, checked once at construction."""
+
+    database_url: str
+    upstream_url: str
+    upstream_api_key: str | None
+    app_name: str
+    default_monthly_cap: Micros
+    max_monthly_cap: Micros
+    session_ttl_seconds: int
+    consent_ttl_seconds: int
+    allow_browser_inference: bool
+    allow_unpriced_models: bool
+    public_url: str | None
+    credential_key: str | None
+    max_body_bytes: int
+    upstream_timeout_seconds: float
+    reservation_ttl_seconds: int
+    sweep_interval_seconds: float
+    models_ttl_seconds: float
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        database_url: str | None,
+        upstream_url: str | None,
+        upstream_api_key: str | None,
+        app_name: str,
+        default_monthly_usd: float | int | str | Decimal,
+        max_monthly_usd: float | int | str | Decimal,
+        session_ttl_seconds: int,
+        allow_browser_inference: bool,
+        allow_unpriced_models: bool,
+        public_url: str | None,
+        credential_key: str | None,
+        max_body_bytes: int,
+        upstream_timeout_seconds: float,
+    ) -> Settings:
+        default_cap = _usd(default_monthly_usd, "default_monthly_usd")
+        max_cap = _usd(max_monthly_usd, "max_monthly_usd")
+        if default_cap > max_cap:
+            raise ConfigurationError("default_monthly_usd is above max_monthly_usd")
+        if session_ttl_seconds < 30:
+            raise ConfigurationError("session_ttl_seconds must be at least 30")
+        upstream = cast(str, env_or(upstream_url, "WATTFARE_UPSTREAM_URL", DEFAULT_UPSTREAM_URL)).rstrip("/")
+        if not upstream.startswith(("http://", "https://")):
+            raise ConfigurationError(f"upstream_url must be an http(s) URL, not {upstream!r}")
+        return cls(
+            database_url=cast(str, env_or(database_url, "WATTFARE_DATABASE_URL", DEFAULT_DATABASE_URL)),
+            upstream_url=upstream,
+            upstream_api_key=env_or(upstream_api_key, "OPENROUTER_API_KEY"),
+            app_name=app_name,
+            default_monthly_cap=default_cap,
+            max_monthly_cap=max_cap,
+            session_ttl_seconds=session_ttl_seconds,
+            consent_ttl_seconds=600,
+            allow_browser_inference=allow_browser_inference,
+            allow_unpriced_models=allow_unpriced_models,
+            public_url=(env_or(public_url, "WATTFARE_PUBLIC_URL") or "").rstrip("/") or None,
+            credential_key=env_or(credential_key, "WATTFARE_CREDENTIAL_KEY"),
+            max_body_bytes=max_body_bytes,
+            upstream_timeout_seconds=upstream_timeout_seconds,
+            reservation_ttl_seconds=3600,
+            sweep_interval_seconds=60.0,
+            models_ttl_seconds=600.0,
+        )
+
+
+async def call_resolve_user(resolve_user: ResolveUser | None, request: Request) -> str | None:
+    """Run the app's ``resolve_user``, sync or async; anything but a non-empty string is "nobody"."""
+    if resolve_user is None:
+        return None
+    result: Any = resolve_user(request)
+    if inspect.isawaitable(result):
+        result = await result
+    if result is None:
+        return None
+    user = str(result)
+    return user or None

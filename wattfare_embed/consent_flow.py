@@ -1,0 +1,159 @@
+"""The consent round trip: one-time state, PKCE, browser binding, and the callback.
+
+``begin`` stores a consent request and returns the authority's authorize URL;
+``finish`` consumes the state (once, from the same browser, before it expires),
+exchanges the code and saves the connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .consent import AuthorizeRequest, FundingGrant
+from .errors import GrantInvalidError, InvalidRequestError, WattfareError
+from .money import Micros
+from .pkce import new_verifier, s256_challenge
+from .status import ConnectionStatus
+from .store import ConsentRequest, NewConnection
+
+if TYPE_CHECKING:
+    from .app import Wattfare
+
+__all__ = ["BROWSER_COOKIE", "ConsentOutcome", "begin", "browser_hash", "finish"]
+
+BROWSER_COOKIE = "wattfare_browser"
+
+
+def browser_hash(browser_id: str) -> str:
+    return hashlib.sha256(browser_id.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentOutcome:
+    """How a callback ended, for the page that reports it."""
+
+    status: ConnectionStatus
+    return_to: str
+    mode: str
+    error: WattfareError | None = None
+    denied: bool = False
+
+
+async def begin(
+    embed: Wattfare,
+    *,
+    app_user_id: str,
+    monthly_cap: Micros,
+    return_to: str,
+    mode: str,
+    browser_id: str,
+    mount_url: str,
+) -> str:
+    """Record a consent request and return the one-time authorize URL."""
+    now = int(time.time())
+    state = secrets.token_urlsafe(24)
+    verifier = new_verifier()
+    redirect_uri = f"{mount_url}/callback"
+    await embed.store.create_consent_request(
+        ConsentRequest(
+            state=state,
+            app_id=embed.keys.app_id,
+            app_user_id=app_user_id,
+            authority=embed.consent.name,
+            verifier=verifier,
+            requested_cap=monthly_cap,
+            return_to=return_to,
+            mode=mode,
+            redirect_uri=redirect_uri,
+            browser_hash=browser_hash(browser_id),
+            created_at=now,
+            expires_at=now + embed.settings.consent_ttl_seconds,
+        )
+    )
+    request = AuthorizeRequest(
+        state=state,
+        code_challenge=s256_challenge(verifier),
+        redirect_uri=redirect_uri,
+        monthly_cap=monthly_cap,
+        app_user_id=app_user_id,
+        mount_url=mount_url,
+    )
+    return embed.consent.authorize_url(request, embed.authority_context())
+
+
+async def _why_unusable(embed: Wattfare, state: str, now: int) -> GrantInvalidError:
+    known = await embed.store.find_consent_request(state)
+    if known is None or known.app_id != embed.keys.app_id:
+        return GrantInvalidError("this consent link is unknown; start connecting again")
+    if known.used_at is not None:
+        return GrantInvalidError("this consent link was already used; start connecting again")
+    if known.expires_at <= now:
+        return GrantInvalidError("this consent link has expired; start connecting again")
+    return GrantInvalidError(
+        "this consent link was started in another browser; start connecting again from the app"
+    )
+
+
+async def finish(
+    embed: Wattfare,
+    *,
+    state: str | None,
+    code: str | None,
+    error: str | None,
+    browser_id: str | None,
+) -> ConsentOutcome:
+    """Complete a callback. Never raises: every ending is an outcome the page can show."""
+    now = int(time.time())
+    if not state:
+        # OpenRouter drops `state` when the user denies, so a stateless error is a denial.
+        problem = None if error else InvalidRequestError("the callback is missing its state")
+        return ConsentOutcome(ConnectionStatus.of("", None, now), "/", "popup", problem, denied=bool(error))
+    request = await embed.store.consume_consent_request(state, browser_hash(browser_id or ""), now)
+    if request is None:
+        return ConsentOutcome(
+            ConnectionStatus.of("", None, now), "/", "popup", await _why_unusable(embed, state, now)
+        )
+    if error or not code:
+        status = await embed.status(request.app_user_id)
+        return ConsentOutcome(status, request.return_to, request.mode, denied=True)
+    try:
+        grant = await embed.consent.exchange(
+            code, request.verifier, request.redirect_uri, embed.authority_context()
+        )
+    except WattfareError as exc:
+        status = await embed.status(request.app_user_id)
+        return ConsentOutcome(status, request.return_to, request.mode, exc)
+    await save_grant(embed, request.app_user_id, grant, request.requested_cap, now)
+    status = await embed.status(request.app_user_id)
+    return ConsentOutcome(status, request.return_to, request.mode)
+
+
+async def save_grant(
+    embed: Wattfare, app_user_id: str, grant: FundingGrant, requested: Micros, now: int
+) -> None:
+    """Store a new grant as the user's connection, replacing (and revoking) an older one."""
+    previous = await embed.store.get_connection(embed.keys.app_id, app_user_id, now)
+    cap = min(grant.monthly_cap or requested, embed.settings.max_monthly_cap)
+    if grant.hard_limit is not None:
+        cap = min(cap, grant.hard_limit)
+    bound_to = f"{embed.keys.app_id}/{app_user_id}"
+    await embed.store.save_connection(
+        NewConnection(
+            app_id=embed.keys.app_id,
+            app_user_id=app_user_id,
+            authority=embed.consent.name,
+            monthly_cap=cap,
+            sealed_credential=embed.credentials.seal(grant.credential, bound_to),
+            grant_id=grant.grant_id,
+            upstream_url=grant.upstream_url,
+            hard_limit=grant.hard_limit,
+        ),
+        now,
+    )
+    if previous is not None and previous.grant_id and previous.grant_id != grant.grant_id:
+        old_credential = embed.open_credential(previous)
+        await embed.revoke_with_authority(old_credential, previous.grant_id)

@@ -1,0 +1,290 @@
+"""The HTTP API under the mount: sessions, connections, consent, callback, dev consent page."""
+
+from __future__ import annotations
+
+import html
+import json
+import secrets
+import time
+from importlib import resources
+from string import Template
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlencode
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from . import consent_flow
+from ._http import json_response, parse_monthly_usd, read_json_object, safe_return_path
+from .auth import require_secret_key, require_session
+from .config import call_resolve_user
+from .consent import DevConsent
+from .errors import AuthError, GrantInvalidError, InvalidRequestError
+from .money import usd_text
+
+if TYPE_CHECKING:
+    from .app import Wattfare
+
+__all__ = ["mount_url", "routes"]
+
+
+def _template(name: str) -> Template:
+    text: str = resources.files("wattfare_embed").joinpath("templates", name).read_text("utf-8")
+    return Template(text)
+
+
+def mount_url(embed: Wattfare, request: Request) -> str:
+    """The embed's public base URL: ``public_url`` when configured, else what the request says."""
+    root: str = request.scope.get("root_path", "")
+    if embed.settings.public_url:
+        return embed.settings.public_url + root
+    return f"{request.url.scheme}://{request.url.netloc}{root}"
+
+
+def _app_origin(embed: Wattfare, request: Request) -> str:
+    if embed.settings.public_url:
+        return embed.settings.public_url
+    return f"{request.url.scheme}://{request.url.netloc}"
+
+
+def _app_user_id(value: Any) -> str:
+    if not isinstance(value, str) or not value or len(value) > 255:
+        raise InvalidRequestError("appUserId must be a non-empty string of at most 255 characters")
+    return value
+
+
+def routes(embed: Wattfare) -> list[BaseRoute]:
+    settings = embed.settings
+
+    async def session_for_current_user(request: Request) -> Response:
+        user = await call_resolve_user(embed.resolve_user, request)
+        if user is None:
+            raise AuthError("nobody is signed in to the app")
+        return json_response(dict(await embed.create_session(user)))
+
+    async def create_session(request: Request) -> Response:
+        require_secret_key(request, embed.keys)
+        body = await read_json_object(request, settings.max_body_bytes)
+        user = _app_user_id(body.get("appUserId"))
+        limit = body.get("requestLimit")
+        monthly = None
+        if limit is not None:
+            if not isinstance(limit, dict):
+                raise InvalidRequestError('requestLimit must be an object like {"monthlyUsd": 10}')
+            monthly = usd_text(parse_monthly_usd(limit.get("monthlyUsd"), maximum=settings.max_monthly_cap))
+        return json_response(dict(await embed.create_session(user, monthly_usd=monthly)))
+
+    async def read_connection(request: Request) -> Response:
+        claims = require_session(request, embed.tokens)
+        return json_response((await embed.status(claims.app_user_id)).to_json())
+
+    async def update_connection(request: Request) -> Response:
+        claims = require_session(request, embed.tokens)
+        body = await read_json_object(request, settings.max_body_bytes, allow_empty=True)
+        wanted = (
+            parse_monthly_usd(body["monthlyUsd"], maximum=settings.max_monthly_cap)
+            if body.get("monthlyUsd") is not None
+            else claims.requested_monthly or settings.default_monthly_cap
+        )
+        lowered = await embed.lower_cap(claims.app_user_id, wanted)
+        if lowered is not None:
+            return json_response(lowered.to_json())
+        # Raising a cap (or connecting at all) needs the user's consent on the authority's page.
+        status = await embed.status(claims.app_user_id)
+        url, browser_id = await _begin(request, claims.app_user_id, wanted, body.get("returnTo"), "popup")
+        response = json_response({**status.to_json(), "consentUrl": url})
+        _bind_browser(request, response, browser_id)
+        return response
+
+    async def delete_connection(request: Request) -> Response:
+        claims = require_session(request, embed.tokens)
+        await embed.disconnect(claims.app_user_id)
+        return Response(status_code=204, headers={"cache-control": "no-store"})
+
+    async def status_for_server(request: Request) -> Response:
+        require_secret_key(request, embed.keys)
+        user = _app_user_id(request.query_params.get("appUserId"))
+        return json_response((await embed.status(user)).to_json())
+
+    async def _begin(
+        request: Request, app_user_id: str, monthly_cap: int, return_to: Any, mode: str
+    ) -> tuple[str, str]:
+        browser_id = request.cookies.get(consent_flow.BROWSER_COOKIE) or secrets.token_urlsafe(32)
+        url = await consent_flow.begin(
+            embed,
+            app_user_id=app_user_id,
+            monthly_cap=monthly_cap,
+            return_to=safe_return_path(return_to),
+            mode=mode,
+            browser_id=browser_id,
+            mount_url=mount_url(embed, request),
+        )
+        return url, browser_id
+
+    def _bind_browser(request: Request, response: Response, browser_id: str) -> None:
+        # httpOnly and SameSite=Lax: sent on the authority's top-level redirect back to
+        # /callback, never readable by scripts, never sent on cross-site subrequests.
+        response.set_cookie(
+            consent_flow.BROWSER_COOKIE,
+            browser_id,
+            max_age=86400,
+            path=request.scope.get("root_path", "") or "/",
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+        )
+
+    def _requested_cap(value: Any, fallback: int | None) -> int:
+        if value is None or value == "":
+            return fallback or settings.default_monthly_cap
+        return parse_monthly_usd(value, maximum=settings.max_monthly_cap)
+
+    async def create_consent(request: Request) -> Response:
+        claims = require_session(request, embed.tokens)
+        body = await read_json_object(request, settings.max_body_bytes, allow_empty=True)
+        mode = body.get("mode", "popup")
+        if mode not in ("popup", "redirect"):
+            raise InvalidRequestError('mode must be "popup" or "redirect"')
+        cap = _requested_cap(body.get("monthlyUsd"), claims.requested_monthly)
+        url, browser_id = await _begin(request, claims.app_user_id, cap, body.get("returnTo"), mode)
+        response = json_response({"url": url})
+        _bind_browser(request, response, browser_id)
+        return response
+
+    async def connect_redirect(request: Request) -> Response:
+        user = await call_resolve_user(embed.resolve_user, request)
+        if user is None:
+            raise AuthError("nobody is signed in to the app")
+        cap = _requested_cap(request.query_params.get("monthlyUsd"), None)
+        url, browser_id = await _begin(request, user, cap, request.query_params.get("returnTo"), "redirect")
+        response = RedirectResponse(url, status_code=302, headers={"cache-control": "no-store"})
+        _bind_browser(request, response, browser_id)
+        return response
+
+    async def callback(request: Request) -> Response:
+        query = request.query_params
+        outcome = await consent_flow.finish(
+            embed,
+            state=query.get("state"),
+            code=query.get("code"),
+            error=query.get("error"),
+            browser_id=request.cookies.get(consent_flow.BROWSER_COOKIE),
+        )
+        if outcome.mode == "redirect" and outcome.error is None:
+            result = "denied" if outcome.denied else "connected"
+            separator = "&" if "?" in outcome.return_to else "?"
+            return RedirectResponse(f"{outcome.return_to}{separator}wattfare={result}", status_code=303)
+        if outcome.error is not None:
+            title, message, status_code = "Not connected", outcome.error.message, 400
+        elif outcome.denied:
+            title, message, status_code = (
+                "Not connected",
+                "You did not connect a budget. Nothing was changed.",
+                200,
+            )
+        else:
+            cap = usd_text(outcome.status.monthly_cap)
+            title, message, status_code = (
+                "Connected",
+                f"Your AI budget is connected with a ${cap} monthly cap.",
+                200,
+            )
+        payload = {
+            "origin": _app_origin(embed, request),
+            "returnTo": outcome.return_to,
+            "status": outcome.status.to_json(),
+            "error": outcome.error.to_json()["error"] if outcome.error else None,
+        }
+        page = _template("callback.html").substitute(
+            title=html.escape(title),
+            message=html.escape(message),
+            return_to=html.escape(outcome.return_to),
+            app_name=html.escape(settings.app_name),
+            # `<` escaped so no value can close the script element early.
+            result_json=json.dumps(payload).replace("<", "\\u003c"),
+        )
+        return Response(page, status_code=status_code, media_type="text/html", headers=_page_headers())
+
+    def _dev_authority() -> DevConsent:
+        if not isinstance(embed.consent, DevConsent) or embed.keys.live:
+            raise InvalidRequestError(
+                "the development consent page is only served with test keys and DevConsent"
+            )
+        return embed.consent
+
+    async def _pending(state: Any) -> Any:
+        request = await embed.store.find_consent_request(state) if isinstance(state, str) and state else None
+        now = int(time.time())
+        if request is None or request.app_id != embed.keys.app_id:
+            raise GrantInvalidError("this consent link is unknown; start connecting again from the app")
+        if request.used_at is not None or request.expires_at <= now:
+            raise GrantInvalidError("this consent link was used or has expired; start connecting again")
+        return request
+
+    def _back_to_callback(pending: Any, **params: str) -> Response:
+        query = urlencode({**params, "state": pending.state})
+        return RedirectResponse(f"{pending.redirect_uri}?{query}", status_code=303)
+
+    async def dev_consent_page(request: Request) -> Response:
+        authority = _dev_authority()
+        pending = await _pending(request.query_params.get("state"))
+        if authority.auto_approve:
+            code = _dev_code(authority, pending, pending.requested_cap)
+            return _back_to_callback(pending, code=code)
+        page = _template("dev_consent.html").substitute(
+            app_name=html.escape(settings.app_name),
+            app_initial=html.escape(settings.app_name[:1].upper() or "A"),
+            app_user_id=html.escape(pending.app_user_id),
+            action=html.escape(f"{request.scope.get('root_path', '')}/dev/consent"),
+            state=html.escape(pending.state),
+            cap_usd=html.escape(usd_text(pending.requested_cap)),
+            max_usd=html.escape(usd_text(settings.max_monthly_cap)),
+            funding="your development OpenRouter key"
+            if settings.upstream_api_key
+            else "the simulated upstream",
+        )
+        return Response(page, media_type="text/html", headers=_page_headers())
+
+    async def dev_consent_decision(request: Request) -> Response:
+        authority = _dev_authority()
+        body = await request.body()
+        if len(body) > 4096:
+            raise InvalidRequestError("the form is too large")
+        form = {key: values[0] for key, values in parse_qs(body.decode("utf-8", "replace")).items()}
+        pending = await _pending(form.get("state"))
+        if form.get("decision") != "approve":
+            return _back_to_callback(pending, error="access_denied")
+        cap = parse_monthly_usd(form.get("monthlyUsd"), maximum=settings.max_monthly_cap)
+        return _back_to_callback(pending, code=_dev_code(authority, pending, cap))
+
+    def _dev_code(authority: DevConsent, pending: Any, cap: int) -> str:
+        from .pkce import s256_challenge
+
+        return authority.issue_code(
+            pending.state, s256_challenge(pending.verifier), cap, embed.authority_context()
+        )
+
+    return [
+        Route("/session", session_for_current_user, methods=["POST"]),
+        Route("/api/v1/sessions", create_session, methods=["POST"]),
+        Route("/api/v1/connections", read_connection, methods=["GET"]),
+        Route("/api/v1/connections", update_connection, methods=["POST"]),
+        Route("/api/v1/connections", delete_connection, methods=["DELETE"]),
+        Route("/api/v1/status", status_for_server, methods=["GET"]),
+        Route("/api/v1/consent", create_consent, methods=["POST"]),
+        Route("/connect", connect_redirect, methods=["GET"]),
+        Route("/callback", callback, methods=["GET"]),
+        Route("/dev/consent", dev_consent_page, methods=["GET"]),
+        Route("/dev/consent", dev_consent_decision, methods=["POST"]),
+    ]
+
+
+def _page_headers() -> dict[str, str]:
+    return {
+        "cache-control": "no-store",
+        "x-frame-options": "DENY",
+        "referrer-policy": "no-referrer",
+        "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+        "form-action 'self'; frame-ancestors 'none'",
+    }

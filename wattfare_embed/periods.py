@@ -1,0 +1,24 @@
+"""Billing periods: the calendar month in UTC, keyed ``YYYY-MM``.
+
+Counters carry their period key and reset lazily inside the statement that
+touches them, so no job has to run at midnight on the first.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+__all__ = ["period_bounds", "period_of"]
+
+
+def period_of(unix_seconds: float) -> str:
+    moment = datetime.fromtimestamp(unix_seconds, UTC)
+    return f"{moment.year:04d}-{moment.month:02d}"
+
+
+def period_bounds(period: str) -> tuple[datetime, datetime]:
+    """Start (inclusive) and end (exclusive) of a period, in UTC."""
+    year, month = (int(part) for part in period.split("-"))
+    start = datetime(year, month, 1, tzinfo=UTC)
+    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+    return start, end

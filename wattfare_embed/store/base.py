@@ -1,0 +1,202 @@
+"""What the embed needs from a store: records and the ``Store`` protocol.
+
+``SqlStore`` implements it for any SQLAlchemy database; another back end only
+has to provide these operations with the same atomicity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from ..money import Micros
+
+__all__ = [
+    "ConnectionRecord",
+    "ConnectionState",
+    "ConsentRequest",
+    "LedgerEntry",
+    "NewConnection",
+    "Refusal",
+    "Reservation",
+    "ReservationRequest",
+    "Store",
+]
+
+
+class ConnectionState(StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
+    FUNDING_INVALID = "funding_invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionRecord:
+    """One app user's connected budget, with spend already reset to the current period."""
+
+    id: str
+    app_id: str
+    app_user_id: str
+    status: ConnectionState
+    authority: str
+    monthly_cap: Micros
+    period: str
+    spent: Micros
+    reserved: Micros
+    grant_id: str | None
+    upstream_url: str | None
+    hard_limit: Micros | None
+    created_at: int
+    updated_at: int
+    sealed_credential: str | None = field(default=None, repr=False)
+
+    @property
+    def remaining(self) -> Micros:
+        return max(0, self.monthly_cap - self.spent - self.reserved)
+
+
+@dataclass(frozen=True, slots=True)
+class NewConnection:
+    """A connection as consent produced it (insert, or replace the user's old one)."""
+
+    app_id: str
+    app_user_id: str
+    authority: str
+    monthly_cap: Micros
+    sealed_credential: str
+    grant_id: str | None = None
+    upstream_url: str | None = None
+    hard_limit: Micros | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationRequest:
+    """Ask to hold up to ``wanted`` but at least ``minimum`` of a user's headroom."""
+
+    app_id: str
+    app_user_id: str
+    wanted: Micros
+    minimum: Micros
+    kind: str
+    model: str
+    ttl_seconds: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Money held for one request, and the connection it was taken from."""
+
+    ledger_id: str
+    amount: Micros
+    connection: ConnectionRecord
+
+
+class Refusal(StrEnum):
+    """Why a reservation was not made."""
+
+    NOT_CONNECTED = "not_connected"
+    REVOKED = "revoked"
+    FUNDING_INVALID = "funding_invalid"
+    BUDGET_EXCEEDED = "budget_exceeded"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRequest:
+    """A pending authorize round trip, keyed by its one-time ``state``."""
+
+    state: str
+    app_id: str
+    app_user_id: str
+    authority: str
+    verifier: str
+    requested_cap: Micros
+    return_to: str
+    mode: str
+    redirect_uri: str
+    browser_hash: str
+    created_at: int
+    expires_at: int
+    used_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    id: str
+    app_user_id: str
+    kind: str
+    model: str
+    state: str
+    reserved: Micros
+    cost: Micros | None
+    cost_source: str | None
+    generation_id: str | None
+    reconcile: bool
+    created_at: int
+    settled_at: int | None
+
+
+class Store(Protocol):
+    """Cap and usage state. Every method is one atomic transaction."""
+
+    async def open(self) -> None:
+        """Connect and create or migrate the tables; idempotent."""
+
+    async def close(self) -> None: ...
+
+    async def get_connection(self, app_id: str, app_user_id: str, now: int) -> ConnectionRecord | None: ...
+
+    async def find_connection_by_grant(self, grant_id: str, now: int) -> ConnectionRecord | None: ...
+
+    async def save_connection(self, new: NewConnection, now: int) -> ConnectionRecord:
+        """Insert, or replace the user's connection keeping this period's spend."""
+
+    async def lower_cap(
+        self, app_id: str, app_user_id: str, monthly_cap: Micros, now: int
+    ) -> ConnectionRecord | None:
+        """Set a cap no higher than the current one; ``None`` when there is no active connection."""
+
+    async def set_cap(
+        self, app_id: str, app_user_id: str, monthly_cap: Micros, now: int
+    ) -> ConnectionRecord | None:
+        """Set any cap (the authority approved it)."""
+
+    async def set_status(
+        self, app_id: str, app_user_id: str, status: ConnectionState, now: int, *, drop_credential: bool
+    ) -> ConnectionRecord | None: ...
+
+    async def reserve(self, request: ReservationRequest, now: int) -> Reservation | Refusal: ...
+
+    async def settle(
+        self,
+        ledger_id: str,
+        cost: Micros,
+        cost_source: str,
+        now: int,
+        *,
+        generation_id: str | None = None,
+        reconcile: bool = False,
+    ) -> bool:
+        """Finalise a reservation exactly once: charge ``cost``, free the hold. False if already final."""
+
+    async def reconcile(self, ledger_id: str, actual: Micros, now: int) -> bool:
+        """Replace an estimated charge by the upstream's figure, applying the difference once."""
+
+    async def pending_reconciliations(self, limit: int) -> list[LedgerEntry]: ...
+
+    async def sweep_expired(self, now: int) -> int:
+        """Charge reservations whose process died (their full hold) and free them; returns how many."""
+
+    async def ledger(
+        self, app_id: str, app_user_id: str | None = None, limit: int = 100
+    ) -> list[LedgerEntry]: ...
+
+    async def create_consent_request(self, request: ConsentRequest) -> None: ...
+
+    async def consume_consent_request(self, state: str, browser_hash: str, now: int) -> ConsentRequest | None:
+        """Use a state once, only from the browser that asked for it, only before it expires."""
+
+    async def find_consent_request(self, state: str) -> ConsentRequest | None: ...
+
+    async def remember_event(self, event_id: str, now: int) -> bool:
+        """Record a webhook event id; False when it was seen before."""

@@ -1,0 +1,500 @@
+"""``SqlStore``: the ``Store`` protocol on any SQLAlchemy database.
+
+Atomicity: every operation is one transaction. Reservations read the user's
+row under a write lock (``BEGIN IMMEDIATE`` on SQLite, ``SELECT … FOR UPDATE``
+elsewhere) and then update it with a guard on the values read, so concurrent
+requests can never jointly pass a cap even on a database without row locks.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from sqlalchemy import Connection, and_, case, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..periods import period_of
+from ._runner import TransactionRunner, runner_for_url
+from .base import (
+    ConnectionRecord,
+    ConnectionState,
+    ConsentRequest,
+    LedgerEntry,
+    NewConnection,
+    Refusal,
+    Reservation,
+    ReservationRequest,
+)
+from .schema import (
+    SCHEMA_VERSION,
+    connections,
+    consent_requests,
+    ledger,
+    metadata,
+    schema_version,
+    webhook_events,
+)
+
+__all__ = ["SqlStore"]
+
+_C = connections.c
+_L = ledger.c
+
+
+def _new_id(prefix: str) -> str:
+    return prefix + secrets.token_hex(12)
+
+
+def _spent_in(period: str) -> Any:
+    """This period's spend as a SQL expression: the stored figure, or 0 once the month turned."""
+    return case((_C.period == period, _C.spent), else_=0)
+
+
+def _connection(row: Any, period: str) -> ConnectionRecord:
+    return ConnectionRecord(
+        id=row.id,
+        app_id=row.app_id,
+        app_user_id=row.app_user_id,
+        status=ConnectionState(row.status),
+        authority=row.authority,
+        monthly_cap=row.monthly_cap,
+        period=period,
+        spent=row.spent if row.period == period else 0,
+        reserved=row.reserved,
+        grant_id=row.grant_id,
+        upstream_url=row.upstream_url,
+        hard_limit=row.hard_limit,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        sealed_credential=row.credential,
+    )
+
+
+def _ledger_entry(row: Any) -> LedgerEntry:
+    return LedgerEntry(
+        id=row.id,
+        app_user_id=row.app_user_id,
+        kind=row.kind,
+        model=row.model,
+        state=row.state,
+        reserved=row.reserved,
+        cost=row.cost,
+        cost_source=row.cost_source,
+        generation_id=row.generation_id,
+        reconcile=bool(row.reconcile),
+        created_at=row.created_at,
+        settled_at=row.settled_at,
+    )
+
+
+def _consent(row: Any) -> ConsentRequest:
+    return ConsentRequest(**{column: getattr(row, column) for column in consent_requests.c.keys()})  # noqa: SIM118
+
+
+class SqlStore:
+    """Cap and usage state in the app's own SQL database.
+
+    ``SqlStore("sqlite+aiosqlite:///wattfare.db")`` or
+    ``SqlStore("postgresql+asyncpg://user@host/db")``; tables are created on
+    ``open()`` (or by ``wattfare migrate``).
+    """
+
+    def __init__(self, database_url: str, *, create_tables: bool = True) -> None:
+        self.database_url = database_url
+        self._create_tables = create_tables
+        self._runner: TransactionRunner | None = None
+
+    @property
+    def dialect_name(self) -> str:
+        return self._run_handle().dialect_name
+
+    def _run_handle(self) -> TransactionRunner:
+        if self._runner is None:
+            raise RuntimeError("the store is not open; call `await store.open()` first")
+        return self._runner
+
+    async def open(self) -> None:
+        if self._runner is not None:
+            return
+        self._runner = runner_for_url(self.database_url)
+        if self._create_tables:
+            await self._runner.run(_migrate)
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.dispose()
+
+    # -- connections ------------------------------------------------------------------------
+
+    async def get_connection(self, app_id: str, app_user_id: str, now: int) -> ConnectionRecord | None:
+        def operation(db: Connection) -> ConnectionRecord | None:
+            row = db.execute(
+                select(connections).where(_C.app_id == app_id, _C.app_user_id == app_user_id)
+            ).first()
+            return _connection(row, period_of(now)) if row else None
+
+        return await self._run_handle().run(operation)
+
+    async def find_connection_by_grant(self, grant_id: str, now: int) -> ConnectionRecord | None:
+        def operation(db: Connection) -> ConnectionRecord | None:
+            row = db.execute(select(connections).where(_C.grant_id == grant_id)).first()
+            return _connection(row, period_of(now)) if row else None
+
+        return await self._run_handle().run(operation)
+
+    async def save_connection(self, new: NewConnection, now: int) -> ConnectionRecord:
+        period = period_of(now)
+        values = {
+            "status": ConnectionState.ACTIVE.value,
+            "authority": new.authority,
+            "monthly_cap": new.monthly_cap,
+            "credential": new.sealed_credential,
+            "grant_id": new.grant_id,
+            "upstream_url": new.upstream_url,
+            "hard_limit": new.hard_limit,
+            "updated_at": now,
+        }
+
+        def operation(db: Connection) -> ConnectionRecord:
+            where = and_(_C.app_id == new.app_id, _C.app_user_id == new.app_user_id)
+            # A reconnect keeps this month's spend: connecting again must not reset the cap.
+            updated = db.execute(
+                update(connections).where(where).values(spent=_spent_in(period), period=period, **values)
+            )
+            if updated.rowcount == 0:
+                db.execute(
+                    insert(connections).values(
+                        id=_new_id("con_"),
+                        app_id=new.app_id,
+                        app_user_id=new.app_user_id,
+                        period=period,
+                        spent=0,
+                        reserved=0,
+                        created_at=now,
+                        **values,
+                    )
+                )
+            row = db.execute(select(connections).where(where)).one()
+            return _connection(row, period)
+
+        try:
+            return await self._run_handle().run(operation)
+        except IntegrityError:
+            # Two callbacks for one user raced to insert; the loser updates the winner's row.
+            return await self._run_handle().run(operation)
+
+    async def lower_cap(
+        self, app_id: str, app_user_id: str, monthly_cap: int, now: int
+    ) -> ConnectionRecord | None:
+        return await self._update_connection(
+            app_id, app_user_id, now, {"monthly_cap": monthly_cap}, only_if=_C.monthly_cap >= monthly_cap
+        )
+
+    async def set_cap(
+        self, app_id: str, app_user_id: str, monthly_cap: int, now: int
+    ) -> ConnectionRecord | None:
+        return await self._update_connection(app_id, app_user_id, now, {"monthly_cap": monthly_cap})
+
+    async def set_status(
+        self, app_id: str, app_user_id: str, status: ConnectionState, now: int, *, drop_credential: bool
+    ) -> ConnectionRecord | None:
+        values: dict[str, Any] = {"status": status.value}
+        if drop_credential:
+            values["credential"] = None
+        return await self._update_connection(app_id, app_user_id, now, values, active_only=False)
+
+    async def _update_connection(
+        self,
+        app_id: str,
+        app_user_id: str,
+        now: int,
+        values: dict[str, Any],
+        *,
+        only_if: Any = None,
+        active_only: bool = True,
+    ) -> ConnectionRecord | None:
+        period = period_of(now)
+
+        def operation(db: Connection) -> ConnectionRecord | None:
+            where = and_(_C.app_id == app_id, _C.app_user_id == app_user_id)
+            guard = where
+            if active_only:
+                guard = and_(guard, _C.status == ConnectionState.ACTIVE.value)
+            if only_if is not None:
+                guard = and_(guard, only_if)
+            result = db.execute(update(connections).where(guard).values(updated_at=now, **values))
+            if result.rowcount == 0:
+                return None
+            return _connection(db.execute(select(connections).where(where)).one(), period)
+
+        return await self._run_handle().run(operation)
+
+    # -- metering ---------------------------------------------------------------------------
+
+    async def reserve(self, request: ReservationRequest, now: int) -> Reservation | Refusal:
+        period = period_of(now)
+        ledger_id = _new_id("req_")
+
+        def operation(db: Connection) -> Reservation | Refusal:
+            where = and_(_C.app_id == request.app_id, _C.app_user_id == request.app_user_id)
+            row = db.execute(select(connections).where(where).with_for_update()).first()
+            if row is None:
+                return Refusal.NOT_CONNECTED
+            if row.status != ConnectionState.ACTIVE.value:
+                return Refusal(row.status)
+            spent = row.spent if row.period == period else 0
+            headroom = row.monthly_cap - spent - row.reserved
+            if headroom <= 0 or headroom < request.minimum:
+                return Refusal.BUDGET_EXCEEDED
+            amount = min(request.wanted, headroom)
+            # Guarded by the values just read: on a database without row locks a concurrent
+            # writer makes this match nothing, and the caller retries instead of overspending.
+            result = db.execute(
+                update(connections)
+                .where(
+                    _C.id == row.id,
+                    _C.reserved == row.reserved,
+                    _C.spent == row.spent,
+                    _C.period == row.period,
+                    _C.status == ConnectionState.ACTIVE.value,
+                )
+                .values(spent=spent, period=period, reserved=row.reserved + amount, updated_at=now)
+            )
+            if result.rowcount != 1:
+                raise _Contended
+            db.execute(
+                insert(ledger).values(
+                    id=ledger_id,
+                    connection_id=row.id,
+                    app_id=request.app_id,
+                    app_user_id=request.app_user_id,
+                    kind=request.kind,
+                    model=request.model,
+                    state="reserved",
+                    reserved=amount,
+                    reconcile=False,
+                    period=period,
+                    created_at=now,
+                    expires_at=now + request.ttl_seconds,
+                )
+            )
+            record = _connection(row, period)
+            return Reservation(ledger_id=ledger_id, amount=amount, connection=record)
+
+        for _attempt in range(8):
+            try:
+                return await self._run_handle().run(operation)
+            except _Contended:
+                continue
+        return Refusal.BUDGET_EXCEEDED
+
+    async def settle(
+        self,
+        ledger_id: str,
+        cost: int,
+        cost_source: str,
+        now: int,
+        *,
+        generation_id: str | None = None,
+        reconcile: bool = False,
+    ) -> bool:
+        period = period_of(now)
+        state = "released" if cost_source == "none" else "settled"
+
+        def operation(db: Connection) -> bool:
+            row = db.execute(
+                select(_L.connection_id, _L.reserved, _L.state, _L.cost)
+                .where(_L.id == ledger_id)
+                .with_for_update()
+            ).first()
+            if row is None or row.state not in ("reserved", "expired"):
+                return False
+            if row.state == "reserved":
+                hold, already_charged = row.reserved, 0
+            else:  # the sweeper charged the whole hold after a stall; apply the difference
+                hold, already_charged = 0, row.cost or 0
+            db.execute(
+                update(ledger)
+                .where(_L.id == ledger_id, _L.state == row.state)
+                .values(
+                    state=state,
+                    cost=cost,
+                    cost_source=cost_source,
+                    generation_id=generation_id,
+                    reconcile=reconcile,
+                    settled_at=now,
+                )
+            )
+            db.execute(
+                update(connections)
+                .where(_C.id == row.connection_id)
+                .values(
+                    spent=_nonnegative(_spent_in(period) + (cost - already_charged)),
+                    period=period,
+                    reserved=_C.reserved - hold,
+                    updated_at=now,
+                )
+            )
+            return True
+
+        return await self._run_handle().run(operation)
+
+    async def reconcile(self, ledger_id: str, actual: int, now: int) -> bool:
+        period = period_of(now)
+
+        def operation(db: Connection) -> bool:
+            row = db.execute(
+                select(_L.connection_id, _L.cost, _L.period)
+                .where(_L.id == ledger_id, _L.reconcile.is_(True), _L.state == "settled")
+                .with_for_update()
+            ).first()
+            if row is None:
+                return False
+            db.execute(
+                update(ledger)
+                .where(_L.id == ledger_id)
+                .values(cost=actual, cost_source="reported", reconcile=False)
+            )
+            if row.period == period:  # a charge from a closed month stays in that month
+                db.execute(
+                    update(connections)
+                    .where(_C.id == row.connection_id)
+                    .values(spent=_nonnegative(_spent_in(period) + (actual - (row.cost or 0))), period=period)
+                )
+            return True
+
+        return await self._run_handle().run(operation)
+
+    async def give_up_reconciliation(self, ledger_id: str) -> None:
+        def operation(db: Connection) -> None:
+            db.execute(update(ledger).where(_L.id == ledger_id).values(reconcile=False))
+
+        await self._run_handle().run(operation)
+
+    async def pending_reconciliations(self, limit: int) -> list[LedgerEntry]:
+        def operation(db: Connection) -> list[LedgerEntry]:
+            rows = db.execute(
+                select(ledger).where(_L.reconcile.is_(True)).order_by(_L.created_at).limit(limit)
+            ).all()
+            return [_ledger_entry(row) for row in rows]
+
+        return await self._run_handle().run(operation)
+
+    async def sweep_expired(self, now: int) -> int:
+        period = period_of(now)
+
+        def operation(db: Connection) -> int:
+            rows = db.execute(
+                select(_L.id, _L.connection_id, _L.reserved)
+                .where(_L.state == "reserved", _L.expires_at < now)
+                .with_for_update()
+            ).all()
+            for row in rows:
+                # The upstream may have billed a request whose process died, so the whole
+                # hold is charged (never more than was reserved under the cap).
+                db.execute(
+                    update(ledger)
+                    .where(_L.id == row.id, _L.state == "reserved")
+                    .values(state="expired", cost=row.reserved, cost_source="estimated", settled_at=now)
+                )
+                db.execute(
+                    update(connections)
+                    .where(_C.id == row.connection_id)
+                    .values(
+                        spent=_spent_in(period) + row.reserved,
+                        period=period,
+                        reserved=_C.reserved - row.reserved,
+                    )
+                )
+            return len(rows)
+
+        return await self._run_handle().run(operation)
+
+    async def ledger(
+        self, app_id: str, app_user_id: str | None = None, limit: int = 100
+    ) -> list[LedgerEntry]:
+        def operation(db: Connection) -> list[LedgerEntry]:
+            query = select(ledger).where(_L.app_id == app_id)
+            if app_user_id is not None:
+                query = query.where(_L.app_user_id == app_user_id)
+            rows = db.execute(query.order_by(_L.created_at.desc(), _L.id).limit(limit)).all()
+            return [_ledger_entry(row) for row in rows]
+
+        return await self._run_handle().run(operation)
+
+    # -- consent ----------------------------------------------------------------------------
+
+    async def create_consent_request(self, request: ConsentRequest) -> None:
+        values = {column: getattr(request, column) for column in consent_requests.c.keys()}  # noqa: SIM118
+
+        def operation(db: Connection) -> None:
+            # Expired requests are cleared as new ones arrive, so the table stays small.
+            db.execute(
+                consent_requests.delete().where(consent_requests.c.expires_at < request.created_at - 86400)
+            )
+            db.execute(insert(consent_requests).values(**values))
+
+        await self._run_handle().run(operation)
+
+    async def consume_consent_request(self, state: str, browser_hash: str, now: int) -> ConsentRequest | None:
+        table = consent_requests.c
+
+        def operation(db: Connection) -> ConsentRequest | None:
+            result = db.execute(
+                update(consent_requests)
+                .where(
+                    table.state == state,
+                    table.used_at.is_(None),
+                    table.expires_at > now,
+                    table.browser_hash == browser_hash,
+                )
+                .values(used_at=now)
+            )
+            if result.rowcount != 1:
+                return None
+            return _consent(db.execute(select(consent_requests).where(table.state == state)).one())
+
+        return await self._run_handle().run(operation)
+
+    async def find_consent_request(self, state: str) -> ConsentRequest | None:
+        def operation(db: Connection) -> ConsentRequest | None:
+            row = db.execute(select(consent_requests).where(consent_requests.c.state == state)).first()
+            return _consent(row) if row else None
+
+        return await self._run_handle().run(operation)
+
+    async def remember_event(self, event_id: str, now: int) -> bool:
+        def operation(db: Connection) -> bool:
+            seen = db.execute(
+                select(webhook_events.c.id).where(webhook_events.c.id == event_id).with_for_update()
+            ).first()
+            if seen:
+                return False
+            db.execute(insert(webhook_events).values(id=event_id, received_at=now))
+            return True
+
+        try:
+            return await self._run_handle().run(operation)
+        except IntegrityError:
+            return False
+
+
+class _Contended(Exception):
+    """The row changed between read and write; try the reservation again."""
+
+
+def _nonnegative(expression: Any) -> Any:
+    return case((expression < 0, 0), else_=expression)
+
+
+def _migrate(db: Connection) -> None:
+    metadata.create_all(db, checkfirst=True)
+    current = db.execute(select(func.max(schema_version.c.version))).scalar()
+    if current is None:
+        db.execute(insert(schema_version).values(version=SCHEMA_VERSION, applied_at=0))
+    elif current > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"the database holds wattfare schema v{current}, newer than this library (v{SCHEMA_VERSION})"
+        )
