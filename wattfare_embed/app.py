@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Router
+from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import ResolveUser, Settings, env_or
@@ -127,6 +127,10 @@ class Wattfare:
         self._on_start: list[Callable[[], Awaitable[None]]] = []
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
         self._connection_listeners: list[Callable[[str], None]] = []
+        from .proxy import Proxy
+
+        self.proxy = Proxy(self)
+        self._on_start.append(self._start_sweeper)
         self._asgi: ASGIApp = self._build_app()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -140,9 +144,7 @@ class Wattfare:
                 return
             await self.store.open()
             self._http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(
-                    total=None, connect=10, sock_read=self.settings.upstream_timeout_seconds
-                ),
+                timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=self.settings.upstream_timeout_seconds),
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                 auto_decompress=False,
             )
@@ -193,9 +195,7 @@ class Wattfare:
     @property
     def http(self) -> aiohttp.ClientSession:
         if self._http is None:
-            raise RuntimeError(
-                "the embed is not started; mount it, call `await wf.startup()` or use `async with wf`"
-            )
+            raise RuntimeError("the embed is not started; mount it, call `await wf.startup()` or use `async with wf`")
         return self._http
 
     def authority_context(self) -> AuthorityContext:
@@ -212,7 +212,12 @@ class Wattfare:
     def _build_app(self) -> ASGIApp:
         from .endpoints import routes
 
-        router = Router(routes(self), default=_not_found)
+        proxy_routes = [
+            Route("/api/v1/chat/completions", _Endpoint(self.proxy.chat_completions), methods=["POST"]),
+            Route("/api/v1/embeddings", _Endpoint(self.proxy.embeddings), methods=["POST"]),
+            Route("/api/v1/models", _Endpoint(self.proxy.models), methods=["GET"]),
+        ]
+        router = Router([*proxy_routes, *routes(self)], default=_not_found)
         return ExceptionMiddleware(
             router,
             handlers={WattfareError: _error_response, HTTPException: _http_error_response},
@@ -278,17 +283,30 @@ class Wattfare:
         record = await self.store.get_connection(self.keys.app_id, app_user_id, now)
         if record is None:
             return
-        await self.store.set_status(
-            self.keys.app_id, app_user_id, ConnectionState.REVOKED, now, drop_credential=True
-        )
+        await self.store.set_status(self.keys.app_id, app_user_id, ConnectionState.REVOKED, now, drop_credential=True)
         self.connection_ended(record.id)
         if record.status is ConnectionState.ACTIVE:
             await self.revoke_with_authority(self.open_credential(record), record.grant_id)
 
+    def on_connection_ended(self, listener: Callable[[str], None]) -> None:
+        """Be told (with the connection id) when a connection is revoked here."""
+        self._connection_listeners.append(listener)
+
     def connection_ended(self, connection_id: str) -> None:
-        """Hook for open streams to stop at their next chunk (the proxy listens)."""
+        """Stop this connection's open streams at their next chunk."""
         for listener in self._connection_listeners:
             listener(connection_id)
+
+    async def _start_sweeper(self) -> None:
+        async def sweep_forever() -> None:
+            while True:
+                try:
+                    await self.proxy.sweep()
+                except Exception:
+                    logger.exception("the wattfare sweeper failed; trying again later")
+                await asyncio.sleep(self.settings.sweep_interval_seconds)
+
+        self.run_in_background(sweep_forever)
 
     async def revoke_with_authority(self, credential: str | None, grant_id: str | None) -> None:
         try:
@@ -318,3 +336,15 @@ async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
     error = InvalidRequestError(f"no such endpoint: {scope.get('path', '')}")
     response = Response(error.body(), status_code=404, headers=error.response_headers())
     await response(scope, receive, send)
+
+
+class _Endpoint:
+    """A raw ASGI callable Starlette routes to as it is (a bound method would be wrapped)."""
+
+    __slots__ = ("_call",)
+
+    def __init__(self, call: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self._call = call
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._call(scope, receive, send)

@@ -151,14 +151,10 @@ class Store(Protocol):
     async def save_connection(self, new: NewConnection, now: int) -> ConnectionRecord:
         """Insert, or replace the user's connection keeping this period's spend."""
 
-    async def lower_cap(
-        self, app_id: str, app_user_id: str, monthly_cap: Micros, now: int
-    ) -> ConnectionRecord | None:
+    async def lower_cap(self, app_id: str, app_user_id: str, monthly_cap: Micros, now: int) -> ConnectionRecord | None:
         """Set a cap no higher than the current one; ``None`` when there is no active connection."""
 
-    async def set_cap(
-        self, app_id: str, app_user_id: str, monthly_cap: Micros, now: int
-    ) -> ConnectionRecord | None:
+    async def set_cap(self, app_id: str, app_user_id: str, monthly_cap: Micros, now: int) -> ConnectionRecord | None:
         """Set any cap (the authority approved it)."""
 
     async def set_status(
@@ -184,12 +180,13 @@ class Store(Protocol):
 
     async def pending_reconciliations(self, limit: int) -> list[LedgerEntry]: ...
 
+    async def give_up_reconciliation(self, ledger_id: str) -> None:
+        """Keep the estimated charge for good (the upstream never produced a record)."""
+
     async def sweep_expired(self, now: int) -> int:
         """Charge reservations whose process died (their full hold) and free them; returns how many."""
 
-    async def ledger(
-        self, app_id: str, app_user_id: str | None = None, limit: int = 100
-    ) -> list[LedgerEntry]: ...
+    async def ledger(self, app_id: str, app_user_id: str | None = None, limit: int = 100) -> list[LedgerEntry]: ...
 
     async def create_consent_request(self, request: ConsentRequest) -> None: ...
 

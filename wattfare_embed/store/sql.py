@@ -130,9 +130,7 @@ class SqlStore:
 
     async def get_connection(self, app_id: str, app_user_id: str, now: int) -> ConnectionRecord | None:
         def operation(db: Connection) -> ConnectionRecord | None:
-            row = db.execute(
-                select(connections).where(_C.app_id == app_id, _C.app_user_id == app_user_id)
-            ).first()
+            row = db.execute(select(connections).where(_C.app_id == app_id, _C.app_user_id == app_user_id)).first()
             return _connection(row, period_of(now)) if row else None
 
         return await self._run_handle().run(operation)
@@ -185,16 +183,12 @@ class SqlStore:
             # Two callbacks for one user raced to insert; the loser updates the winner's row.
             return await self._run_handle().run(operation)
 
-    async def lower_cap(
-        self, app_id: str, app_user_id: str, monthly_cap: int, now: int
-    ) -> ConnectionRecord | None:
+    async def lower_cap(self, app_id: str, app_user_id: str, monthly_cap: int, now: int) -> ConnectionRecord | None:
         return await self._update_connection(
             app_id, app_user_id, now, {"monthly_cap": monthly_cap}, only_if=_C.monthly_cap >= monthly_cap
         )
 
-    async def set_cap(
-        self, app_id: str, app_user_id: str, monthly_cap: int, now: int
-    ) -> ConnectionRecord | None:
+    async def set_cap(self, app_id: str, app_user_id: str, monthly_cap: int, now: int) -> ConnectionRecord | None:
         return await self._update_connection(app_id, app_user_id, now, {"monthly_cap": monthly_cap})
 
     async def set_status(
@@ -305,9 +299,7 @@ class SqlStore:
 
         def operation(db: Connection) -> bool:
             row = db.execute(
-                select(_L.connection_id, _L.reserved, _L.state, _L.cost)
-                .where(_L.id == ledger_id)
-                .with_for_update()
+                select(_L.connection_id, _L.reserved, _L.state, _L.cost).where(_L.id == ledger_id).with_for_update()
             ).first()
             if row is None or row.state not in ("reserved", "expired"):
                 return False
@@ -353,9 +345,7 @@ class SqlStore:
             if row is None:
                 return False
             db.execute(
-                update(ledger)
-                .where(_L.id == ledger_id)
-                .values(cost=actual, cost_source="reported", reconcile=False)
+                update(ledger).where(_L.id == ledger_id).values(cost=actual, cost_source="reported", reconcile=False)
             )
             if row.period == period:  # a charge from a closed month stays in that month
                 db.execute(
@@ -375,9 +365,7 @@ class SqlStore:
 
     async def pending_reconciliations(self, limit: int) -> list[LedgerEntry]:
         def operation(db: Connection) -> list[LedgerEntry]:
-            rows = db.execute(
-                select(ledger).where(_L.reconcile.is_(True)).order_by(_L.created_at).limit(limit)
-            ).all()
+            rows = db.execute(select(ledger).where(_L.reconcile.is_(True)).order_by(_L.created_at).limit(limit)).all()
             return [_ledger_entry(row) for row in rows]
 
         return await self._run_handle().run(operation)
@@ -412,9 +400,7 @@ class SqlStore:
 
         return await self._run_handle().run(operation)
 
-    async def ledger(
-        self, app_id: str, app_user_id: str | None = None, limit: int = 100
-    ) -> list[LedgerEntry]:
+    async def ledger(self, app_id: str, app_user_id: str | None = None, limit: int = 100) -> list[LedgerEntry]:
         def operation(db: Connection) -> list[LedgerEntry]:
             query = select(ledger).where(_L.app_id == app_id)
             if app_user_id is not None:
@@ -431,9 +417,7 @@ class SqlStore:
 
         def operation(db: Connection) -> None:
             # Expired requests are cleared as new ones arrive, so the table stays small.
-            db.execute(
-                consent_requests.delete().where(consent_requests.c.expires_at < request.created_at - 86400)
-            )
+            db.execute(consent_requests.delete().where(consent_requests.c.expires_at < request.created_at - 86400))
             db.execute(insert(consent_requests).values(**values))
 
         await self._run_handle().run(operation)

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -23,7 +23,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(app: Any, *, port: int | None = None, lifespan: str = "auto") -> Iterator[str]:
+def serve(app: Any, *, port: int | None = None, lifespan: Literal["auto", "on", "off"] = "auto") -> Iterator[str]:
     """Run ``app`` under a real uvicorn server; yields its base URL (``http://127.0.0.1:PORT``).
 
     ```python
@@ -49,7 +49,9 @@ def serve(app: Any, *, port: int | None = None, lifespan: str = "auto") -> Itera
 
 
 @asynccontextmanager
-async def serve_in_loop(app: Any, *, port: int | None = None, lifespan: str = "auto") -> AsyncIterator[str]:
+async def serve_in_loop(
+    app: Any, *, port: int | None = None, lifespan: Literal["auto", "on", "off"] = "auto"
+) -> AsyncIterator[str]:
     """Like ``serve``, but on the running event loop, so a test can also await the app's objects."""
     port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan)

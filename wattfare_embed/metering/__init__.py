@@ -1,0 +1,1 @@
+"""Metering: prices, admission estimates, the SSE meter and upstream error mapping."""
