@@ -9,6 +9,7 @@ app.mount("/wattfare", wf)
 """
 
 from .app import Session, Wattfare
+from .client import WattfareUser, is_budget_exceeded, is_not_connected, to_wattfare_error
 from .consent import ConsentAuthority, DevConsent, FundingGrant, OpenRouterConsent
 from .errors import (
     AuthError,
@@ -47,6 +48,10 @@ __all__ = [
     "UpstreamError",
     "Wattfare",
     "WattfareError",
+    "WattfareUser",
+    "is_budget_exceeded",
+    "is_not_connected",
     "metadata",
     "new_key_pair",
+    "to_wattfare_error",
 ]

@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from starlette.exceptions import HTTPException
@@ -28,6 +28,9 @@ from .money import Micros, micros_from_usd
 from .status import ConnectionStatus
 from .store import ConnectionRecord, ConnectionState, SqlStore, Store
 from .tokens import SessionTokens
+
+if TYPE_CHECKING:
+    from .client import WattfareUser
 
 __all__ = ["Session", "Wattfare"]
 
@@ -261,6 +264,12 @@ class Wattfare:
                 raise InvalidRequestError("the requested monthly cap is out of range")
         token, expires_at = self.tokens.mint(app_user_id, requested)
         return Session(token=token, expiresAt=expires_at)
+
+    def user(self, app_user_id: str) -> WattfareUser:
+        """A handle on one of your users: ``status()``, ``openai()``, ``disconnect()``, ``model()``."""
+        from .client import WattfareUser
+
+        return WattfareUser(self, app_user_id)
 
     async def status(self, app_user_id: str) -> ConnectionStatus:
         """A user's connection and budget; ``connected=False`` (never an error) when there is none."""

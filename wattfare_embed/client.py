@@ -1,0 +1,111 @@
+"""The server-side client: ``wf.user(uid)`` with status, disconnect and a metered OpenAI client."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import BudgetExceededError, FundingInvalidError, NotConnectedError, WattfareError, error_from_code
+from .status import ConnectionStatus
+
+if TYPE_CHECKING:
+    import openai
+
+    from .app import Session, Wattfare
+
+__all__ = ["WattfareUser", "is_budget_exceeded", "is_not_connected", "to_wattfare_error"]
+
+# Requests from `openai()` never leave the process; this host only names them.
+INTERNAL_BASE_URL = "http://wattfare.internal/api/v1"
+
+
+class WattfareUser:
+    """One of your users, as seen by the embed.
+
+    ```python
+    ai = wf.user("user_123")
+    client = ai.openai()                       # an openai.AsyncOpenAI, metered
+    stream = await client.chat.completions.create(model="openai/gpt-4o-mini", messages=[...], stream=True)
+    print((await ai.status()).remaining)       # micro-dollars
+    ```
+    """
+
+    def __init__(self, embed: Wattfare, app_user_id: str) -> None:
+        self._embed = embed
+        self.app_user_id = app_user_id
+
+    async def status(self) -> ConnectionStatus:
+        """Connection and budget; ``connected=False`` on first run, never an error."""
+        return await self._embed.status(self.app_user_id)
+
+    async def disconnect(self) -> None:
+        await self._embed.disconnect(self.app_user_id)
+
+    async def create_session(self, *, monthly_usd: float | int | str | None = None) -> Session:
+        return await self._embed.create_session(self.app_user_id, monthly_usd=monthly_usd)
+
+    def openai(self, **options: Any) -> openai.AsyncOpenAI:
+        """An ``openai.AsyncOpenAI`` whose calls are metered in process (no HTTP hop).
+
+        Streams arrive token by token; ``max_retries`` is 0 because a retried
+        metered call could be charged twice. Errors are the SDK's own exception
+        types; ``to_wattfare_error(exc)`` turns them into ours.
+        """
+        try:
+            import httpx2
+            import openai
+        except ImportError as exc:  # pragma: no cover - depends on the installed extras
+            raise ImportError("wf.user(...).openai() needs: pip install 'wattfare-embed[openai]'") from exc
+        from ._inprocess import InProcessTransport
+
+        timeout = options.pop("timeout", self._embed.settings.upstream_timeout_seconds)
+        http_client = httpx2.AsyncClient(transport=InProcessTransport(self._embed), timeout=timeout)
+        headers = {"X-Wattfare-User": self.app_user_id, **options.pop("default_headers", {})}
+        return openai.AsyncOpenAI(
+            base_url=INTERNAL_BASE_URL,
+            api_key=self._embed.keys.secret_key,
+            default_headers=headers,
+            max_retries=options.pop("max_retries", 0),
+            http_client=http_client,
+            **options,
+        )
+
+    def model(self, model_name: str) -> Any:
+        """A pydantic-ai model billed to this user (needs the ``pydantic-ai`` extra)."""
+        try:
+            from pydantic_ai.models.openai import OpenAIChatModel
+            from pydantic_ai.providers.openai import OpenAIProvider
+        except ImportError as exc:  # pragma: no cover - depends on the installed extras
+            raise ImportError("wf.user(...).model() needs: pip install 'wattfare-embed[pydantic-ai]'") from exc
+        return OpenAIChatModel(model_name, provider=OpenAIProvider(openai_client=self.openai()))
+
+    def __repr__(self) -> str:
+        return f"WattfareUser({self.app_user_id!r})"
+
+
+def to_wattfare_error(exc: BaseException) -> WattfareError | None:
+    """Our typed error behind an exception, seeing through the openai SDK's wrappers."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, WattfareError):
+            return current
+        body = getattr(current, "body", None)
+        if isinstance(body, dict):
+            inner = body.get("error", body)
+            code = inner.get("code") if isinstance(inner, dict) else None
+            if isinstance(code, str):
+                message = str(inner.get("message") or code)
+                return error_from_code(code, message)
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def is_budget_exceeded(exc: BaseException) -> bool:
+    """True when the user's cap is reached: show their usage and a raise-cap link."""
+    return isinstance(to_wattfare_error(exc), BudgetExceededError)
+
+
+def is_not_connected(exc: BaseException) -> bool:
+    """True when the user must connect (again): no budget yet, revoked, or funding refused."""
+    return isinstance(to_wattfare_error(exc), (NotConnectedError, FundingInvalidError))
