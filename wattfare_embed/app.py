@@ -220,7 +220,8 @@ class Wattfare:
             Route("/api/v1/embeddings", _Endpoint(self.proxy.embeddings), methods=["POST"]),
             Route("/api/v1/models", _Endpoint(self.proxy.models), methods=["GET"]),
         ]
-        router = Router([*proxy_routes, *routes(self)], default=_not_found)
+        self.routes: list[Route] = [*proxy_routes, *(route for route in routes(self) if isinstance(route, Route))]
+        router = Router(list(self.routes), default=_not_found)
         return ExceptionMiddleware(
             router,
             handlers={WattfareError: _error_response, HTTPException: _http_error_response},

@@ -1,0 +1,1 @@
+"""Framework shells: thin translations onto the core, no logic of their own."""

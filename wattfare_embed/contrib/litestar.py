@@ -1,0 +1,89 @@
+"""Litestar: ``WattfarePlugin`` registers native route handlers, DI, errors and lifespan.
+
+```python
+from litestar import Litestar, post
+from wattfare_embed.contrib.litestar import WattfarePlugin
+
+@post("/chat", status_code=200)
+async def chat(wattfare_user: WattfareUser) -> dict: ...
+
+app = Litestar([chat], plugins=[WattfarePlugin(wf, path="/wattfare")])
+```
+
+The routes are Litestar handlers on exact paths (not a mounted Starlette app),
+so Litestar's trailing-slash rewrite of mounts never loses the prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Request
+from litestar import Response as LitestarResponse
+from litestar.config.app import AppConfig
+from litestar.di import Provide
+from litestar.handlers import asgi
+from litestar.plugins import InitPlugin
+
+from .._forward import forward_to_embed
+from ..app import Wattfare
+from ..client import WattfareUser
+from ..config import call_resolve_user
+from ..errors import AuthError, WattfareError
+
+__all__ = ["WattfarePlugin"]
+
+
+def _error_response(request: Request[Any, Any, Any], exc: Exception) -> LitestarResponse[Any]:
+    assert isinstance(exc, WattfareError)
+    return LitestarResponse(content=exc.to_json(), status_code=exc.status, headers=exc.response_headers())
+
+
+class WattfarePlugin(InitPlugin):
+    """Add the embed to a Litestar app.
+
+    Registers the embed's routes under ``path``, the dependencies ``wattfare``
+    (the ``Wattfare``) and ``wattfare_user`` (the signed-in user's handle), an
+    exception handler answering ``WattfareError`` with the typed JSON, and a
+    lifespan that starts and stops the embed.
+    """
+
+    __slots__ = ("path", "wattfare")
+
+    def __init__(self, wattfare: Wattfare, *, path: str = "/wattfare") -> None:
+        self.wattfare = wattfare
+        self.path = "/" + path.strip("/")
+
+    @asynccontextmanager
+    async def _lifespan(self, app: Litestar) -> AsyncIterator[None]:
+        async with self.wattfare:
+            yield
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        embed, mount_path = self.wattfare, self.path
+
+        async def forward(scope: Any, receive: Any, send: Any) -> None:
+            await forward_to_embed(embed, mount_path, scope, receive, send)
+
+        paths = sorted({mount_path + route.path for route in embed.routes})
+        app_config.route_handlers.append(asgi(paths, name="wattfare", copy_scope=True)(forward))
+
+        async def provide_wattfare() -> Wattfare:
+            return embed
+
+        async def provide_wattfare_user(request: Request[Any, Any, Any]) -> WattfareUser:
+            from starlette.requests import Request as StarletteRequest
+
+            user = await call_resolve_user(embed.resolve_user, StarletteRequest(request.scope))  # type: ignore[arg-type]
+            if user is None:
+                raise AuthError("nobody is signed in to the app")
+            return embed.user(user)
+
+        app_config.dependencies.setdefault("wattfare", Provide(provide_wattfare))
+        app_config.dependencies.setdefault("wattfare_user", Provide(provide_wattfare_user))
+        app_config.exception_handlers.setdefault(WattfareError, _error_response)
+        app_config.signature_namespace.update({"Wattfare": Wattfare, "WattfareUser": WattfareUser})
+        app_config.lifespan.append(self._lifespan)
+        return app_config
