@@ -1,0 +1,3 @@
+"""Testing kit: a fake OpenRouter and fixtures."""
+
+__all__: list[str] = []

@@ -1,0 +1,194 @@
+"""The fake's billable endpoints, chat completions and embeddings: authenticate, price, check, admit, answer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ._fake_catalog import serve_model
+from ._fake_chat import CompletionStream, ReplyPlan, complete_in_one_body, word_pieces
+from ._fake_faults import fault_of
+from ._fake_ledger import check_affordable
+from ._fake_wire import JSONObject, OpenRouterError, json_object, usd
+
+if TYPE_CHECKING:
+    from .fake_openrouter import FakeOpenRouter
+
+_EMBEDDING_DIMENSIONS = 8
+_MAX_EMBEDDING_DIMENSIONS = 4_096
+
+
+def inference_routes(fake: FakeOpenRouter) -> list[Route]:
+    async def chat_completions(request: Request) -> Response:
+        key = fake.keys.inference_caller(request.headers.get("authorization"))
+        body = await json_object(request)
+        served = serve_model(fake.models, body.get("model"), fake.auto_router_target)
+        messages = _messages(body)
+        requested_max = _requested_max_tokens(body)
+        prompt_tokens = estimate_tokens(messages)
+        check_affordable(
+            key,
+            fake.account_remaining(),
+            served.prices,
+            prompt_tokens=prompt_tokens,
+            # Without max_tokens OpenRouter assumes the model's whole output budget (§5.4).
+            max_output_tokens=requested_max or served.max_completion_tokens,
+        )
+        reply = word_pieces(fake.reply_text if fake.reply_text is not None else _simulated_reply(messages))
+        pieces = reply if requested_max is None else reply[:requested_max]
+        streamed = body.get("stream") is True
+        generation = fake.ledger.admit(
+            key,
+            served,
+            api_type="completions",
+            streamed=streamed,
+            prompt_tokens=prompt_tokens,
+            external_user=_optional_str(body.get("user")),
+            http_referer=request.headers.get("http-referer"),
+        )
+        fault = fault_of(request.scope)
+        plan = ReplyPlan(
+            generation=generation,
+            pieces=pieces,
+            finish_reason="length" if len(pieces) < len(reply) else "stop",
+            created=int(fake.clock()),
+            fault=fault,
+            pause=fault.slow if fault is not None and fault.slow is not None else fake.chunk_delay,
+            usage_shape=(fault.usage_shape if fault is not None else None) or fake.usage_shape,
+        )
+        if streamed:
+            return CompletionStream(plan, fake.ledger)
+        return await complete_in_one_body(plan, fake.ledger)
+
+    async def embeddings(request: Request) -> Response:
+        key = fake.keys.inference_caller(request.headers.get("authorization"))
+        body = await json_object(request)
+        served = serve_model(fake.models, body.get("model"), fake.auto_router_target)
+        inputs = _embedding_inputs(body.get("input"))
+        dimensions = _dimensions(body.get("dimensions"))
+        prompt_tokens = estimate_tokens(body["input"])
+        check_affordable(key, fake.account_remaining(), served.prices, prompt_tokens=prompt_tokens, max_output_tokens=0)
+        generation = fake.ledger.admit(
+            key,
+            served,
+            api_type="embeddings",
+            streamed=False,
+            prompt_tokens=prompt_tokens,
+            external_user=_optional_str(body.get("user")),
+            http_referer=request.headers.get("http-referer"),
+        )
+        fault = fault_of(request.scope)
+        cost = fake.ledger.settle(
+            generation,
+            completion_tokens=0,
+            finish_reason=None,
+            cost_override=fault.cost_override if fault else None,
+        )
+        payload: JSONObject = {
+            "id": generation.id,
+            "object": "list",
+            "model": served.id,
+            "provider": served.provider,
+            "data": [
+                {"object": "embedding", "index": index, "embedding": _vector(served.id, item, dimensions)}
+                for index, item in enumerate(inputs)
+            ],
+        }
+        if not (fault and fault.no_usage):
+            payload["usage"] = {
+                "prompt_tokens": prompt_tokens,
+                "total_tokens": prompt_tokens,
+                "cost": usd(cost),
+                "is_byok": False,
+                "cost_details": {"upstream_inference_cost": None},
+            }
+        return JSONResponse(payload, headers={"X-Generation-Id": generation.id})
+
+    return [
+        Route("/api/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/api/v1/embeddings", embeddings, methods=["POST"]),
+    ]
+
+
+def estimate_tokens(prompt: object) -> int:
+    """The fake's tokenizer: a quarter of the JSON text, rounded up. Deterministic, so tests can price it."""
+    return -(-len(json.dumps(prompt)) // 4)
+
+
+def _messages(body: JSONObject) -> list[Any]:
+    messages = body.get("messages")
+    if isinstance(messages, list) and messages:
+        return messages
+    # OpenRouter's chat endpoint also takes a bare `prompt` (§9).
+    prompt = body.get("prompt")
+    if isinstance(prompt, str) and prompt:
+        return [{"role": "user", "content": prompt}]
+    raise OpenRouterError(400, 'Input required: specify "prompt" or "messages"')
+
+
+def _requested_max_tokens(body: JSONObject) -> int | None:
+    for field in ("max_completion_tokens", "max_tokens"):
+        value = body.get(field)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise OpenRouterError(400, f"{field} must be a positive integer")
+        return value
+    return None
+
+
+def _simulated_reply(messages: list[Any]) -> str:
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return f"Simulated reply: {_text_of(message.get('content'))}"
+    return "Simulated reply: (no user message)"
+
+
+def _text_of(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        # Multimodal content: keep the text parts only.
+        return " ".join(
+            str(part.get("text", "")) for part in content if isinstance(part, dict) and part.get("type") == "text"
+        )
+    return ""
+
+
+def _optional_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _embedding_inputs(raw: object) -> list[object]:
+    if isinstance(raw, str) and raw:
+        return [raw]
+    if isinstance(raw, list) and raw:
+        # A flat list of ints is one pre-tokenized input; otherwise each item is an input.
+        if all(isinstance(item, int) for item in raw):
+            return [raw]
+        return list(raw)
+    raise OpenRouterError(400, "input must be a non-empty string or array")
+
+
+def _dimensions(raw: object) -> int:
+    if raw is None:
+        return _EMBEDDING_DIMENSIONS
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= _MAX_EMBEDDING_DIMENSIONS:
+        raise OpenRouterError(400, f"dimensions must be an integer from 1 to {_MAX_EMBEDDING_DIMENSIONS}")
+    return raw
+
+
+def _vector(model_id: str, item: object, dimensions: int) -> list[float]:
+    # Same input, same vector: hash bytes stretched over the dimensions, mapped into [-1, 1].
+    seed = f"{model_id}\0{json.dumps(item)}".encode()
+    stream = b""
+    block = 0
+    while len(stream) < 2 * dimensions:
+        stream += hashlib.sha256(seed + block.to_bytes(4, "big")).digest()
+        block += 1
+    return [round(int.from_bytes(stream[2 * i : 2 * i + 2], "big") / 32767.5 - 1, 6) for i in range(dimensions)]
