@@ -74,6 +74,8 @@ class Fault:
     usage_shape: UsageShape | None = None
     slow: float | None = None
     cost_override: Decimal | None = None
+    # A provider that overruns max_tokens: the whole reply streams whatever was asked for.
+    ignore_max_tokens: bool = False
 
     def __post_init__(self) -> None:
         breaks = [self.status, self.mid_stream_error_after, self.drop_after]

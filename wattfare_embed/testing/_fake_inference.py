@@ -40,7 +40,9 @@ def inference_routes(fake: FakeOpenRouter) -> list[Route]:
             max_output_tokens=requested_max or served.max_completion_tokens,
         )
         reply = word_pieces(fake.reply_text if fake.reply_text is not None else _simulated_reply(messages))
-        pieces = reply if requested_max is None else reply[:requested_max]
+        fault = fault_of(request.scope)
+        overrun = fault is not None and fault.ignore_max_tokens
+        pieces = reply if requested_max is None or overrun else reply[:requested_max]
         streamed = body.get("stream") is True
         generation = fake.ledger.admit(
             key,
@@ -51,7 +53,6 @@ def inference_routes(fake: FakeOpenRouter) -> list[Route]:
             external_user=_optional_str(body.get("user")),
             http_referer=request.headers.get("http-referer"),
         )
-        fault = fault_of(request.scope)
         plan = ReplyPlan(
             generation=generation,
             pieces=pieces,

@@ -1,0 +1,1 @@
+"""Runnable example apps, one per framework; ``fastapi_chat`` is the ``make demo`` app."""

@@ -1,0 +1,1 @@
+"""The demo: a small chat whose users pay for their own AI."""

@@ -1,0 +1,83 @@
+"""``make demo``: keys, SQLite, development consent and, without an OpenRouter key, the fake upstream.
+
+Run it with ``python -m example_apps.fastapi_chat.run_demo`` (``make demo`` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+from pathlib import Path
+
+import uvicorn
+
+from wattfare_embed import DevConsent, Wattfare, new_key_pair
+from wattfare_embed.testing.fake_openrouter import FakeOpenRouter
+
+from .app import create_app, current_user
+
+STATE = Path(".demo")
+
+
+def _keys() -> tuple[str, str]:
+    """Test keys kept in .demo/keys.env (ignored by git), made on first run."""
+    STATE.mkdir(exist_ok=True)
+    path = STATE / "keys.env"
+    if not path.exists():
+        pair = new_key_pair(live=False)
+        path.write_text(f"WATTFARE_SECRET_KEY={pair.secret_key}\nWATTFARE_PUBLISHABLE_KEY={pair.publishable_key}\n")
+        path.chmod(0o600)
+    values = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return values["WATTFARE_SECRET_KEY"], values["WATTFARE_PUBLISHABLE_KEY"]
+
+
+def _serve_in_thread(app: object, port: int) -> None:
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))  # type: ignore[arg-type]
+    threading.Thread(target=server.run, daemon=True, name=f"uvicorn-{port}").start()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run the Acme Chat demo")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument("--fake-port", type=int, default=int(os.environ.get("FAKE_PORT", "8001")))
+    args = parser.parse_args()
+
+    secret_key, publishable_key = _keys()
+    openrouter_key = os.environ.get("OPENROUTER_API_KEY")
+    simulated = not openrouter_key
+    upstream_url = "https://openrouter.ai/api/v1"
+    if simulated:
+        _serve_in_thread(FakeOpenRouter(chunk_delay=0.04), args.fake_port)
+        upstream_url = f"http://127.0.0.1:{args.fake_port}/api/v1"
+
+    wf = Wattfare(
+        secret_key=secret_key,
+        publishable_key=publishable_key,
+        database_url=f"sqlite+aiosqlite:///{STATE / 'wattfare.db'}",
+        consent=DevConsent(auto_approve=False),  # show the consent screen, as users would see it
+        resolve_user=current_user,
+        app_name="Acme Chat",
+        default_monthly_usd=5,
+        upstream_url=upstream_url,
+        upstream_api_key=openrouter_key,
+    )
+    url = f"http://127.0.0.1:{args.port}"
+    print(
+        f"\n  Acme Chat is running on {url}\n\n"
+        "  1. Open it and sign in with any name (a stand-in for your app's login).\n"
+        "  2. Click “Connect AI budget”, set a monthly cap and Approve.\n"
+        "  3. Chat: each reply is charged to that user's budget; watch the bar fall.\n"
+        "  4. Disconnect, and the next message asks you to connect again.\n\n"
+        + (
+            f"  Replies are simulated by a local stand-in for OpenRouter on port {args.fake_port}.\n"
+            "  Set OPENROUTER_API_KEY to use real models.\n"
+            if simulated
+            else "  Using real OpenRouter models, paid by your OPENROUTER_API_KEY.\n"
+        )
+    )
+    uvicorn.run(create_app(wf, simulated=simulated), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
