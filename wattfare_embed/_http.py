@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .errors import InvalidRequestError
+from .errors import InvalidRequestError, PayloadTooLargeError
 from .money import Micros, micros_from_usd, usd_text
 
 __all__ = [
@@ -39,7 +39,7 @@ async def read_json_object(request: Request, max_bytes: int, *, allow_empty: boo
     async for chunk in request.stream():
         body.extend(chunk)
         if len(body) > max_bytes:
-            raise InvalidRequestError(f"the request body is larger than {max_bytes} bytes")
+            raise PayloadTooLargeError(f"the request body is larger than {max_bytes} bytes")
     if not body.strip() and allow_empty:
         return {}
     if content_type.split(";")[0].strip().lower() != "application/json":
@@ -92,12 +92,6 @@ def safe_return_path(value: Any, default: str = "/") -> str:
     if not isinstance(value, str) or len(value) > 2048:
         raise InvalidRequestError("returnTo must be a path on this site, such as /settings")
     parts = urlsplit(value)
-    if (
-        _CONTROL.search(value)
-        or not value.startswith("/")
-        or value.startswith("//")
-        or parts.scheme
-        or parts.netloc
-    ):
+    if _CONTROL.search(value) or not value.startswith("/") or value.startswith("//") or parts.scheme or parts.netloc:
         raise InvalidRequestError("returnTo must be a path on this site, such as /settings")
     return value

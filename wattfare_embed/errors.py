@@ -18,6 +18,7 @@ __all__ = [
     "GrantInvalidError",
     "InvalidRequestError",
     "NotConnectedError",
+    "PayloadTooLargeError",
     "RateLimitedError",
     "UpstreamError",
     "WattfareError",
@@ -109,6 +110,12 @@ class InvalidRequestError(WattfareError):
 
     code = "invalid_request"
     status = 400
+
+
+class PayloadTooLargeError(InvalidRequestError):
+    """The request body is over the configured limit (``max_body_bytes``, default 4 MiB)."""
+
+    status = 413
 
 
 class UpstreamError(WattfareError):
