@@ -184,8 +184,9 @@ async def test_non_streaming_reply_echoes_the_user_and_carries_usage_cost_and_ge
         "reasoning": None,
     }
     assert choice["finish_reason"] == "stop" and choice["native_finish_reason"] == "stop"
-    assert answer["usage"]["completion_tokens"] == 4  # "Simulated", " reply:", " hello", " world"
-    assert answer["usage"]["cost"] == mini_cost(body, 4)
+    # Token-sized pieces of at most four characters: "Simu" "late" "d" " rep" "ly:" " hel" "lo" " wor" "ld".
+    assert answer["usage"]["completion_tokens"] == 9
+    assert answer["usage"]["cost"] == mini_cost(body, 9)
 
 
 async def test_stream_framing_is_comment_role_words_finish_usage_then_done() -> None:
@@ -201,13 +202,13 @@ async def test_stream_framing_is_comment_role_words_finish_usage_then_done() -> 
         assert chunk["model"] == "openai/gpt-4o-mini" and chunk["provider"] == "OpenAI"
         assert isinstance(chunk["created"], int)
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
-    assert [c["choices"][0]["delta"]["content"] for c in stream.content_chunks] == ["Hello", " there,", " friend"]
+    assert [c["choices"][0]["delta"]["content"] for c in stream.content_chunks] == ["Hell", "o", " the", "re,", " fri", "end"]
     finish, usage_chunk = chunks[-2], chunks[-1]
     assert finish["choices"][0]["finish_reason"] == "stop"
     assert finish["choices"][0]["native_finish_reason"] == "stop"
     assert "usage" not in finish
     # The usage chunk comes after the finish_reason chunk, with `choices: []` by default.
-    assert usage_chunk["choices"] == [] and usage_chunk["usage"]["completion_tokens"] == 3
+    assert usage_chunk["choices"] == [] and usage_chunk["usage"]["completion_tokens"] == 6
     assert stream.payloads[-1] == "[DONE]"
     assert stream.raw.endswith(b"data: [DONE]\n\n")
 
@@ -230,7 +231,7 @@ async def test_usage_chunk_can_come_with_choices_and_an_empty_delta(set_by: str)
 
 
 async def test_chunks_are_sent_as_generated_not_buffered() -> None:
-    fake = FakeOpenRouter(reply_text="one two three four", chunk_delay=0.1)
+    fake = FakeOpenRouter(reply_text="one two six ten", chunk_delay=0.1)  # four one-token words
     async with live(fake) as http:
         _, stream = await stream_chat(http, chat())
     content_times = [at for at, event in stream.events if '"content":"' in event and '"content":""' not in event]
@@ -436,9 +437,9 @@ async def test_generation_record_answers_404_for_the_configured_polls_then_appea
     assert polls[0].json()["error"]["code"] == 404
     record = decimal_json(polls[2].text)["data"]
     assert record["id"] == generation_id and record["model"] == "openai/gpt-4o-mini"
-    assert record["total_cost"] == record["usage"] == mini_cost(body, 4)
+    assert record["total_cost"] == record["usage"] == mini_cost(body, 9)
     assert record["tokens_prompt"] == record["native_tokens_prompt"] == prompt_tokens(body)
-    assert record["tokens_completion"] == record["native_tokens_completion"] == 4
+    assert record["tokens_completion"] == record["native_tokens_completion"] == 9
     assert record["cancelled"] is False and record["streamed"] is False and record["finish_reason"] == "stop"
     assert record["external_user"] == "tenant-7" and record["created_at"]
     assert unknown.status_code == 404

@@ -16,8 +16,13 @@ from ._fake_wire import JSONObject, compact_json
 
 
 def word_pieces(text: str) -> list[str]:
-    """One token per word, each keeping its leading space, so the pieces join back into the text."""
-    return re.findall(r"\s*\S+", text)
+    """Token-sized pieces that join back into the text: a word with its leading space, cut into
+    pieces of at most four characters, the size real tokenizers average (so a long word is
+    several tokens, as it would be upstream)."""
+    pieces: list[str] = []
+    for word in re.findall(r"\s*\S+", text):
+        pieces.extend(word[start : start + 4] for start in range(0, len(word), 4))
+    return pieces
 
 
 @dataclass(frozen=True)
