@@ -48,14 +48,21 @@ async def _wait_ready(url: str) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-async def _connect_user(database_url: str, secret: str, publishable: str, upstream: str) -> None:
-    wf = Wattfare(secret_key=secret, publishable_key=publishable, database_url=database_url, upstream_url=upstream)
+async def _connect_user(database_url: str, secret: str, publishable: str) -> None:
+    """The benchmark's one user, connected with a cap it will not reach."""
+    wf = Wattfare(secret_key=secret, publishable_key=publishable, database_url=database_url)
     async with wf:
         sealed = wf.credentials.seal("sk-or-v1-bench", f"{wf.keys.app_id}/{USER}")
-        await wf.store.save_connection(NewConnection(wf.keys.app_id, USER, "dev", 900_000_000, sealed), int(time.time()))
+        connection = NewConnection(wf.keys.app_id, USER, "dev", 900_000_000, sealed)
+        await wf.store.save_connection(connection, int(time.time()))
 
 
-async def _timed(session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: object, stream: bool) -> float:
+Call = Callable[[], Awaitable[float]]
+
+
+async def _timed(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: object, stream: bool
+) -> float:
     """Seconds to the whole body (non-streaming) or to the first content byte (streaming)."""
     start = time.perf_counter()
     async with session.post(url, json=body, headers=headers) as response:
@@ -71,7 +78,7 @@ async def _timed(session: aiohttp.ClientSession, url: str, headers: dict[str, st
         return first if first is not None else time.perf_counter() - start
 
 
-async def _latencies(call: Callable[[], Awaitable[float]], count: int, concurrency: int) -> list[float]:
+async def _latencies(call: Call, count: int, concurrency: int) -> list[float]:
     for _ in range(min(50, count)):
         await call()
     results: list[float] = []
@@ -92,7 +99,7 @@ def _p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-async def _throughput(call: Callable[[], Awaitable[float]], seconds: float, concurrency: int) -> float:
+async def _throughput(call: Call, seconds: float, concurrency: int) -> float:
     done = 0
     stop = time.perf_counter() + seconds
 
@@ -135,16 +142,15 @@ async def bench(args: argparse.Namespace) -> None:
         databases = [("SQLite", f"sqlite+aiosqlite:///{Path(args.workdir) / 'bench.db'}")]
         if not args.no_postgres:
             databases.append(("PostgreSQL", args.postgres_url))
+        slow_upstream = f"http://127.0.0.1:{slow_port}/api/v1"
         for label, database_url in databases:
-            for stream_upstream, port_of_upstream in ((upstream, fake_port), (f"http://127.0.0.1:{slow_port}/api/v1", slow_port)):
-                del port_of_upstream
-                await _connect_user(database_url, pair.secret_key, pair.publishable_key, stream_upstream)
+            await _connect_user(database_url, pair.secret_key, pair.publishable_key)
             proxy_port, slow_proxy_port = free_port(), free_port()
-            common = ["--database-url", database_url, "--secret-key", pair.secret_key, "--publishable-key", pair.publishable_key]
+            common = ["--database-url", database_url, "--secret-key", pair.secret_key]
+            common += ["--publishable-key", pair.publishable_key]
             proxy = _spawn("-m", "bench.serve_proxy", "--port", str(proxy_port), "--upstream-url", upstream, *common)
             slow_proxy = _spawn(
-                "-m", "bench.serve_proxy", "--port", str(slow_proxy_port),
-                "--upstream-url", f"http://127.0.0.1:{slow_port}/api/v1", *common,
+                "-m", "bench.serve_proxy", "--port", str(slow_proxy_port), "--upstream-url", slow_upstream, *common
             )  # fmt: skip
             processes += [proxy, slow_proxy]
             proxy_url = f"http://127.0.0.1:{proxy_port}/wattfare/api/v1/chat/completions"
@@ -154,7 +160,7 @@ async def bench(args: argparse.Namespace) -> None:
             connector = aiohttp.TCPConnector(limit=0)
             async with aiohttp.ClientSession(connector=connector) as session:
 
-                def caller(url: str, headers: dict[str, str], body: object, stream: bool) -> Callable[[], Awaitable[float]]:
+                def caller(url: str, headers: dict[str, str], body: object, stream: bool) -> Call:
                     return lambda: _timed(session, url, headers, body, stream)
 
                 for concurrency in (1, 32):
@@ -166,18 +172,16 @@ async def bench(args: argparse.Namespace) -> None:
                         direct = await _latencies(caller(direct_url, direct_headers, body, stream), count, concurrency)
                         proxied = await _latencies(caller(proxy_url, proxy_headers, body, stream), count, concurrency)
                         what = "first byte, streaming" if stream else "whole reply, non-streaming"
-                        rows.append(
-                            (
-                                f"{label}: added latency, {what}, concurrency {concurrency}",
-                                f"p50 +{_p(proxied, 0.5) - _p(direct, 0.5):.2f} ms, p99 +{_p(proxied, 0.99) - _p(direct, 0.99):.2f} ms "
-                                f"(direct p50 {_p(direct, 0.5):.2f} ms)",
-                            )
-                        )
+                        added_p50 = _p(proxied, 0.5) - _p(direct, 0.5)
+                        added_p99 = _p(proxied, 0.99) - _p(direct, 0.99)
+                        result = f"p50 +{added_p50:.2f} ms, p99 +{added_p99:.2f} ms"
+                        result += f" (direct p50 {_p(direct, 0.5):.2f} ms)"
+                        rows.append((f"{label}: added latency, {what}, concurrency {concurrency}", result))
                 rate = await _throughput(caller(proxy_url, proxy_headers, BODY, False), args.seconds, 32)
                 rows.append((f"{label}: metered requests/s, one proxy process, concurrency 32", f"{rate:.0f}"))
                 if label == "SQLite":
                     slow_url = f"http://127.0.0.1:{slow_proxy_port}/wattfare/api/v1/chat/completions"
-                    direct_gaps = await _chunk_gaps(session, f"http://127.0.0.1:{slow_port}/api/v1/chat/completions", direct_headers)
+                    direct_gaps = await _chunk_gaps(session, f"{slow_upstream}/chat/completions", direct_headers)
                     proxy_gaps = await _chunk_gaps(session, slow_url, proxy_headers)
                     rows.append(
                         (

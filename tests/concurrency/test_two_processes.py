@@ -30,7 +30,8 @@ async def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     async with httpx2.AsyncClient() as client:
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(f"the app process exited: {process.stderr.read().decode() if process.stderr else ''}")
+                output = process.stderr.read().decode() if process.stderr else ""
+                raise RuntimeError(f"the app process exited: {output}")
             try:
                 if (await client.get(url)).status_code < 500:
                     return
@@ -59,7 +60,10 @@ async def test_two_app_processes_sharing_postgres_never_jointly_pass_the_cap(key
     async with serve_in_loop(fake) as fake_url:
         upstream = f"{fake_url}/api/v1"
         wf = Wattfare(
-            secret_key=keys.secret_key, publishable_key=keys.publishable_key, database_url=POSTGRES_URL, upstream_url=upstream
+            secret_key=keys.secret_key,
+            publishable_key=keys.publishable_key,
+            database_url=POSTGRES_URL,
+            upstream_url=upstream,
         )
         async with wf:
             sealed = wf.credentials.seal("sk-or-v1-shared", f"{keys.app_id}/{user_id}")
