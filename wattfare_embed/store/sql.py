@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..periods import period_of
@@ -90,6 +90,60 @@ def _ledger_entry(row: Any) -> LedgerEntry:
 
 def _consent(row: Any) -> ConsentRequest:
     return ConsentRequest(**{column: getattr(row, column) for column in consent_requests.c.keys()})  # noqa: SIM118
+
+
+# The hot path's statements are built once: building SQLAlchemy expressions per call costs more
+# than running them (cache keys, coercion), measured at ~2x the whole reserve + settle pair.
+_USER_ROW_FOR_UPDATE = (
+    select(connections)
+    .where(_C.app_id == bindparam("b_app_id"), _C.app_user_id == bindparam("b_app_user_id"))
+    .with_for_update()
+)
+# Guarded by the values just read: on a database without row locks a concurrent writer makes
+# this match nothing, and the caller retries instead of overspending.
+_HOLD = (
+    update(connections)
+    .where(
+        _C.id == bindparam("b_id"),
+        _C.reserved == bindparam("b_old_reserved"),
+        _C.spent == bindparam("b_old_spent"),
+        _C.period == bindparam("b_old_period"),
+        _C.status == ConnectionState.ACTIVE.value,
+    )
+    .values(
+        spent=bindparam("b_spent"),
+        period=bindparam("b_period"),
+        reserved=bindparam("b_reserved"),
+        updated_at=bindparam("b_now"),
+    )
+)
+_LEDGER_INSERT = insert(ledger)
+_LEDGER_ROW_FOR_UPDATE = (
+    select(_L.connection_id, _L.reserved, _L.state, _L.cost).where(_L.id == bindparam("b_id")).with_for_update()
+)
+_LEDGER_FINAL = (
+    update(ledger)
+    .where(_L.id == bindparam("b_id"), _L.state == bindparam("b_old_state"))
+    .values(
+        state=bindparam("b_state"),
+        cost=bindparam("b_cost"),
+        cost_source=bindparam("b_cost_source"),
+        generation_id=bindparam("b_generation_id"),
+        reconcile=bindparam("b_reconcile"),
+        settled_at=bindparam("b_now"),
+    )
+)
+_CHARGED_SPEND = case((_C.period == bindparam("b_period"), _C.spent), else_=0) + bindparam("b_delta")
+_CHARGE = (
+    update(connections)
+    .where(_C.id == bindparam("b_id"))
+    .values(
+        spent=case((_CHARGED_SPEND < 0, 0), else_=_CHARGED_SPEND),
+        period=bindparam("b_period"),
+        reserved=_C.reserved - bindparam("b_hold"),
+        updated_at=bindparam("b_now"),
+    )
+)
 
 
 class SqlStore:
@@ -232,8 +286,9 @@ class SqlStore:
         ledger_id = _new_id("req_")
 
         def operation(db: Connection) -> Reservation | Refusal:
-            where = and_(_C.app_id == request.app_id, _C.app_user_id == request.app_user_id)
-            row = db.execute(select(connections).where(where).with_for_update()).first()
+            row = db.execute(
+                _USER_ROW_FOR_UPDATE, {"b_app_id": request.app_id, "b_app_user_id": request.app_user_id}
+            ).first()
             if row is None:
                 return Refusal.NOT_CONNECTED
             if row.status != ConnectionState.ACTIVE.value:
@@ -243,39 +298,39 @@ class SqlStore:
             if headroom <= 0 or headroom < request.minimum:
                 return Refusal.BUDGET_EXCEEDED
             amount = min(request.wanted, headroom)
-            # Guarded by the values just read: on a database without row locks a concurrent
-            # writer makes this match nothing, and the caller retries instead of overspending.
             result = db.execute(
-                update(connections)
-                .where(
-                    _C.id == row.id,
-                    _C.reserved == row.reserved,
-                    _C.spent == row.spent,
-                    _C.period == row.period,
-                    _C.status == ConnectionState.ACTIVE.value,
-                )
-                .values(spent=spent, period=period, reserved=row.reserved + amount, updated_at=now)
+                _HOLD,
+                {
+                    "b_id": row.id,
+                    "b_old_reserved": row.reserved,
+                    "b_old_spent": row.spent,
+                    "b_old_period": row.period,
+                    "b_spent": spent,
+                    "b_period": period,
+                    "b_reserved": row.reserved + amount,
+                    "b_now": now,
+                },
             )
             if result.rowcount != 1:
                 raise _Contended
             db.execute(
-                insert(ledger).values(
-                    id=ledger_id,
-                    connection_id=row.id,
-                    app_id=request.app_id,
-                    app_user_id=request.app_user_id,
-                    kind=request.kind,
-                    model=request.model,
-                    state="reserved",
-                    reserved=amount,
-                    reconcile=False,
-                    period=period,
-                    created_at=now,
-                    expires_at=now + request.ttl_seconds,
-                )
+                _LEDGER_INSERT,
+                {
+                    "id": ledger_id,
+                    "connection_id": row.id,
+                    "app_id": request.app_id,
+                    "app_user_id": request.app_user_id,
+                    "kind": request.kind,
+                    "model": request.model,
+                    "state": "reserved",
+                    "reserved": amount,
+                    "reconcile": False,
+                    "period": period,
+                    "created_at": now,
+                    "expires_at": now + request.ttl_seconds,
+                },
             )
-            record = _connection(row, period)
-            return Reservation(ledger_id=ledger_id, amount=amount, connection=record)
+            return Reservation(ledger_id=ledger_id, amount=amount, connection=_connection(row, period))
 
         for _attempt in range(8):
             try:
@@ -298,9 +353,7 @@ class SqlStore:
         state = "released" if cost_source == "none" else "settled"
 
         def operation(db: Connection) -> bool:
-            row = db.execute(
-                select(_L.connection_id, _L.reserved, _L.state, _L.cost).where(_L.id == ledger_id).with_for_update()
-            ).first()
+            row = db.execute(_LEDGER_ROW_FOR_UPDATE, {"b_id": ledger_id}).first()
             if row is None or row.state not in ("reserved", "expired"):
                 return False
             if row.state == "reserved":
@@ -308,26 +361,27 @@ class SqlStore:
             else:  # the sweeper charged the whole hold after a stall; apply the difference
                 hold, already_charged = 0, row.cost or 0
             db.execute(
-                update(ledger)
-                .where(_L.id == ledger_id, _L.state == row.state)
-                .values(
-                    state=state,
-                    cost=cost,
-                    cost_source=cost_source,
-                    generation_id=generation_id,
-                    reconcile=reconcile,
-                    settled_at=now,
-                )
+                _LEDGER_FINAL,
+                {
+                    "b_id": ledger_id,
+                    "b_old_state": row.state,
+                    "b_state": state,
+                    "b_cost": cost,
+                    "b_cost_source": cost_source,
+                    "b_generation_id": generation_id,
+                    "b_reconcile": reconcile,
+                    "b_now": now,
+                },
             )
             db.execute(
-                update(connections)
-                .where(_C.id == row.connection_id)
-                .values(
-                    spent=_nonnegative(_spent_in(period) + (cost - already_charged)),
-                    period=period,
-                    reserved=_C.reserved - hold,
-                    updated_at=now,
-                )
+                _CHARGE,
+                {
+                    "b_id": row.connection_id,
+                    "b_period": period,
+                    "b_delta": cost - already_charged,
+                    "b_hold": hold,
+                    "b_now": now,
+                },
             )
             return True
 
