@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+from cryptography.exceptions import InvalidTag
 from starlette.exceptions import HTTPException
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
@@ -214,6 +215,7 @@ class Wattfare:
 
     def _build_app(self) -> ASGIApp:
         from .endpoints import routes
+        from .webhooks import webhook_routes
 
         proxy_routes = [
             Route("/api/v1/chat/completions", _Endpoint(self.proxy.chat_completions), methods=["POST"]),
@@ -221,6 +223,7 @@ class Wattfare:
             Route("/api/v1/models", _Endpoint(self.proxy.models), methods=["GET"]),
         ]
         self.routes: list[Route] = [*proxy_routes, *(route for route in routes(self) if isinstance(route, Route))]
+        self.routes.extend(webhook_routes(self))
         router = Router(list(self.routes), default=_not_found)
         return ExceptionMiddleware(
             router,
@@ -326,9 +329,18 @@ class Wattfare:
             logger.warning("the consent authority did not confirm revoking grant %s", grant_id, exc_info=True)
 
     def open_credential(self, record: ConnectionRecord) -> str | None:
+        """The connection's funding credential, or ``None`` when it is gone or no longer opens.
+
+        A credential that fails to decrypt (the key was rotated, the row damaged) is treated as
+        missing: the upstream then refuses the call and the connection is marked funding_invalid.
+        """
         if record.sealed_credential is None:
             return None
-        return self.credentials.open(record.sealed_credential, f"{record.app_id}/{record.app_user_id}")
+        try:
+            return self.credentials.open(record.sealed_credential, f"{record.app_id}/{record.app_user_id}")
+        except (ValueError, InvalidTag):
+            logger.warning("the funding credential of connection %s does not decrypt", record.id)
+            return None
 
 
 async def _error_response(request: Request, exc: Exception) -> Response:
