@@ -32,6 +32,14 @@ def _keys() -> tuple[str, str]:
     return values["WATTFARE_SECRET_KEY"], values["WATTFARE_PUBLISHABLE_KEY"]
 
 
+def _make_believe_prices(fake: FakeOpenRouter) -> None:
+    """Simulated replies cost about a cent each, so the budget bar visibly falls in the demo."""
+    for model in fake.models:
+        pricing = model.get("pricing") or {}
+        if model.get("id") == "openai/gpt-4o-mini":
+            pricing.update({"prompt": "0.00015", "completion": "0.0006"})
+
+
 def _serve_in_thread(app: object, port: int) -> None:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))  # type: ignore[arg-type]
     threading.Thread(target=server.run, daemon=True, name=f"uvicorn-{port}").start()
@@ -48,7 +56,9 @@ def main() -> None:
     simulated = not openrouter_key
     upstream_url = "https://openrouter.ai/api/v1"
     if simulated:
-        _serve_in_thread(FakeOpenRouter(chunk_delay=0.04), args.fake_port)
+        fake = FakeOpenRouter(chunk_delay=0.04)
+        _make_believe_prices(fake)
+        _serve_in_thread(fake, args.fake_port)
         upstream_url = f"http://127.0.0.1:{args.fake_port}/api/v1"
 
     wf = Wattfare(

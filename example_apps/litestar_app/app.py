@@ -9,6 +9,8 @@ from typing import Any
 
 import openai
 from litestar import Litestar, get, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 from starlette.requests import Request
 
 from wattfare_embed import Wattfare, WattfareUser, to_wattfare_error
@@ -16,16 +18,16 @@ from wattfare_embed.contrib.litestar import WattfarePlugin
 
 
 def current_user(request: Request) -> str | None:
-    return request.headers.get("x-demo-user")  # your app's real auth goes here
+    return request.headers.get("x-demo-user") or None  # your app's real auth goes here
 
 
 @get("/budget")
-async def budget(wattfare_user: WattfareUser) -> dict[str, Any]:
+async def budget(wattfare_user: NamedDependency[WattfareUser]) -> dict[str, Any]:
     return (await wattfare_user.status()).to_json()
 
 
 @post("/ask", status_code=200)
-async def ask(data: dict[str, str], wattfare_user: WattfareUser) -> dict[str, Any]:
+async def ask(data: JSONBody[dict[str, str]], wattfare_user: NamedDependency[WattfareUser]) -> dict[str, Any]:
     client = wattfare_user.openai()  # billed to this user, capped at what they approved
     try:
         reply = await client.chat.completions.create(

@@ -15,7 +15,7 @@ from wattfare_embed.middleware import WattfareMiddleware
 
 
 def current_user(request: Request) -> str | None:
-    return request.headers.get("x-demo-user")  # your app's real auth goes here
+    return request.headers.get("x-demo-user") or None  # your app's real auth goes here
 
 
 def create_app(wf: Wattfare) -> Starlette:
