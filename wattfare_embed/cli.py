@@ -7,9 +7,15 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+from .consent_domain.commands import add_consent_domain_commands
+from .errors import ConfigurationError
 from .keys import new_key_pair
 from .money import usd_text
+
+if TYPE_CHECKING:
+    from .app import Wattfare
 
 __all__ = ["main"]
 
@@ -26,28 +32,36 @@ def _keys_new(args: argparse.Namespace) -> int:
 
 
 async def _migrate(args: argparse.Namespace) -> int:
+    from sqlalchemy.engine import make_url
+
     from .store import SqlStore
 
     store = SqlStore(args.database_url)
     await store.open()
     await store.close()
-    print(f"wattfare tables are up to date in {store.database_url}")
+    shown = make_url(store.database_url).render_as_string(hide_password=True)
+    print(f"wattfare tables are up to date in {shown}")
     return 0
 
 
-async def _status(args: argparse.Namespace) -> int:
+def _embed(args: argparse.Namespace) -> Wattfare:
     from .app import Wattfare
+    from .consent import OpenRouterConsent
 
-    embed = Wattfare(database_url=args.database_url)
+    # Reading state needs no consent page; an explicit authority lets live keys through too
+    # (the default, DevConsent, refuses them).
+    return Wattfare(database_url=args.database_url, consent=OpenRouterConsent())
+
+
+async def _status(args: argparse.Namespace) -> int:
+    embed = _embed(args)
     async with embed:
         print(json.dumps((await embed.status(args.user)).to_json(), indent=2))
     return 0
 
 
 async def _usage(args: argparse.Namespace) -> int:
-    from .app import Wattfare
-
-    embed = Wattfare(database_url=args.database_url)
+    embed = _embed(args)
     async with embed:
         rows = await embed.store.ledger(embed.keys.app_id, args.user, limit=args.limit)
     print(f"{'request':<28} {'user':<16} {'model':<32} {'state':<9} {'cost USD':>12} source")
@@ -62,9 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wattfare", description="wattfare_embed command line")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    keys = commands.add_parser("keys", help="make app keys").add_subparsers(
-        dest="keys_command", required=True
-    )
+    keys = commands.add_parser("keys", help="make app keys").add_subparsers(dest="keys_command", required=True)
     keys_new = keys.add_parser("new", help="print a fresh key pair")
     keys_new.add_argument("--test", action="store_true", help="test keys (development consent allowed)")
     keys_new.add_argument("--env", action="store_true", help="print as environment variable lines")
@@ -82,16 +94,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     usage.add_argument("--user", default=None)
     usage.add_argument("--limit", type=int, default=50)
     usage.set_defaults(run_async=_usage)
+    add_consent_domain_commands(commands)
 
     args = parser.parse_args(argv)
     if getattr(args, "command", None) == "migrate" and args.database_url is None:
         from .config import DEFAULT_DATABASE_URL, env_or
 
         args.database_url = env_or(None, "WATTFARE_DATABASE_URL", DEFAULT_DATABASE_URL)
-    if hasattr(args, "run_async"):
-        code: int = asyncio.run(args.run_async(args))
-        return code
-    return int(args.run(args))
+    try:
+        if hasattr(args, "run_async"):
+            code: int = asyncio.run(args.run_async(args))
+            return code
+        return int(args.run(args))
+    except ConfigurationError as exc:
+        print(f"wattfare: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,8 +28,10 @@ __all__ = ["BROWSER_COOKIE", "ConsentOutcome", "begin", "browser_hash", "finish"
 BROWSER_COOKIE = "wattfare_browser"
 
 
-def browser_hash(browser_id: str) -> str:
-    return hashlib.sha256(browser_id.encode()).hexdigest()
+def browser_hash(app_id: str, browser_id: str) -> str:
+    # The app id is hashed in so a state can only ever be consumed by the app that issued it,
+    # even when several apps share one database.
+    return hashlib.sha256(f"{app_id}\x00{browser_id}".encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,7 @@ async def begin(
             return_to=return_to,
             mode=mode,
             redirect_uri=redirect_uri,
-            browser_hash=browser_hash(browser_id),
+            browser_hash=browser_hash(embed.keys.app_id, browser_id),
             created_at=now,
             expires_at=now + embed.settings.consent_ttl_seconds,
         )
@@ -93,9 +95,7 @@ async def _why_unusable(embed: Wattfare, state: str, now: int) -> GrantInvalidEr
         return GrantInvalidError("this consent link was already used; start connecting again")
     if known.expires_at <= now:
         return GrantInvalidError("this consent link has expired; start connecting again")
-    return GrantInvalidError(
-        "this consent link was started in another browser; start connecting again from the app"
-    )
+    return GrantInvalidError("this consent link was started in another browser; start connecting again from the app")
 
 
 async def finish(
@@ -112,18 +112,14 @@ async def finish(
         # OpenRouter drops `state` when the user denies, so a stateless error is a denial.
         problem = None if error else InvalidRequestError("the callback is missing its state")
         return ConsentOutcome(ConnectionStatus.of("", None, now), "/", "popup", problem, denied=bool(error))
-    request = await embed.store.consume_consent_request(state, browser_hash(browser_id or ""), now)
+    request = await embed.store.consume_consent_request(state, browser_hash(embed.keys.app_id, browser_id or ""), now)
     if request is None:
-        return ConsentOutcome(
-            ConnectionStatus.of("", None, now), "/", "popup", await _why_unusable(embed, state, now)
-        )
+        return ConsentOutcome(ConnectionStatus.of("", None, now), "/", "popup", await _why_unusable(embed, state, now))
     if error or not code:
         status = await embed.status(request.app_user_id)
         return ConsentOutcome(status, request.return_to, request.mode, denied=True)
     try:
-        grant = await embed.consent.exchange(
-            code, request.verifier, request.redirect_uri, embed.authority_context()
-        )
+        grant = await embed.consent.exchange(code, request.verifier, request.redirect_uri, embed.authority_context())
     except WattfareError as exc:
         status = await embed.status(request.app_user_id)
         return ConsentOutcome(status, request.return_to, request.mode, exc)
@@ -132,9 +128,7 @@ async def finish(
     return ConsentOutcome(status, request.return_to, request.mode)
 
 
-async def save_grant(
-    embed: Wattfare, app_user_id: str, grant: FundingGrant, requested: Micros, now: int
-) -> None:
+async def save_grant(embed: Wattfare, app_user_id: str, grant: FundingGrant, requested: Micros, now: int) -> None:
     """Store a new grant as the user's connection, replacing (and revoking) an older one."""
     previous = await embed.store.get_connection(embed.keys.app_id, app_user_id, now)
     cap = min(grant.monthly_cap or requested, embed.settings.max_monthly_cap)

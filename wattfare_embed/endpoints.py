@@ -173,8 +173,10 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
         )
         if outcome.mode == "redirect" and outcome.error is None:
             result = "denied" if outcome.denied else "connected"
-            separator = "&" if "?" in outcome.return_to else "?"
-            return RedirectResponse(f"{outcome.return_to}{separator}wattfare={result}", status_code=303)
+            # The result goes in the query, before any #fragment, or the app's server never sees it.
+            path, hash_mark, fragment = outcome.return_to.partition("#")
+            separator = "&" if "?" in path else "?"
+            return RedirectResponse(f"{path}{separator}wattfare={result}{hash_mark}{fragment}", status_code=303)
         if outcome.error is not None:
             title, message, status_code = "Not connected", outcome.error.message, 400
         elif outcome.denied:
@@ -208,9 +210,7 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
 
     def _dev_authority() -> DevConsent:
         if not isinstance(embed.consent, DevConsent) or embed.keys.live:
-            raise InvalidRequestError(
-                "the development consent page is only served with test keys and DevConsent"
-            )
+            raise InvalidRequestError("the development consent page is only served with test keys and DevConsent")
         return embed.consent
 
     async def _pending(state: Any) -> Any:
@@ -240,9 +240,7 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
             state=html.escape(pending.state),
             cap_usd=html.escape(usd_text(pending.requested_cap)),
             max_usd=html.escape(usd_text(settings.max_monthly_cap)),
-            funding="your development OpenRouter key"
-            if settings.upstream_api_key
-            else "the simulated upstream",
+            funding="your development OpenRouter key" if settings.upstream_api_key else "the simulated upstream",
         )
         return Response(page, media_type="text/html", headers=_page_headers())
 
@@ -261,11 +259,18 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
     def _dev_code(authority: DevConsent, pending: Any, cap: int) -> str:
         from .pkce import s256_challenge
 
-        return authority.issue_code(
-            pending.state, s256_challenge(pending.verifier), cap, embed.authority_context()
+        return authority.issue_code(pending.state, s256_challenge(pending.verifier), cap, embed.authority_context())
+
+    async def browser_client(request: Request) -> Response:
+        script = resources.files("wattfare_embed").joinpath("static", "wattfare.js").read_bytes()
+        return Response(
+            script,
+            media_type="text/javascript",
+            headers={"cache-control": "public, max-age=300", "x-content-type-options": "nosniff"},
         )
 
     return [
+        Route("/wattfare.js", browser_client, methods=["GET"]),
         Route("/session", session_for_current_user, methods=["POST"]),
         Route("/api/v1/sessions", create_session, methods=["POST"]),
         Route("/api/v1/connections", read_connection, methods=["GET"]),

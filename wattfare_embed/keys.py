@@ -10,6 +10,7 @@ from .errors import ConfigurationError
 
 __all__ = ["AppKeys", "new_key_pair", "parse_keys"]
 
+# Used with fullmatch: `$` alone also matches before a trailing newline ("sk_…\n" from a file).
 _SECRET = re.compile(r"^sk_(live|test)_([A-Za-z0-9]+)_([A-Za-z0-9_-]+)$")
 _PUBLISHABLE = re.compile(r"^pk_(live|test)_([A-Za-z0-9]+)$")
 MIN_SECRET_BYTES = 32
@@ -34,7 +35,7 @@ class AppKeys:
 
 def parse_keys(secret_key: str, publishable_key: str) -> AppKeys:
     """Check a key pair and return it with its app id and mode."""
-    secret_match = _SECRET.match(secret_key or "")
+    secret_match = _SECRET.fullmatch(secret_key or "")
     if not secret_match:
         raise ConfigurationError(
             "the secret key must look like sk_live_<appId>_<secret> or sk_test_<appId>_<secret> "
@@ -42,10 +43,8 @@ def parse_keys(secret_key: str, publishable_key: str) -> AppKeys:
         )
     mode, app_id, secret = secret_match.groups()
     if len(secret.encode()) < MIN_SECRET_BYTES:
-        raise ConfigurationError(
-            f"the secret part of the secret key must be at least {MIN_SECRET_BYTES} bytes"
-        )
-    publishable_match = _PUBLISHABLE.match(publishable_key or "")
+        raise ConfigurationError(f"the secret part of the secret key must be at least {MIN_SECRET_BYTES} bytes")
+    publishable_match = _PUBLISHABLE.fullmatch(publishable_key or "")
     if not publishable_match:
         raise ConfigurationError("the publishable key must look like pk_live_<appId> or pk_test_<appId>")
     pk_mode, pk_app_id = publishable_match.groups()
