@@ -31,9 +31,7 @@ def require_secret_key(request: Request, keys: AppKeys) -> None:
 def require_session(request: Request, tokens: SessionTokens) -> SessionClaims:
     token = bearer_token(request)
     if token is None:
-        raise AuthError(
-            "send a session token as `Authorization: Bearer <token>` (mint one with POST /session)"
-        )
+        raise AuthError("send a session token as `Authorization: Bearer <token>` (mint one with POST /session)")
     if token.startswith("sk_"):
         # Answered without comparing: a secret key must never be sent from a browser.
         raise AuthError("this endpoint takes a session token, never the secret key")

@@ -18,9 +18,7 @@ def derive_key(secret: str, purpose: bytes) -> bytes:
     Separate purposes get unrelated keys, so a leaked token-signing key says
     nothing about the credential key.
     """
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"wattfare_embed", info=purpose).derive(
-        secret.encode()
-    )
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"wattfare_embed", info=purpose).derive(secret.encode())
 
 
 class CredentialBox:

@@ -61,9 +61,7 @@ class ConsentAuthority(Protocol):
 
     def authorize_url(self, request: AuthorizeRequest, context: AuthorityContext) -> str: ...
 
-    async def exchange(
-        self, code: str, verifier: str, redirect_uri: str, context: AuthorityContext
-    ) -> FundingGrant:
+    async def exchange(self, code: str, verifier: str, redirect_uri: str, context: AuthorityContext) -> FundingGrant:
         """Trade a code for a grant; raise ``GrantInvalidError`` for a bad or used code."""
 
     async def revoke(self, credential: str | None, grant_id: str | None, context: AuthorityContext) -> None:

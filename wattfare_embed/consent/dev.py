@@ -47,9 +47,7 @@ class DevConsent:
     def authorize_url(self, request: AuthorizeRequest, context: AuthorityContext) -> str:
         return f"{request.mount_url}/dev/consent?{urlencode({'state': request.state})}"
 
-    def issue_code(
-        self, state: str, code_challenge: str, monthly_cap: Micros, context: AuthorityContext
-    ) -> str:
+    def issue_code(self, state: str, code_challenge: str, monthly_cap: Micros, context: AuthorityContext) -> str:
         """A signed, 10-minute code carrying the approved cap, bound to the PKCE challenge."""
         now = int(time.time())
         claims = {
@@ -62,9 +60,7 @@ class DevConsent:
         }
         return jwt.encode(claims, self._key(context), algorithm="HS256")
 
-    async def exchange(
-        self, code: str, verifier: str, redirect_uri: str, context: AuthorityContext
-    ) -> FundingGrant:
+    async def exchange(self, code: str, verifier: str, redirect_uri: str, context: AuthorityContext) -> FundingGrant:
         try:
             claims = jwt.decode(code, self._key(context), algorithms=["HS256"], audience=_CODE_AUDIENCE)
         except jwt.PyJWTError as exc:

@@ -53,9 +53,7 @@ class OpenRouterConsent:
         )
         return f"{self.auth_url}?{query}"
 
-    async def exchange(
-        self, code: str, verifier: str, redirect_uri: str, context: AuthorityContext
-    ) -> FundingGrant:
+    async def exchange(self, code: str, verifier: str, redirect_uri: str, context: AuthorityContext) -> FundingGrant:
         body = {"code": code, "code_verifier": verifier, "code_challenge_method": "S256"}
         try:
             async with context.http.post(f"{self.api_url}/auth/keys", json=body) as response:
