@@ -82,17 +82,20 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
     async def update_connection(request: Request) -> Response:
         claims = require_session(request, embed.tokens)
         body = await read_json_object(request, settings.max_body_bytes, allow_empty=True)
-        wanted = (
-            parse_monthly_usd(body["monthlyUsd"], maximum=settings.max_monthly_cap)
-            if body.get("monthlyUsd") is not None
-            else claims.requested_monthly or settings.default_monthly_cap
-        )
+        return_to = safe_return_path(body.get("returnTo"))
+        if body.get("monthlyUsd") is None:
+            status = await embed.status(claims.app_user_id)
+            if status.connected:
+                return json_response(status.to_json())  # nothing asked for, nothing changes
+            wanted = claims.requested_monthly or settings.default_monthly_cap
+        else:
+            wanted = parse_monthly_usd(body["monthlyUsd"], maximum=settings.max_monthly_cap)
         lowered = await embed.lower_cap(claims.app_user_id, wanted)
         if lowered is not None:
             return json_response(lowered.to_json())
         # Raising a cap (or connecting at all) needs the user's consent on the authority's page.
         status = await embed.status(claims.app_user_id)
-        url, browser_id = await _begin(request, claims.app_user_id, wanted, body.get("returnTo"), "popup")
+        url, browser_id = await _begin(request, claims.app_user_id, wanted, return_to, "popup")
         response = json_response({**status.to_json(), "consentUrl": url})
         _bind_browser(request, response, browser_id)
         return response

@@ -89,6 +89,24 @@ async def test_lowering_the_cap_applies_at_once(harness: Harness, user_id: str) 
     assert again.status_code == 200 and "consentUrl" not in again.json()
 
 
+async def test_an_update_without_a_cap_changes_nothing_for_a_connected_user(lite: Harness, user_id: str) -> None:
+    await lite.connect(user_id, monthly_usd=50)
+    token = await lite.session(user_id)  # the session's own requested limit must not lower the cap
+    response = await lite.browser.post("/api/v1/connections", json={}, headers=bearer(token))
+    assert response.status_code == 200
+    assert "consentUrl" not in response.json() and response.json()["monthlyUsd"] == 50
+    assert (await lite.server_status(user_id))["monthlyUsd"] == 50
+
+
+async def test_an_off_site_return_path_is_refused_even_when_lowering(lite: Harness, user_id: str) -> None:
+    await lite.connect(user_id, monthly_usd=10)
+    token = await lite.session(user_id)
+    body = {"monthlyUsd": 5, "returnTo": "//evil.example"}
+    response = await lite.browser.post("/api/v1/connections", json=body, headers=bearer(token))
+    assert response.status_code == 400 and error_code(response) == "invalid_request"
+    assert (await lite.server_status(user_id))["monthlyUsd"] == 10
+
+
 async def test_lowering_below_the_spend_leaves_nothing_remaining(lite: Harness, user_id: str) -> None:
     await lite.connect(user_id, monthly_usd=10)
     await _spend(lite, user_id, 5_000_000)

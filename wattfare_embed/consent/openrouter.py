@@ -57,9 +57,12 @@ class OpenRouterConsent:
         body = {"code": code, "code_verifier": verifier, "code_challenge_method": "S256"}
         try:
             async with context.http.post(f"{self.api_url}/auth/keys", json=body) as response:
-                payload = await response.json(content_type=None)
                 status = response.status
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                try:
+                    payload = await response.json(content_type=None)
+                except ValueError:
+                    payload = None  # an HTML error page: the status still says what happened
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise UpstreamError("OpenRouter could not be reached to finish the connection") from exc
         if status in (400, 401, 403):
             raise GrantInvalidError("OpenRouter refused the authorization code (expired, used or mismatched)")
