@@ -96,7 +96,10 @@ def to_wattfare_error(exc: BaseException) -> WattfareError | None:
             code = inner.get("code") if isinstance(inner, dict) else None
             if isinstance(code, str):
                 message = str(inner.get("message") or code)
-                return error_from_code(code, message)
+                # Keep Retry-After, so a host re-raising the error tells its client when to retry.
+                response_headers = getattr(getattr(current, "response", None), "headers", None)
+                retry_after = response_headers.get("retry-after") if response_headers is not None else None
+                return error_from_code(code, message, {"Retry-After": retry_after} if retry_after else None)
         current = current.__cause__ or current.__context__
     return None
 

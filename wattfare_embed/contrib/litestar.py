@@ -2,10 +2,11 @@
 
 ```python
 from litestar import Litestar, post
+from litestar.di import NamedDependency
 from wattfare_embed.contrib.litestar import WattfarePlugin
 
 @post("/chat", status_code=200)
-async def chat(wattfare_user: WattfareUser) -> dict: ...
+async def chat(wattfare_user: NamedDependency[WattfareUser]) -> dict: ...
 
 app = Litestar([chat], plugins=[WattfarePlugin(wf, path="/wattfare")])
 ```
@@ -65,7 +66,14 @@ class WattfarePlugin(InitPlugin):
         embed, mount_path = self.wattfare, self.path
 
         async def forward(scope: Any, receive: Any, send: Any) -> None:
-            await forward_to_embed(embed, mount_path, scope, receive, send)
+            # Behind a proxy (`--root-path /api`) Litestar routes on the path without the host's
+            # root_path; the embed, like any Starlette app, wants the full path and a root_path
+            # that keeps it, so its redirect and callback URLs keep the proxy's prefix too.
+            root: str = scope.get("root_path") or ""
+            path: str = scope["path"]
+            if root and not path.startswith(root + mount_path):
+                scope = {**scope, "path": root + path}
+            await forward_to_embed(embed, root + mount_path, scope, receive, send)
 
         paths = sorted({mount_path + route.path for route in embed.routes})
         app_config.route_handlers.append(asgi(paths, name="wattfare", copy_scope=True)(forward))
