@@ -15,10 +15,12 @@ import hmac
 import json
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+from cryptography.exceptions import InvalidTag
 from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
@@ -36,9 +38,11 @@ from .errors import (
 from .metering.estimate import Admission, affordable_tokens, plan_admission
 from .metering.meter import ResponseMeter
 from .metering.pricing import ModelPrice, PriceBook
+from .metering.reconcile import Reconciler
 from .metering.upstream_errors import error_for_upstream_status
-from .money import micros_from_usd, usd_text
-from .store import ConnectionState, Refusal, Reservation, ReservationRequest
+from .metering.wire import COMPLETION_LIMIT_FIELDS, cut_off_event, parse_request, read_body, send_bytes, send_error
+from .money import usd_text
+from .store import ConnectionRecord, ConnectionState, Refusal, Reservation, ReservationRequest
 
 if TYPE_CHECKING:
     from .app import Wattfare
@@ -55,13 +59,11 @@ _NOT_RELAYED = frozenset(
         "content-encoding", "proxy-authenticate", "proxy-authorization", "set-cookie", "date", "server",
     }
 )  # fmt: skip
-_RECONCILE_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
-_RECONCILE_GIVE_UP_SECONDS = 86400
 
 
 @dataclass(slots=True, eq=False)
 class _OpenStream:
-    """What the proxy needs to stop one live stream from outside."""
+    """What the proxy needs to stop one request from outside, from its reservation to its last chunk."""
 
     connection_id: str
     revoked: bool = False
@@ -82,6 +84,7 @@ class _Exchange:
     price: ModelPrice
     admission: Admission
     meter: ResponseMeter
+    control: _OpenStream
     refused_upstream: bool = False
     disconnected: bool = False
     cut_off: str | None = None
@@ -100,6 +103,7 @@ class Proxy:
             api_key=embed.settings.upstream_api_key,
             ttl_seconds=embed.settings.models_ttl_seconds,
         )
+        self.reconciler = Reconciler(embed, self._credential)
         self._user_key = derive_key(embed.keys.secret_key, b"wattfare upstream user ids v1")
         self._open: dict[str, set[_OpenStream]] = {}
         embed.on_connection_ended(self._stop_streams)
@@ -117,29 +121,35 @@ class Proxy:
             self._caller(Headers(scope=scope), allow_anonymous_user=True)
             listing = await self.prices.listing()
         except WattfareError as exc:
-            await _send_error(send, exc)
+            await send_error(send, exc)
             return
-        await _send_bytes(send, 200, listing, [(b"content-type", b"application/json")])
+        await send_bytes(send, 200, listing, [(b"content-type", b"application/json")])
 
     # -- one metered request ----------------------------------------------------------------
 
     async def _metered(self, scope: Scope, receive: Receive, send: Send, *, kind: str) -> None:
         try:
             user = self._caller(Headers(scope=scope))
-            payload = _parse_payload(await _read_body(receive, self._settings.max_body_bytes), kind)
+            payload = parse_request(await read_body(receive, self._settings.max_body_bytes), kind)
             price = await self._price(payload["model"])
             admission = plan_admission(payload, price, completion=kind == "chat")
             reservation = await self._reserve(user, payload["model"], kind, price, admission)
         except WattfareError as exc:
-            await _send_error(send, exc)
+            await send_error(send, exc)
             return
 
-        exchange = _Exchange(user, reservation, price, admission, ResponseMeter(price, admission.prompt_cost))
+        meter = ResponseMeter(price, admission.prompt_cost, hold=reservation.amount)
+        # Revocable from the moment money is held: a revoke while the upstream is still thinking
+        # must stop the stream before its first byte, not after its last.
+        control = _OpenStream(reservation.connection.id)
+        exchange = _Exchange(user, reservation, price, admission, meter, control)
+        self._track(control)
         try:
             await self._forward(exchange, payload, kind, receive, send)
         finally:
+            self._untrack(control)
             # Shielded: a cancelled request (client gone, server stopping) still settles.
-            await asyncio.shield(self._settle(exchange))
+            await _shielded(self._settle(exchange))
 
     def _caller(self, headers: Headers, *, allow_anonymous_user: bool = False) -> str:
         """The app user a request spends for: secret key + X-Wattfare-User, or a session token."""
@@ -210,16 +220,20 @@ class Proxy:
     def _upstream_request(
         self, exchange: _Exchange, payload: dict[str, Any], kind: str
     ) -> tuple[str, bytes, dict[str, str]]:
-        embed, reservation = self._embed, exchange.reservation
+        reservation = exchange.reservation
         if kind == "chat":
             limit = affordable_tokens(exchange.admission, reservation.amount, exchange.price)
             # The cap is enforced before the call: the upstream stops at what the user can afford.
-            field_name = "max_completion_tokens" if "max_completion_tokens" in payload else "max_tokens"
-            payload[field_name] = limit
+            # Every limit the client sent is clamped, so no provider can pick an unclamped one.
+            sent = [name for name in COMPLETION_LIMIT_FIELDS if payload.get(name) is not None]
+            for name in sent or ["max_tokens"]:
+                payload[name] = limit
             if payload.get("stream") is True:
                 payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
         payload["user"] = hmac.new(self._user_key, exchange.user.encode(), hashlib.sha256).hexdigest()[:32]
-        credential = embed.open_credential(reservation.connection) or ""
+        credential = self._credential(reservation.connection)
+        if credential is None:
+            raise FundingInvalidError("this user's funding credential cannot be read; ask them to connect again")
         headers = {
             "authorization": f"Bearer {credential}",
             "content-type": "application/json",
@@ -236,20 +250,29 @@ class Proxy:
     async def _forward(
         self, exchange: _Exchange, payload: dict[str, Any], kind: str, receive: Receive, send: Send
     ) -> None:
-        url, body, headers = self._upstream_request(exchange, payload, kind)
+        try:
+            url, body, headers = self._upstream_request(exchange, payload, kind)
+        except WattfareError as exc:
+            exchange.refused_upstream = True
+            await send_error(send, exc)
+            return
         try:
             response = await self._embed.http.post(url, data=body, headers=headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
             exchange.refused_upstream = True
-            await _send_error(send, UpstreamError(f"the model provider could not be reached: {type(exc).__name__}"))
+            await send_error(send, UpstreamError(f"the model provider could not be reached: {type(exc).__name__}"))
             return
         try:
             if response.status >= 400:
                 exchange.refused_upstream = True
-                error = error_for_upstream_status(response.status, await response.read(), dict(response.headers))
+                try:
+                    refusal = await response.read()
+                except (aiohttp.ClientError, TimeoutError):
+                    refusal = b""
+                error = error_for_upstream_status(response.status, refusal, response.headers)
                 if isinstance(error, FundingInvalidError) and response.status == 401:
                     await self._mark_funding_invalid(exchange)
-                await _send_error(send, error)
+                await send_error(send, error)
                 return
             exchange.meter.generation_id = response.headers.get("x-generation-id")
             relayed = [
@@ -270,14 +293,14 @@ class Proxy:
         try:
             body = await response.read()
         except (aiohttp.ClientError, TimeoutError):
-            await _send_error(send, UpstreamError("the model provider dropped the response"))
+            await send_error(send, UpstreamError("the model provider dropped the response"))
             return
         with contextlib.suppress(ValueError):
             parsed = json.loads(body)
             if isinstance(parsed, dict):
                 exchange.meter.observe(parsed)
         await self._settle(exchange)  # the client sees success only once the ledger is final
-        await _send_bytes(send, response.status, body, headers)
+        await send_bytes(send, response.status, body, [*headers, (b"content-length", str(len(body)).encode())])
 
     async def _relay_stream(
         self,
@@ -287,35 +310,39 @@ class Proxy:
         receive: Receive,
         send: Send,
     ) -> None:
-        meter, hold = exchange.meter, exchange.reservation.amount
-        control = _OpenStream(exchange.reservation.connection.id, upstream=response)
-        self._open.setdefault(control.connection_id, set()).add(control)
+        meter, control = exchange.meter, exchange.control
+        if control.revoked:  # revoked while the upstream was preparing its first byte
+            await send_error(send, NotConnectedError("the user disconnected their AI budget; the call was stopped"))
+            return
+        control.upstream = response
         watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, control, exchange))
         try:
             await send({"type": "http.response.start", "status": response.status, "headers": headers})
             async for chunk in response.content.iter_any():
                 if control.revoked:
-                    exchange.cut_off = "revoked"
                     break
-                meter.feed(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                if meter.trusted_cost() is None and meter.estimated_cost() > hold:
+                # The cut comes at the event that passed the hold, not after the rest of this read.
+                cut = meter.feed(chunk)
+                await send({"type": "http.response.body", "body": chunk[:cut], "more_body": True})
+                if cut is not None:
                     exchange.cut_off = "budget_exceeded"
                     break
         except (aiohttp.ClientError, TimeoutError):
-            # Closed by us (client gone, revoked) or dropped by the provider mid-stream.
-            if not exchange.disconnected and not control.revoked:
-                exchange.cut_off = "upstream"
-            elif control.revoked:
-                exchange.cut_off = "revoked"
+            pass  # closed by us (client gone, revoked) or dropped by the provider: told apart below
         finally:
             watcher.cancel()
-            self._open.get(control.connection_id, set()).discard(control)
             response.close()
         if exchange.disconnected:
             return
+        if exchange.cut_off is None and not meter.done:
+            if control.revoked:
+                exchange.cut_off = "revoked"
+            elif meter.error is None:
+                # Neither [DONE] nor the provider's own error event: the stream was cut short.
+                exchange.cut_off = "upstream"
         if exchange.cut_off:
-            await send({"type": "http.response.body", "body": _cut_off_event(exchange.cut_off), "more_body": True})
+            event = meter.separator() + cut_off_event(exchange.cut_off)
+            await send({"type": "http.response.body", "body": event, "more_body": True})
         await self._settle(exchange)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -346,51 +373,11 @@ class Proxy:
             reservation.ledger_id, estimate, "estimated", now, generation_id=meter.generation_id, reconcile=reconcile
         )
         if reconcile and meter.generation_id:
-            credential = self._embed.open_credential(reservation.connection)
-            base = reservation.connection.upstream_url or self._settings.upstream_url
-            generation_id, ledger_id = meter.generation_id, reservation.ledger_id
-            self._embed.run_in_background(lambda: self._reconcile_soon(ledger_id, generation_id, credential, base))
-
-    async def _reconcile_soon(self, ledger_id: str, generation_id: str, credential: str | None, base: str) -> None:
-        for delay in _RECONCILE_DELAYS:
-            await asyncio.sleep(delay)
-            if await self.reconcile_once(ledger_id, generation_id, credential, base):
-                return
-
-    async def reconcile_once(self, ledger_id: str, generation_id: str, credential: str | None, base: str) -> bool:
-        """Ask the upstream what a generation cost; apply it. True when settled for good."""
-        if not credential:
-            return False
-        try:
-            async with self._embed.http.get(
-                f"{base}/generation", params={"id": generation_id}, headers={"authorization": f"Bearer {credential}"}
-            ) as response:
-                if response.status != 200:
-                    return False  # 404: the record is not there yet
-                record = (await response.json(content_type=None)).get("data") or {}
-        except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError):
-            return False
-        total = record.get("total_cost")
-        if not isinstance(total, (int, float)) or isinstance(total, bool):
-            return False
-        await self._embed.store.reconcile(ledger_id, micros_from_usd(total), int(time.time()))
-        return True
+            self.reconciler.later(reservation.ledger_id, meter.generation_id, reservation.connection)
 
     async def sweep(self) -> None:
         """Settle reservations orphaned by a dead process; retry reconciliations still open."""
-        store, now = self._embed.store, int(time.time())
-        swept = await store.sweep_expired(now)
-        if swept:
-            logger.warning("settled %d reservations left open by a process that stopped", swept)
-        for entry in await store.pending_reconciliations(limit=100):
-            if now - entry.created_at > _RECONCILE_GIVE_UP_SECONDS or not entry.generation_id:
-                await store.give_up_reconciliation(entry.id)
-                continue
-            record = await store.get_connection(self._embed.keys.app_id, entry.app_user_id, now)
-            if record is None:
-                continue
-            base = record.upstream_url or self._settings.upstream_url
-            await self.reconcile_once(entry.id, entry.generation_id, self._embed.open_credential(record), base)
+        await self.reconciler.sweep()
 
     async def _mark_funding_invalid(self, exchange: _Exchange) -> None:
         await self._embed.store.set_status(
@@ -401,46 +388,41 @@ class Proxy:
             drop_credential=False,
         )
 
+    def _credential(self, record: ConnectionRecord) -> str | None:
+        """The user's funding credential, or None when there is none or it cannot be opened."""
+        try:
+            return self._embed.open_credential(record) or None
+        except (ValueError, InvalidTag):
+            # Sealed under another key (credential_key changed?) or bound to another user.
+            logger.warning("the funding credential of connection %s cannot be opened", record.id)
+            return None
+
+    def _track(self, control: _OpenStream) -> None:
+        self._open.setdefault(control.connection_id, set()).add(control)
+
+    def _untrack(self, control: _OpenStream) -> None:
+        streams = self._open.get(control.connection_id)
+        if streams is not None:
+            streams.discard(control)
+            if not streams:
+                del self._open[control.connection_id]
+
     def _stop_streams(self, connection_id: str) -> None:
         for control in list(self._open.get(connection_id, ())):
             control.stop()
 
 
-# -- wire helpers ---------------------------------------------------------------------------
+# -- helpers --------------------------------------------------------------------------------
+
+_SETTLING: set[asyncio.Future[None]] = set()
 
 
-def _parse_payload(body: bytes, kind: str) -> dict[str, Any]:
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequestError("the request body is not valid JSON") from exc
-    if not isinstance(payload, dict):
-        raise InvalidRequestError("the request body must be a JSON object")
-    model = payload.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequestError('`model` is required, e.g. "openai/gpt-4o-mini"')
-    if kind == "chat":
-        messages = payload.get("messages")
-        if not (isinstance(messages, list) and messages) and not isinstance(payload.get("prompt"), str):
-            raise InvalidRequestError("`messages` must be a non-empty list")
-        if "stream" in payload and not isinstance(payload["stream"], bool):
-            raise InvalidRequestError("`stream` must be true or false")
-    elif not isinstance(payload.get("input"), (str, list)):
-        raise InvalidRequestError("`input` must be a string or a list")
-    return payload
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise InvalidRequestError("the client went away before sending the whole request")
-        body.extend(message.get("body", b""))
-        if len(body) > limit:
-            raise InvalidRequestError(f"the request body is larger than {limit} bytes")
-        if not message.get("more_body", False):
-            return bytes(body)
+async def _shielded(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` to its end even if the caller is cancelled, holding it so it cannot be collected."""
+    task = asyncio.ensure_future(work)
+    _SETTLING.add(task)
+    task.add_done_callback(_SETTLING.discard)
+    await asyncio.shield(task)
 
 
 async def _watch_disconnect(receive: Receive, control: _OpenStream, exchange: _Exchange) -> None:
@@ -452,25 +434,3 @@ async def _watch_disconnect(receive: Receive, control: _OpenStream, exchange: _E
             if control.upstream is not None:
                 control.upstream.close()
             return
-
-
-def _cut_off_event(reason: str) -> bytes:
-    error: WattfareError
-    if reason == "revoked":
-        error = NotConnectedError("the user disconnected their AI budget; the stream was stopped")
-    elif reason == "upstream":
-        error = UpstreamError("the model provider dropped the stream")
-    else:
-        error = BudgetExceededError("the user's monthly cap is reached; the stream was stopped")
-    event = {**error.to_json(), "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}]}
-    return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\ndata: [DONE]\n\n"
-
-
-async def _send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-async def _send_error(send: Send, error: WattfareError) -> None:
-    headers = [(name.lower().encode(), value.encode()) for name, value in error.response_headers().items()]
-    await _send_bytes(send, error.status, error.body(), headers)

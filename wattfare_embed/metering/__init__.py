@@ -1,1 +1,2 @@
-"""Metering: prices, admission estimates, the SSE meter and upstream error mapping."""
+"""Metering: prices, admission estimates, the SSE meter, the request and cut-off wire, upstream error
+mapping, and reconciliation of estimated charges."""

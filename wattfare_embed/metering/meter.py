@@ -4,7 +4,9 @@ The bytes themselves are forwarded untouched by the proxy; the meter only
 looks. For streams it splits SSE lines incrementally (CRLF or LF), skips
 comment lines such as ``: OPENROUTER PROCESSING``, and reads ``usage`` from
 whichever chunk carries it (after the ``finish_reason`` chunk, with empty or
-non-empty ``choices``).
+non-empty ``choices``). Given a ``hold``, it also says where in a chunk the
+running estimate first passed it, so the proxy can cut the stream at that
+event rather than after whatever else the same network read carried.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ _CHARS_PER_TOKEN = 4
 class ResponseMeter:
     """Follows one response and knows what it has cost so far."""
 
-    def __init__(self, price: ModelPrice, prompt_cost: Micros) -> None:
+    def __init__(self, price: ModelPrice, prompt_cost: Micros, hold: Micros | None = None) -> None:
         self._price = price
         self._prompt_cost = prompt_cost
-        self._pending = b""
+        self._hold = hold
+        self._pending: list[bytes] = []
+        self._in_event = False  # a complete line of an event not yet ended by a blank line
         self.generation_id: str | None = None
         self.reported_cost: Micros | None = None
         self.usage: dict[str, Any] | None = None
@@ -41,27 +45,60 @@ class ResponseMeter:
 
     # -- streams ----------------------------------------------------------------------------
 
-    def feed(self, chunk: bytes) -> None:
-        """Take the next bytes of an SSE stream (any split, any line ending)."""
-        data = self._pending + chunk
-        lines = data.split(b"\n")
-        self._pending = lines.pop()
-        for line in lines:
-            self._line(line.rstrip(b"\r"))
+    def feed(self, chunk: bytes) -> int | None:
+        """Take the next bytes of an SSE stream (any split, any line ending).
 
-    def _line(self, line: bytes) -> None:
+        Returns ``None``, or the offset just past the event line where the running
+        estimate first passed the hold: the caller forwards ``chunk[:offset]`` and
+        cuts the stream there (the rest of the chunk is not read).
+
+        Work is proportional to the chunk: a line split over many chunks is
+        joined once, when its end arrives, never re-scanned chunk after chunk.
+        """
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            line = chunk[start:end]
+            if self._pending:
+                line = b"".join([*self._pending, line])
+                self._pending.clear()
+            start = end + 1
+            if self._line(line.rstrip(b"\r")) and self.passes_hold():
+                return start
+        if start < len(chunk):
+            self._pending.append(chunk[start:])
+        return None
+
+    def _line(self, line: bytes) -> bool:
+        """Read one line; True when it was a data event."""
+        self._in_event = bool(line)
         if not line.startswith(b"data:"):
-            return  # comments (": OPENROUTER PROCESSING"), blank separators, other fields
+            return False  # comments (": OPENROUTER PROCESSING"), blank separators, other fields
         data = line[5:].strip()
         if data == b"[DONE]":
             self.done = True
-            return
+            return True
         try:
             event = json.loads(data)
         except ValueError:
-            return
+            return True
         if isinstance(event, dict):
             self.observe(event)
+        return True
+
+    def passes_hold(self) -> bool:
+        """True when the output so far costs more than the hold and nothing better is known."""
+        return (
+            self._hold is not None
+            and not self.done
+            and self.trusted_cost() is None
+            and self.estimated_cost() > self._hold
+        )
+
+    def separator(self) -> bytes:
+        """What ends the event (or line) forwarded last, so that an event of ours can follow it."""
+        if self._pending:
+            return b"\n\n"  # the stream stopped mid-line
+        return b"\n" if self._in_event else b""
 
     # -- any JSON body or event -------------------------------------------------------------
 
@@ -73,12 +110,13 @@ class ResponseMeter:
         if isinstance(usage, dict):
             self.usage = usage
             cost = usage.get("cost")
-            if isinstance(cost, (int, float)) and not isinstance(cost, bool):
+            if isinstance(cost, (int, float)) and not isinstance(cost, bool) and math.isfinite(cost) and cost >= 0:
                 self.reported_cost = micros_from_usd(cost)
         error = event.get("error")
         if isinstance(error, dict):
             self.error = error
-        for choice in event.get("choices") or ():
+        choices = event.get("choices")
+        for choice in choices if isinstance(choices, list) else ():
             if not isinstance(choice, dict):
                 continue
             body = choice.get("delta") or choice.get("message") or {}
@@ -122,7 +160,8 @@ def _text_size(body: dict[str, Any]) -> int:
         value = body.get(key)
         if isinstance(value, str):
             size += len(value)
-    for call in body.get("tool_calls") or ():
+    calls = body.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
         if isinstance(call, dict):
             function = call.get("function") or {}
             if isinstance(function, dict):

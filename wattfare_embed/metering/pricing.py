@@ -111,8 +111,13 @@ class PriceBook:
                     raise UpstreamError(f"the model list answered HTTP {response.status}")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise UpstreamError("the model list could not be fetched from the upstream") from exc
-        models = json.loads(raw).get("data") or []
-        self._prices = {str(model.get("id")): price_of(model) for model in models if isinstance(model, dict)}
+        try:
+            listing = json.loads(raw)
+            models = listing.get("data") or []
+            prices = {str(model.get("id")): price_of(model) for model in models if isinstance(model, dict)}
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise UpstreamError("the upstream's model list is not the JSON it should be") from exc
+        self._prices = prices
         self._raw = raw
         self._loaded_at = time.monotonic()
 

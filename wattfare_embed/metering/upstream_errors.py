@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import (
@@ -28,13 +29,14 @@ def _message(body: bytes) -> str:
     return ""
 
 
-def error_for_upstream_status(status: int, body: bytes, headers: dict[str, str]) -> WattfareError:
+def error_for_upstream_status(status: int, body: bytes, headers: Mapping[str, str]) -> WattfareError:
     """Map an upstream HTTP error to what the app should do about it.
 
     402 "requires more credits, or fewer max_tokens" and 403 "Key limit exceeded"
     mean the user's own limit at the funding source is reached: ``budget_exceeded``.
     Any other 402 (the account is out of credit) and a 401 mean the funding
-    itself no longer works: ``funding_invalid``, reconnect.
+    itself no longer works: ``funding_invalid``, reconnect. ``headers`` must look
+    names up case-insensitively (aiohttp's ``CIMultiDictProxy`` does).
     """
     message = _message(body)
     lowered = message.lower()

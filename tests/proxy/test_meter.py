@@ -1,0 +1,166 @@
+"""The SSE meter and the admission arithmetic on their own: any split, any line ending, usage anywhere."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from wattfare_embed.metering.estimate import affordable_tokens, plan_admission
+from wattfare_embed.metering.meter import ResponseMeter
+from wattfare_embed.metering.pricing import ModelPrice
+
+PRICE = ModelPrice(
+    "m", prompt=Decimal("0.15"), completion=Decimal("0.6"), request=Decimal(0), max_completion_tokens=4096
+)
+FREE = ModelPrice("f", prompt=Decimal(0), completion=Decimal(0), request=Decimal(0), max_completion_tokens=4096)
+
+
+def _event(payload: dict[str, Any], end: bytes = b"\n\n") -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + end
+
+
+def _stream(end: bytes, usage_shape: str) -> bytes:
+    chunk = {"id": "gen-1", "object": "chat.completion.chunk"}
+    usage_choices = [] if usage_shape == "empty_choices" else [{"index": 0, "delta": {"content": ""}}]
+    return b"".join(
+        [
+            b": OPENROUTER PROCESSING" + end,
+            _event({**chunk, "choices": [{"index": 0, "delta": {"content": "Hello there"}}]}, end),
+            _event({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}, end),
+            _event({**chunk, "choices": usage_choices, "usage": {"completion_tokens": 2, "cost": 0.0000123}}, end),
+            b"data: [DONE]" + end,
+        ]
+    )
+
+
+@pytest.mark.parametrize("end", [b"\n\n", b"\r\n\r\n"], ids=["lf", "crlf"])
+@pytest.mark.parametrize("usage_shape", ["empty_choices", "with_choices"])
+@pytest.mark.parametrize("split", [1, 7, 10_000], ids=["byte-by-byte", "odd-chunks", "one-chunk"])
+def test_meter_reads_a_stream_however_it_is_split(end: bytes, usage_shape: str, split: int) -> None:
+    raw = _stream(end, usage_shape)
+    meter = ResponseMeter(PRICE, prompt_cost=10)
+
+    for start in range(0, len(raw), split):
+        meter.feed(raw[start : start + split])
+
+    assert meter.generation_id == "gen-1"
+    assert meter.finish_reason == "stop"
+    assert meter.reported_cost == 13  # 12.3 µ$, rounded up
+    assert meter.trusted_cost() == 13
+    assert meter.done
+    assert meter.output_chars == len("Hello there")
+
+
+@pytest.mark.parametrize("code", [502, "server_error"])
+def test_meter_sees_a_mid_stream_error_with_an_int_or_string_code(code: int | str) -> None:
+    meter = ResponseMeter(PRICE, prompt_cost=10)
+
+    meter.feed(
+        _event(
+            {
+                "id": "gen-2",
+                "error": {"code": code, "message": "Upstream provider error"},
+                "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}],
+            }
+        )
+    )
+
+    assert meter.error == {"code": code, "message": "Upstream provider error"}
+    assert meter.finish_reason == "error"
+    assert not meter.done
+
+
+def test_running_estimate_counts_output_as_it_arrives() -> None:
+    meter = ResponseMeter(PRICE, prompt_cost=10)
+    assert meter.estimated_cost() == 10
+
+    meter.feed(_event({"choices": [{"delta": {"content": "x" * 40}}]}))  # ten tokens at four characters each
+    meter.feed(_event({"choices": [{"delta": {"content": "y"}}]}))  # a content event is at least one token
+
+    assert meter.output_tokens == 11
+    assert meter.estimated_cost() == 10 + 7  # 11 tokens at 0.6 µ$ = 6.6 µ$, rounded up
+
+
+def test_zero_cost_is_trusted_only_for_a_free_model() -> None:
+    priced, free = ResponseMeter(PRICE, 0), ResponseMeter(FREE, 0)
+    for meter in (priced, free):
+        meter.observe({"usage": {"cost": 0}})
+
+    assert priced.trusted_cost() is None
+    assert free.trusted_cost() == 0
+
+
+def test_admission_holds_the_prompt_and_the_requested_completion() -> None:
+    admission = plan_admission({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 100}, PRICE)
+
+    assert admission.requested_max_tokens == 100
+    assert admission.wanted == admission.prompt_cost + 60
+    assert affordable_tokens(admission, admission.wanted, PRICE) == 100
+    # Half the completion money buys half the tokens; never more than requested.
+    assert affordable_tokens(admission, admission.prompt_cost + 30, PRICE) == 50
+    assert affordable_tokens(admission, admission.wanted * 10, PRICE) == 100
+
+
+def test_admission_takes_the_smaller_of_two_completion_limits() -> None:
+    admission = plan_admission(
+        {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 100, "max_completion_tokens": 30}, PRICE
+    )
+
+    assert admission.requested_max_tokens == 30
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"choices": 5},
+        {"choices": [{"delta": "text"}]},
+        {"choices": [{"delta": {"tool_calls": 3}}]},
+        {"usage": {"cost": "0.1"}},
+        {"usage": {"cost": -1}},
+        {"usage": 7, "error": "boom"},
+    ],
+)
+def test_meter_survives_odd_shapes(odd: dict[str, Any]) -> None:
+    meter = ResponseMeter(PRICE, prompt_cost=10)
+
+    meter.feed(_event(odd))
+
+    assert meter.trusted_cost() is None
+    assert meter.estimated_cost() == 10
+
+
+def test_meter_says_where_in_a_chunk_the_hold_was_passed() -> None:
+    # One token is 0.6 µ$: four tokens (2.4, rounded up to 3) are the first to pass 12.
+    meter = ResponseMeter(PRICE, prompt_cost=10, hold=12)
+    events = [_event({"choices": [{"delta": {"content": f"w{i}"}}]}) for i in range(6)]
+    chunk = b": keep-alive\n\n" + b"".join(events)
+
+    cut = meter.feed(chunk)
+
+    assert cut == len(b": keep-alive\n\n") + 4 * len(events[0]) - 1  # just after the fourth data line
+    assert chunk[:cut].endswith(b'"w3"}}]}\n')
+    assert meter.output_events == 4
+    assert meter.separator() == b"\n"  # the blank line that ends that event
+
+
+def test_meter_does_not_cut_once_the_upstream_reported_its_cost() -> None:
+    meter = ResponseMeter(PRICE, prompt_cost=10, hold=11)
+    chunk = _event({"choices": [], "usage": {"cost": 0.000005}}) + _event(
+        {"choices": [{"delta": {"content": "x" * 99}}]}
+    )
+
+    assert meter.feed(chunk) is None
+    assert meter.trusted_cost() == 5
+
+
+def test_separator_ends_a_line_cut_in_the_middle() -> None:
+    meter = ResponseMeter(PRICE, prompt_cost=10)
+
+    meter.feed(b'data: {"choices": [{"del')
+
+    assert meter.separator() == b"\n\n"
+    meter.feed(b'ta": {}}]}\n\n')
+    assert meter.separator() == b""

@@ -1,0 +1,96 @@
+"""After the response: estimated charges replaced by the upstream's own figure, orphans swept.
+
+A stream the client abandoned, that the proxy cut, or that the upstream dropped
+carries no usage, so its charge is an estimate until the upstream's generation
+record (``GET /generation?id=``) says what it billed. That record appears some
+time after the generation ends and answers 404 until then, so it is asked for
+with backoff, and again by the periodic sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from ..money import micros_from_usd
+from ..store import ConnectionRecord
+
+if TYPE_CHECKING:
+    from ..app import Wattfare
+
+__all__ = ["Reconciler"]
+
+logger = logging.getLogger("wattfare_embed")
+
+_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+_GIVE_UP_SECONDS = 86400
+# A row whose connection lost its credential (revoked) can only be reconciled by the task that
+# still holds it; once that task's schedule has run out, the sweep stops asking.
+_WITHOUT_CREDENTIAL_SECONDS = 600
+
+
+class Reconciler:
+    """Applies the upstream's figure to estimated ledger rows, exactly once each."""
+
+    def __init__(self, embed: Wattfare, credential: Callable[[ConnectionRecord], str | None]) -> None:
+        self._embed = embed
+        self._credential = credential
+
+    def later(self, ledger_id: str, generation_id: str, connection: ConnectionRecord) -> None:
+        """Ask the upstream in the background, backing off while the record is not there yet."""
+        credential = self._credential(connection)
+        base = connection.upstream_url or self._embed.settings.upstream_url
+
+        async def retrying() -> None:
+            for delay in _DELAYS:
+                await asyncio.sleep(delay)
+                if await self.once(ledger_id, generation_id, credential, base):
+                    return
+
+        self._embed.run_in_background(retrying)
+
+    async def once(self, ledger_id: str, generation_id: str, credential: str | None, base: str) -> bool:
+        """Ask the upstream what a generation cost; apply it. True when settled for good."""
+        if not credential:
+            return False
+        try:
+            async with self._embed.http.get(
+                f"{base}/generation", params={"id": generation_id}, headers={"authorization": f"Bearer {credential}"}
+            ) as response:
+                if response.status != 200:
+                    return False  # 404: the record is not there yet
+                answer = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return False
+        record = answer.get("data") if isinstance(answer, dict) else None
+        total = record.get("total_cost") if isinstance(record, dict) else None
+        if not isinstance(total, (int, float)) or isinstance(total, bool) or not math.isfinite(total) or total < 0:
+            return False
+        await self._embed.store.reconcile(ledger_id, micros_from_usd(total), int(time.time()))
+        return True
+
+    async def sweep(self) -> None:
+        """Settle reservations orphaned by a dead process; retry reconciliations still open."""
+        store, now = self._embed.store, int(time.time())
+        swept = await store.sweep_expired(now)
+        if swept:
+            logger.warning("settled %d reservations left open by a process that stopped", swept)
+        for entry in await store.pending_reconciliations(limit=100):
+            if now - entry.created_at > _GIVE_UP_SECONDS or not entry.generation_id:
+                await store.give_up_reconciliation(entry.id)
+                continue
+            record = await store.get_connection(self._embed.keys.app_id, entry.app_user_id, now)
+            credential = self._credential(record) if record is not None else None
+            if record is None or credential is None:
+                # Oldest first, a page at a time: rows nobody can ask about would block the rest.
+                if now - entry.created_at > _WITHOUT_CREDENTIAL_SECONDS:
+                    await store.give_up_reconciliation(entry.id)
+                continue
+            base = record.upstream_url or self._embed.settings.upstream_url
+            await self.once(entry.id, entry.generation_id, credential, base)
