@@ -77,11 +77,21 @@ def test_running_estimate_counts_output_as_it_arrives() -> None:
     meter = ResponseMeter(PRICE, prompt_cost=10)
     assert meter.estimated_cost() == 10
 
-    meter.feed(_event({"choices": [{"delta": {"content": "x" * 40}}]}))  # ten tokens at four characters each
+    meter.feed(_event({"choices": [{"delta": {"content": "x" * 60}}]}))  # a bundled event: ten tokens at six characters
     meter.feed(_event({"choices": [{"delta": {"content": "y"}}]}))  # a content event is at least one token
 
     assert meter.output_tokens == 11
     assert meter.estimated_cost() == 10 + 7  # 11 tokens at 0.6 µ$ = 6.6 µ$, rounded up
+
+
+def test_one_token_events_are_counted_by_events_not_by_length() -> None:
+    """A provider streaming one token per event must never look like it overran its max_tokens."""
+    meter = ResponseMeter(PRICE, prompt_cost=0)
+    tokens = " The quick brown fox jumps over the lazy dog, again and again".split(" ")[1:]
+    for _ in range(10):  # English prose, one token per event: about five characters each
+        for token in tokens:
+            meter.feed(_event({"choices": [{"delta": {"content": " " + token}}]}))
+    assert meter.output_tokens == 10 * len(tokens)
 
 
 def test_zero_cost_is_trusted_only_for_a_free_model() -> None:

@@ -21,8 +21,12 @@ from .pricing import ModelPrice
 
 __all__ = ["ResponseMeter"]
 
-# A chunk that carries content is at least one token; four characters make about one.
-_CHARS_PER_TOKEN = 4
+# An event that carries content is at least one token. Providers that send one token per event
+# (most) are counted exactly by events; for providers that bundle several tokens into an event,
+# six characters count as one. Real tokens average about four characters, so this never runs
+# ahead of a reply that stays within its max_tokens (a cut-off there would be a false alarm);
+# the cost is that a provider overrunning max_tokens with bundled events is cut a little late.
+_CHARS_PER_TOKEN = 6
 
 
 class ResponseMeter:
