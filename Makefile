@@ -25,7 +25,7 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 demo: $(STAMP)
-	$(BIN)/python -m example_apps.fastapi_chat.run_demo
+	$(BIN)/python -m example_apps.fastapi_chat.run_demo $(if $(CONSENT),--consent $(CONSENT))
 
 demo-hosted: $(STAMP)
 	$(BIN)/python -m example_apps.fastapi_chat.run_demo --consent hosted

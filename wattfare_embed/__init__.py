@@ -10,7 +10,7 @@ app.mount("/wattfare", wf)
 
 from .app import Session, Wattfare
 from .client import WattfareUser, is_budget_exceeded, is_not_connected, to_wattfare_error
-from .consent import ConsentAuthority, DevConsent, FundingGrant, OpenRouterConsent
+from .consent import ConsentAuthority, DevConsent, FundingGrant, HostedConsent, OpenRouterConsent
 from .errors import (
     AuthError,
     BudgetExceededError,
@@ -39,6 +39,7 @@ __all__ = [
     "FundingGrant",
     "FundingInvalidError",
     "GrantInvalidError",
+    "HostedConsent",
     "InvalidRequestError",
     "NotConnectedError",
     "OpenRouterConsent",

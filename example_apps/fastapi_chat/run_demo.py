@@ -12,7 +12,7 @@ from pathlib import Path
 
 import uvicorn
 
-from wattfare_embed import DevConsent, Wattfare, new_key_pair
+from wattfare_embed import ConsentAuthority, DevConsent, Wattfare, new_key_pair
 from wattfare_embed.testing.fake_openrouter import FakeOpenRouter
 
 from .app import create_app, current_user
@@ -49,11 +49,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Run the Acme Chat demo")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--fake-port", type=int, default=int(os.environ.get("FAKE_PORT", "8001")))
+    parser.add_argument("--consent", choices=["dev", "hosted"], default="dev", help="hosted: the consent domain")
+    parser.add_argument("--domain-port", type=int, default=int(os.environ.get("DOMAIN_PORT", "8002")))
     args = parser.parse_args()
 
     secret_key, publishable_key = _keys()
-    openrouter_key = os.environ.get("OPENROUTER_API_KEY")
-    simulated = not openrouter_key
+    hosted = args.consent == "hosted"
+    # Hosted: the consent domain mints each user's key with OPENROUTER_MANAGEMENT_KEY; the app holds none.
+    openrouter_key = None if hosted else os.environ.get("OPENROUTER_API_KEY")
+    simulated = not (os.environ.get("OPENROUTER_MANAGEMENT_KEY") if hosted else openrouter_key)
     upstream_url = "https://openrouter.ai/api/v1"
     if simulated:
         fake = FakeOpenRouter(chunk_delay=0.04)
@@ -61,11 +65,23 @@ def main() -> None:
         _serve_in_thread(fake, args.fake_port)
         upstream_url = f"http://127.0.0.1:{args.fake_port}/api/v1"
 
+    consent: ConsentAuthority = DevConsent(auto_approve=False)  # show the consent screen, as users would see it
+    if hosted:
+        from .hosted_demo import start_consent_domain
+
+        consent, secret_key, publishable_key = start_consent_domain(
+            state=STATE,
+            port=args.domain_port,
+            app_url=f"http://127.0.0.1:{args.port}",
+            upstream_url=upstream_url,
+            management_key=os.environ.get("OPENROUTER_MANAGEMENT_KEY") or "sk-or-mgmt-test",
+            serve=_serve_in_thread,
+        )
     wf = Wattfare(
         secret_key=secret_key,
         publishable_key=publishable_key,
         database_url=f"sqlite+aiosqlite:///{STATE / 'wattfare.db'}",
-        consent=DevConsent(auto_approve=False),  # show the consent screen, as users would see it
+        consent=consent,
         resolve_user=current_user,
         app_name="Acme Chat",
         default_monthly_usd=5,

@@ -2,6 +2,7 @@
 
 from .base import AuthorityContext, AuthorizeRequest, ConsentAuthority, FundingGrant
 from .dev import DevConsent
+from .hosted import HostedConsent
 from .openrouter import OpenRouterConsent
 
 __all__ = [
@@ -10,5 +11,6 @@ __all__ = [
     "ConsentAuthority",
     "DevConsent",
     "FundingGrant",
+    "HostedConsent",
     "OpenRouterConsent",
 ]

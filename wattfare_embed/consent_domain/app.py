@@ -1,0 +1,204 @@
+"""``ConsentDomain``: the self-hostable reference consent domain, as one ASGI app.
+
+```python
+domain = ConsentDomain(DomainSettings(database_url=..., public_url="https://consent.example.com",
+                                      management_key="sk-or-v1-…"))
+uvicorn.run(domain)          # or: wattfare consent-domain serve …
+```
+
+It serves the discovery document, the consent screen, the token and revocation
+endpoints, the user's dashboard and (unless a deployment brings its own
+``authenticate``) an email-and-password login, and runs the outbox worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..consent._protocol import DISCOVERY_PATH, PROTOCOL_VERSION
+from ..keys import AppKeys
+from .authorize import ConsentScreen
+from .config import DomainSettings
+from .dashboard import Dashboard
+from .grants import GrantLifecycle
+from .login import Authenticate, PasswordLogin, add_user
+from .outbox import Outbox
+from .registration import register_app
+from .sessions import Sessions
+from .storage import DomainStore
+from .token_endpoint import TokenEndpoint
+from .upstream import UpstreamKeys
+
+__all__ = ["ConsentDomain"]
+
+logger = logging.getLogger("wattfare_embed.consent_domain")
+
+
+class ConsentDomain:
+    """The reference consent domain. Starts itself on its first request, or with ``async with``.
+
+    ``authenticate(request) -> user id | None`` replaces the built-in login; pass
+    ``login_url`` too, where a signed-out user is sent with ``?next=<path>``.
+    """
+
+    def __init__(
+        self,
+        settings: DomainSettings,
+        *,
+        authenticate: Authenticate | None = None,
+        login_url: str = "/login",
+    ) -> None:
+        self.settings = settings
+        self.store = DomainStore(settings.database_url)
+        self.upstream = UpstreamKeys(
+            settings.upstream_url,
+            settings.management_key,
+            lambda: self.http,
+            timeout_seconds=settings.upstream_timeout_seconds,
+        )
+        self.outbox = Outbox(self.store, self.upstream, lambda: self.http, settings)
+        self.grants = GrantLifecycle(self.store, self.upstream, self.outbox, settings)
+        self._authenticate = authenticate
+        self._login_url = login_url
+        self._http: aiohttp.ClientSession | None = None
+        self._asgi: ASGIApp | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._start_lock = asyncio.Lock()
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            raise RuntimeError("the consent domain is not started")
+        return self._http
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        if self._asgi is not None:
+            return
+        async with self._start_lock:
+            if self._asgi is not None:
+                return
+            await self.store.open()
+            secret = self.settings.session_secret or await self.store.setting(
+                "session_secret", secrets.token_urlsafe(48)
+            )
+            self._http = aiohttp.ClientSession()
+            self._asgi = Starlette(routes=self._routes(secret))
+            self._worker = asyncio.get_running_loop().create_task(self.outbox.run_forever())
+
+    async def shutdown(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        self._asgi = None
+        await self.store.close()
+
+    async def __aenter__(self) -> ConsentDomain:
+        await self.startup()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.shutdown()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        await self.startup()
+        assert self._asgi is not None
+        await self._asgi(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- administration ---------------------------------------------------------------------
+
+    async def register_app(
+        self, *, name: str, redirect_uris: Sequence[str], webhook_url: str, live: bool = True, allow_http: bool = False
+    ) -> AppKeys:
+        """Register an app; returns its key pair (print it: the secret key is not kept)."""
+        await self.store.open()
+        return await register_app(
+            self.store,
+            name=name,
+            redirect_uris=redirect_uris,
+            webhook_url=webhook_url,
+            live=live,
+            allow_http=allow_http,
+        )
+
+    async def add_user(self, email: str, password: str) -> str:
+        """Add a built-in email-and-password user; returns the user id."""
+        await self.store.open()
+        return await add_user(self.store, email, password)
+
+    def discovery(self) -> dict[str, Any]:
+        issuer = self.settings.issuer
+        return {
+            "issuer": issuer,
+            "authorization_endpoint": issuer + "/authorize",
+            "token_endpoint": issuer + "/token",
+            "revocation_endpoint": issuer + "/revoke",
+            "protocol_version": PROTOCOL_VERSION,
+            "response_types_supported": ["code"],
+            "grant_types_supported": ["authorization_code"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic"],
+            "periods_supported": ["month"],
+            "webhook_events_supported": ["grant.revoked", "grant.updated"],
+            "webhook_signature_versions_supported": ["v1"],
+        }
+
+    def _routes(self, secret: str) -> list[BaseRoute]:
+        settings = self.settings
+        sessions = Sessions(secret, max_age_seconds=settings.session_ttl_seconds, secure=settings.secure_cookies)
+        routes: list[BaseRoute] = []
+        authenticate = self._authenticate
+        if authenticate is None:
+            login = PasswordLogin(self.store, sessions, settings.name)
+            authenticate = login.authenticate
+            routes.extend(login.routes())
+
+        async def discovery(request: Request) -> Response:
+            return JSONResponse(self.discovery(), headers={"cache-control": "public, max-age=300"})
+
+        routes.append(Route(DISCOVERY_PATH, discovery, methods=["GET"]))
+        routes.extend(ConsentScreen(self.store, sessions, settings, authenticate, self._login_url).routes())
+        routes.extend(TokenEndpoint(self.store, self.grants, settings).routes())
+        dashboard = Dashboard(self.store, sessions, self.grants, self.upstream, settings, authenticate, self._login_url)
+        routes.extend(dashboard.routes())
+        return routes

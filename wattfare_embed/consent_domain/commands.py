@@ -1,0 +1,141 @@
+"""``wattfare consent-domain serve | register-app | add-user``: run and administer a consent domain.
+
+Every option also reads an environment variable, so a deployment can keep
+secrets out of the command line (``OPENROUTER_MANAGEMENT_KEY`` above all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from typing import Any
+
+__all__ = ["add_consent_domain_commands"]
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name) or default
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import ConsentDomain
+    from .config import DomainSettings
+
+    settings = DomainSettings(
+        database_url=args.database_url,
+        public_url=(args.public_url or f"http://{args.host}:{args.port}").rstrip("/"),
+        upstream_url=args.upstream_url,
+        management_key=args.management_key,
+        session_secret=_env("WATTFARE_DOMAIN_SESSION_SECRET"),
+        name=args.name,
+    )
+    if not settings.management_key:
+        print(
+            "warning: no management key (--management-key or OPENROUTER_MANAGEMENT_KEY): "
+            "approving a consent will fail until one is set",
+            file=sys.stderr,
+        )
+    from sqlalchemy.engine import make_url
+
+    shown = make_url(args.database_url).render_as_string(hide_password=True)
+    print(f"consent domain {settings.issuer} (listening on {args.host}:{args.port}, data in {shown})")
+    uvicorn.run(ConsentDomain(settings), host=args.host, port=args.port, log_level="info", proxy_headers=True)
+    return 0
+
+
+async def _register_app(args: argparse.Namespace) -> int:
+    from .registration import register_app
+    from .storage import DomainStore
+
+    store = DomainStore(args.database_url)
+    await store.open()
+    try:
+        keys = await register_app(
+            store,
+            name=args.name,
+            redirect_uris=args.redirect_uri,
+            webhook_url=args.webhook_url,
+            live=not args.test,
+            allow_http=args.allow_http,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        await store.close()
+    print(f"registered {args.name!r} as app {keys.app_id}; configure the app with (the secret is not kept here):")
+    print(f"WATTFARE_SECRET_KEY={keys.secret_key}")
+    print(f"WATTFARE_PUBLISHABLE_KEY={keys.publishable_key}")
+    return 0
+
+
+async def _add_user(args: argparse.Namespace) -> int:
+    from .login import add_user, normalize_email
+    from .storage import DomainStore
+
+    password = args.password or getpass.getpass(f"password for {args.email}: ")
+    store = DomainStore(args.database_url)
+    await store.open()
+    try:
+        user_id = await add_user(store, args.email, password)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        await store.close()
+    print(f"added {normalize_email(args.email)} as {user_id}")
+    return 0
+
+
+def add_consent_domain_commands(commands: Any) -> None:
+    """Add the ``consent-domain`` command group to the ``wattfare`` parser's subcommands."""
+    from .config import DEFAULT_DOMAIN_DATABASE_URL
+
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument(
+        "--database-url",
+        default=_env("WATTFARE_DOMAIN_DATABASE_URL", DEFAULT_DOMAIN_DATABASE_URL),
+        help="SQLAlchemy URL, SQLite or PostgreSQL (default: $WATTFARE_DOMAIN_DATABASE_URL or a local SQLite file)",
+    )
+    group = commands.add_parser("consent-domain", help="run and administer a self-hosted consent domain")
+    domain = group.add_subparsers(dest="domain_command", required=True)
+
+    serve = domain.add_parser("serve", parents=[database], help="serve the consent domain")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8002)
+    serve.add_argument(
+        "--upstream-url",
+        default=_env("WATTFARE_DOMAIN_UPSTREAM_URL", "https://openrouter.ai/api/v1"),
+        help="the OpenRouter API base (default: $WATTFARE_DOMAIN_UPSTREAM_URL or https://openrouter.ai/api/v1)",
+    )
+    serve.add_argument(
+        "--management-key",
+        default=_env("OPENROUTER_MANAGEMENT_KEY"),
+        help="the OpenRouter management key that mints one capped key per grant ($OPENROUTER_MANAGEMENT_KEY)",
+    )
+    serve.add_argument(
+        "--public-url",
+        default=_env("WATTFARE_DOMAIN_PUBLIC_URL"),
+        help="the URL apps configure HostedConsent with, the issuer (default: http://HOST:PORT)",
+    )
+    serve.add_argument("--name", default="Wattfare", help="how the domain names itself on its pages")
+    serve.set_defaults(run=_serve)
+
+    register = domain.add_parser("register-app", parents=[database], help="register an app; prints its key pair")
+    register.add_argument("--name", required=True, help="the app's name, shown on the consent screen")
+    register.add_argument(
+        "--redirect-uri", action="append", required=True, help="an exact redirect URI: {mount}/callback (repeatable)"
+    )
+    register.add_argument("--webhook-url", required=True, help="where grant changes are posted: {mount}/webhooks")
+    register.add_argument("--test", action="store_true", help="issue test keys instead of live ones")
+    register.add_argument("--allow-http", action="store_true", help="accept plain http URLs off localhost")
+    register.set_defaults(run_async=_register_app)
+
+    user = domain.add_parser("add-user", parents=[database], help="add an email-and-password user")
+    user.add_argument("--email", required=True)
+    user.add_argument("--password", default=None, help="prompted for when left out (keeps it out of the shell history)")
+    user.set_defaults(run_async=_add_user)

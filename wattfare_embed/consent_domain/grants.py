@@ -1,0 +1,99 @@
+"""What happens to a grant: minted with its own capped upstream key, re-capped, revoked.
+
+The upstream key is the hard ceiling, so it changes first: a cap is PATCHed
+upstream before the grant row and its webhook change, and a revoked grant's key
+is deleted through the outbox (tried at once, retried until it is gone).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ..consent._protocol import wire_usd
+from ..money import Micros
+from .config import DomainSettings
+from .outbox import DELETE_KEY, Outbox, delete_key_job, webhook_job
+from .records import App, Grant, NewJob
+from .storage import DomainStore
+from .upstream import UpstreamFailure, UpstreamKeys
+
+__all__ = ["GRANT_REVOKED", "GRANT_UPDATED", "GrantLifecycle", "GrantRevokedMeanwhile"]
+
+logger = logging.getLogger("wattfare_embed.consent_domain")
+
+GRANT_REVOKED = "grant.revoked"
+GRANT_UPDATED = "grant.updated"
+
+
+class GrantRevokedMeanwhile(Exception):
+    """The grant was revoked (its code replayed) while its key was being minted."""
+
+
+class GrantLifecycle:
+    def __init__(self, store: DomainStore, upstream: UpstreamKeys, outbox: Outbox, settings: DomainSettings) -> None:
+        self._store = store
+        self._upstream = upstream
+        self._outbox = outbox
+        self._settings = settings
+
+    async def mint(self, app: App, user_id: str, cap: Micros, code_hash: str) -> tuple[Grant, str]:
+        """A new active grant with its own key limited to ``cap`` a month: ``(grant, key secret)``.
+
+        The user's older grants to the same app are revoked: one app, one cap per user.
+        """
+        now = int(time.time())
+        grant = await self._store.start_grant(code_hash, app.id, user_id, cap, now)
+        try:
+            key_hash, secret = await self._upstream.create(f"wattfare: {app.name} ({grant.id})", cap)
+        except UpstreamFailure:
+            await self._store.revoke_grant(grant.id, now, "mint_failed", lambda _: ())
+            raise
+        if not await self._store.activate_grant(grant.id, key_hash, int(time.time())):
+            await self._store.queue([NewJob(DELETE_KEY, app.id, "key:" + key_hash, key_hash)])
+            await self.flush()
+            raise GrantRevokedMeanwhile(grant.id)
+        for older in await self._store.live_grants(user_id=user_id, app_id=app.id):
+            if older.id != grant.id:
+                await self.revoke(older, reason="replaced", notify=True)
+        active = await self._store.get_grant(grant.id)
+        assert active is not None
+        return active, secret
+
+    async def change_cap(self, grant: Grant, cap: Micros) -> Grant | None:
+        """Re-limit the upstream key, then the grant, and tell the app; ``None`` if no longer active."""
+        if grant.key_hash is None:
+            return None
+        await self._upstream.set_limit(grant.key_hash, cap)
+        job = webhook_job(grant, GRANT_UPDATED, {"monthly_usd": wire_usd(cap), "hard_limit_usd": wire_usd(cap)})
+        changed = await self._store.set_cap(grant.id, cap, int(time.time()), [job])
+        self._outbox.wake()
+        return changed
+
+    async def revoke(self, grant: Grant, *, reason: str, notify: bool) -> bool:
+        """Revoke once: delete the upstream key (now, and until it is gone) and, if asked, tell the app.
+
+        A grant replaced by a new consent is announced after a short delay, so the app
+        has stored the grant that replaces it before it hears the old one is gone.
+        """
+        delay = self._settings.replaced_notice_delay_seconds if reason == "replaced" else 0.0
+
+        def jobs_for(revoked: Grant) -> list[NewJob]:
+            jobs = [delete_key_job(revoked)] if revoked.key_hash else []
+            if notify and revoked.key_hash:
+                jobs.append(webhook_job(revoked, GRANT_REVOKED, {"reason": reason}, delay))
+            return jobs
+
+        revoked = await self._store.revoke_grant(grant.id, int(time.time()), reason, jobs_for)
+        if revoked is None:
+            return False
+        await self.flush()
+        return True
+
+    async def flush(self) -> None:
+        """Run what is due right away (the key deletion above), leaving retries to the worker."""
+        try:
+            await self._outbox.deliver_due()
+        except Exception:
+            logger.exception("delivering the outbox inline failed; the worker will retry")
+        self._outbox.wake()

@@ -1,0 +1,135 @@
+"""Who the user is: a deployment's own ``authenticate(request)``, or the built-in password login.
+
+A deployment with its own accounts passes ``authenticate`` (and ``login_url``)
+to ``ConsentDomain``; self-hosters use the built-in email-and-password login,
+with passwords hashed by argon2 (argon2-cffi) and sessions in signed cookies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from .._http import safe_return_path
+from ..errors import InvalidRequestError
+from .forms import FormError, read_form
+from .pages import error_page, login_page, page_response
+from .sessions import CsrfError, Sessions
+from .storage import DomainStore
+
+__all__ = ["Authenticate", "PasswordLogin", "add_user", "call_authenticate", "normalize_email"]
+
+Authenticate = Callable[[Request], "str | Awaitable[str | None] | None"]
+
+_hasher = PasswordHasher()
+MIN_PASSWORD_LENGTH = 8
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    # Verified against when the email is unknown, so a wrong email costs as long as a wrong password.
+    return _hasher.hash("wattfare consent domain: no such user")
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+async def add_user(store: DomainStore, email: str, password: str) -> str:
+    """Create a built-in user; returns the user id. ``ValueError`` for a bad or taken email."""
+    email = normalize_email(email)
+    if "@" not in email or len(email) > 320:
+        raise ValueError("give an email address")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    password_hash = await asyncio.to_thread(_hasher.hash, password)
+    return await store.add_user(email, password_hash, int(time.time()))
+
+
+async def call_authenticate(authenticate: Authenticate, request: Request) -> str | None:
+    result = authenticate(request)
+    if inspect.isawaitable(result):
+        result = await result
+    return result or None
+
+
+class PasswordLogin:
+    """``GET/POST /login`` and ``POST /logout`` for the built-in users."""
+
+    def __init__(self, store: DomainStore, sessions: Sessions, domain_name: str) -> None:
+        self._store = store
+        self._sessions = sessions
+        self._domain_name = domain_name
+
+    def authenticate(self, request: Request) -> str | None:
+        return self._sessions.user_id(request)
+
+    async def verify(self, email: str, password: str) -> str | None:
+        """The user id when the password is right; argon2 runs off the event loop."""
+        found = await self._store.find_user(normalize_email(email))
+        user_id, password_hash = found if found is not None else (None, _dummy_hash())
+        try:
+            await asyncio.to_thread(_hasher.verify, password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return None
+        return user_id
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/login", self.show, methods=["GET"]),
+            Route("/login", self.submit, methods=["POST"]),
+            Route("/logout", self.logout, methods=["POST"]),
+        ]
+
+    async def show(self, request: Request) -> Response:
+        return self._page(request, _next_path(request.query_params.get("next")))
+
+    async def submit(self, request: Request) -> Response:
+        try:
+            fields = await read_form(request)
+            self._sessions.check_csrf(request, fields)
+        except (FormError, CsrfError) as exc:
+            return page_response(error_page("Please try again", str(exc), self._domain_name), status=403)
+        next_path = _next_path(fields.get("next"))
+        email = fields.get("email", "")
+        user_id = await self.verify(email, fields.get("password", ""))
+        if user_id is None:
+            return self._page(request, next_path, error="Wrong email or password.", email=email, status=401)
+        response = RedirectResponse(next_path, status_code=303)
+        self._sessions.sign_in(response, user_id)
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        try:
+            self._sessions.check_csrf(request, await read_form(request))
+        except (FormError, CsrfError) as exc:
+            return page_response(error_page("Please try again", str(exc), self._domain_name), status=403)
+        response = RedirectResponse("/login", status_code=303)
+        self._sessions.sign_out(response)
+        return response
+
+    def _page(
+        self, request: Request, next_path: str, *, error: str | None = None, email: str = "", status: int = 200
+    ) -> Response:
+        csrf, fresh = self._sessions.csrf_token(request)
+        page = login_page(next_path=next_path, csrf=csrf, domain_name=self._domain_name, error=error, email=email)
+        response = page_response(page, status=status)
+        self._sessions.set_csrf_cookie(response, fresh)
+        return response
+
+
+def _next_path(value: object) -> str:
+    """Where to go after signing in: a path on this domain, never another site."""
+    try:
+        return safe_return_path(value, default="/dashboard")
+    except InvalidRequestError:
+        return "/dashboard"
