@@ -87,7 +87,7 @@ def test_running_estimate_counts_output_as_it_arrives() -> None:
 def test_one_token_events_are_counted_by_events_not_by_length() -> None:
     """A provider streaming one token per event must never look like it overran its max_tokens."""
     meter = ResponseMeter(PRICE, prompt_cost=0)
-    tokens = " The quick brown fox jumps over the lazy dog, again and again".split(" ")[1:]
+    tokens = ["The", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog,", "again", "and", "again"]
     for _ in range(10):  # English prose, one token per event: about five characters each
         for token in tokens:
             meter.feed(_event({"choices": [{"delta": {"content": " " + token}}]}))

@@ -202,7 +202,8 @@ async def test_stream_framing_is_comment_role_words_finish_usage_then_done() -> 
         assert chunk["model"] == "openai/gpt-4o-mini" and chunk["provider"] == "OpenAI"
         assert isinstance(chunk["created"], int)
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
-    assert [c["choices"][0]["delta"]["content"] for c in stream.content_chunks] == ["Hell", "o", " the", "re,", " fri", "end"]
+    pieces = [c["choices"][0]["delta"]["content"] for c in stream.content_chunks]
+    assert pieces == ["Hell", "o", " the", "re,", " fri", "end"]
     finish, usage_chunk = chunks[-2], chunks[-1]
     assert finish["choices"][0]["finish_reason"] == "stop"
     assert finish["choices"][0]["native_finish_reason"] == "stop"
