@@ -127,7 +127,7 @@ class Wattfare:
         self._http: aiohttp.ClientSession | None = None
         self._started = False
         self._start_lock = asyncio.Lock()
-        self._background: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
         self._on_start: list[Callable[[], Awaitable[None]]] = []
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
         self._connection_listeners: list[Callable[[str], None]] = []
@@ -160,9 +160,10 @@ class Wattfare:
         if not self._started:
             return
         self._started = False
-        for task in self._background:
+        running = list(self._background)
+        for task in running:
             task.cancel()
-        for task in self._background:
+        for task in running:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._background.clear()
@@ -194,7 +195,9 @@ class Wattfare:
             except Exception:
                 logger.exception("wattfare background task failed")
 
-        self._background.append(asyncio.get_running_loop().create_task(guarded()))
+        task = asyncio.get_running_loop().create_task(guarded())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)  # finished tasks are not kept forever
 
     @property
     def http(self) -> aiohttp.ClientSession:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from .errors import BudgetExceededError, FundingInvalidError, NotConnectedError, WattfareError, error_from_code
 from .status import ConnectionStatus
@@ -59,7 +60,7 @@ class WattfareUser:
 
         timeout = options.pop("timeout", self._embed.settings.upstream_timeout_seconds)
         http_client = httpx2.AsyncClient(transport=InProcessTransport(self._embed), timeout=timeout)
-        headers = {"X-Wattfare-User": self.app_user_id, **options.pop("default_headers", {})}
+        headers = {**_user_headers(self.app_user_id), **options.pop("default_headers", {})}
         return openai.AsyncOpenAI(
             base_url=INTERNAL_BASE_URL,
             api_key=self._embed.keys.secret_key,
@@ -80,6 +81,13 @@ class WattfareUser:
 
     def __repr__(self) -> str:
         return f"WattfareUser({self.app_user_id!r})"
+
+
+def _user_headers(app_user_id: str) -> dict[str, str]:
+    """The headers naming the user to charge; ids beyond printable ASCII go percent-encoded."""
+    if app_user_id.isascii() and app_user_id.isprintable() and "%" not in app_user_id:
+        return {"X-Wattfare-User": app_user_id}
+    return {"X-Wattfare-User": quote(app_user_id, safe=""), "X-Wattfare-User-Encoding": "percent"}
 
 
 def to_wattfare_error(exc: BaseException) -> WattfareError | None:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import aiohttp
 from cryptography.exceptions import InvalidTag
@@ -52,6 +53,7 @@ __all__ = ["Proxy"]
 logger = logging.getLogger("wattfare_embed")
 
 USER_HEADER = "x-wattfare-user"
+USER_ENCODING_HEADER = "x-wattfare-user-encoding"
 # Headers that belong to one hop, or that we change (length, encoding), are not relayed.
 _NOT_RELAYED = frozenset(
     {
@@ -161,8 +163,12 @@ class Proxy:
             if not secret_key_matches(token, self._embed.keys):
                 raise AuthError("the secret key is not this app's")
             user = headers.get(USER_HEADER, "")
+            if headers.get(USER_ENCODING_HEADER, "").lower() == "percent":
+                # HTTP headers carry bytes, not text: ids beyond ASCII travel percent-encoded (UTF-8).
+                user = unquote(user, errors="strict")
             if not user and not allow_anonymous_user:
-                raise InvalidRequestError("name the app user to charge in the X-Wattfare-User header")
+                # Treated like an unknown user: there is nobody whose budget could pay.
+                raise NotConnectedError("name the app user to charge in the X-Wattfare-User header")
             if len(user) > 255:
                 raise InvalidRequestError("X-Wattfare-User may be at most 255 characters")
             return user

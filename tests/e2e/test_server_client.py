@@ -302,11 +302,6 @@ async def test_user_handle_status_and_disconnect(new_embed: EmbedFactory, upstre
     assert upstream.chat_calls() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: openai() sends the user id in the X-Wattfare-User header, which httpx2 encodes as ASCII "
-    "(UnicodeEncodeError) and the proxy decodes as latin-1; ids like emails with accents cannot spend",
-)
 async def test_openai_client_bills_a_user_whose_id_is_not_ascii(new_embed: EmbedFactory, upstream: Upstream) -> None:
     wf = new_embed()
     user = "josé@example.com"  # a valid app user id everywhere else (sessions, status)

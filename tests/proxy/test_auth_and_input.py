@@ -43,12 +43,12 @@ async def test_missing_or_wrong_secret_key_is_refused(lite: Proxied, user_id: st
     await _assert_nothing_happened(lite, user_id)
 
 
-async def test_secret_key_without_a_user_header_is_a_bad_request(lite: Proxied, user_id: str) -> None:
+async def test_secret_key_without_a_user_header_is_not_connected(lite: Proxied, user_id: str) -> None:
     await lite.connect(user_id)
 
     response = await lite.chat(None)
 
-    assert error_of(response) == (400, "invalid_request")
+    assert error_of(response) == (402, "not_connected")
     assert "X-Wattfare-User" in response.json()["error"]["message"]
     await _assert_nothing_happened(lite, user_id)
 
