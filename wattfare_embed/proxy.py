@@ -54,6 +54,7 @@ logger = logging.getLogger("wattfare_embed")
 
 USER_HEADER = "x-wattfare-user"
 USER_ENCODING_HEADER = "x-wattfare-user-encoding"
+REVOCATION_POLL_SECONDS = 2.0
 # Headers that belong to one hop, or that we change (length, encoding), are not relayed.
 _NOT_RELAYED = frozenset(
     {
@@ -321,7 +322,9 @@ class Proxy:
             await send_error(send, NotConnectedError("the user disconnected their AI budget; the call was stopped"))
             return
         control.upstream = response
-        watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, control, exchange))
+        loop = asyncio.get_running_loop()
+        watcher = loop.create_task(_watch_disconnect(receive, control, exchange))
+        revocations = loop.create_task(self._watch_revocation(control, exchange.user))
         try:
             await send({"type": "http.response.start", "status": response.status, "headers": headers})
             async for chunk in response.content.iter_any():
@@ -337,6 +340,7 @@ class Proxy:
             pass  # closed by us (client gone, revoked) or dropped by the provider: told apart below
         finally:
             watcher.cancel()
+            revocations.cancel()
             response.close()
         if exchange.disconnected:
             return
@@ -351,6 +355,17 @@ class Proxy:
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await self._settle(exchange)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _watch_revocation(self, control: _OpenStream, user: str) -> None:
+        """Re-read a long stream's connection now and then, so a revoke handled by another
+        process (another worker got the webhook or the DELETE) also stops it, within seconds.
+        A revoke in this process stops it at once through ``connection_ended``."""
+        store, app_id = self._embed.store, self._embed.keys.app_id
+        while not control.revoked:
+            await asyncio.sleep(REVOCATION_POLL_SECONDS)
+            record = await store.get_connection(app_id, user, int(time.time()))
+            if record is None or record.status is not ConnectionState.ACTIVE:
+                control.stop()
 
     # -- settling ---------------------------------------------------------------------------
 
