@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from .errors import BudgetExceededError, FundingInvalidError, NotConnectedError, WattfareError, error_from_code
+from .errors import (
+    BudgetExceededError,
+    FundingInvalidError,
+    NotConnectedError,
+    WattfareError,
+    error_from_code,
+    is_wattfare_code,
+)
 from .status import ConnectionStatus
 
 if TYPE_CHECKING:
@@ -102,13 +109,33 @@ def to_wattfare_error(exc: BaseException) -> WattfareError | None:
         if isinstance(body, dict):
             inner = body.get("error", body)
             code = inner.get("code") if isinstance(inner, dict) else None
-            if isinstance(code, str):
+            if isinstance(inner, dict) and is_wattfare_code(code):
+                assert isinstance(code, str)
                 message = str(inner.get("message") or code)
                 # Keep Retry-After, so a host re-raising the error tells its client when to retry.
                 response_headers = getattr(getattr(current, "response", None), "headers", None)
                 retry_after = response_headers.get("retry-after") if response_headers is not None else None
                 return error_from_code(code, message, {"Retry-After": retry_after} if retry_after else None)
         current = current.__cause__ or current.__context__
+    return None
+
+
+def openai_error_types() -> tuple[type[Exception], ...]:
+    """The openai SDK's error base, when the SDK is installed."""
+    try:
+        import openai
+    except ImportError:  # pragma: no cover - depends on the installed extras
+        return ()
+    return (openai.APIError,)
+
+
+def typed_error_of(exc: BaseException) -> WattfareError | None:
+    """What a host's error handler should answer: ``exc`` itself when it is ours, or our error
+    behind an openai SDK exception raised by the metered client; ``None`` for anything else."""
+    if isinstance(exc, WattfareError):
+        return exc
+    if isinstance(exc, openai_error_types()):
+        return to_wattfare_error(exc)
     return None
 
 

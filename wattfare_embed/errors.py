@@ -23,6 +23,7 @@ __all__ = [
     "UpstreamError",
     "WattfareError",
     "error_from_code",
+    "is_wattfare_code",
 ]
 
 
@@ -143,3 +144,8 @@ _BY_CODE: dict[str, type[WattfareError]] = {
 def error_from_code(code: str, message: str, headers: dict[str, str] | None = None) -> WattfareError:
     """Rebuild a typed error from its wire code (unknown codes become ``UpstreamError``)."""
     return _BY_CODE.get(code, UpstreamError)(message, headers=headers)
+
+
+def is_wattfare_code(code: object) -> bool:
+    """True for the codes the embed answers with (not, say, a code of OpenAI's own API)."""
+    return isinstance(code, str) and code in _BY_CODE

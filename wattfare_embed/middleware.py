@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import WattfareError
+from .client import typed_error_of
 
 if TYPE_CHECKING:
     from .app import Wattfare
@@ -24,7 +24,7 @@ class WattfareMiddleware:
     async def summarise(request: Request):
         wf = request.state.wattfare
         client = wf.user(current_user(request)).openai()
-        ...  # a BudgetExceededError raised here answers 402 {"error": {"code": "budget_exceeded", ...}}
+        ...  # a BudgetExceededError (or the openai SDK's error for one) answers 402 with the typed JSON
     ```
     """
 
@@ -47,9 +47,11 @@ class WattfareMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except WattfareError as error:
-            if started or scope["type"] != "http":
-                raise  # too late to answer with JSON; let the server log it
+        except Exception as exc:
+            # Ours, or ours behind the openai SDK's exception (a metered call in the host's route).
+            error = typed_error_of(exc)
+            if error is None or started or scope["type"] != "http":
+                raise  # not ours, or too late to answer with JSON: let the server log it
             headers = [(name.lower().encode(), value.encode()) for name, value in error.response_headers().items()]
             await send({"type": "http.response.start", "status": error.status, "headers": headers})
             await send({"type": "http.response.body", "body": error.body()})

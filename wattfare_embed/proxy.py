@@ -33,12 +33,13 @@ from .errors import (
     FundingInvalidError,
     InvalidRequestError,
     NotConnectedError,
+    RateLimitedError,
     UpstreamError,
     WattfareError,
 )
 from .metering.estimate import Admission, affordable_tokens, plan_admission
 from .metering.meter import ResponseMeter
-from .metering.pricing import ModelPrice, PriceBook
+from .metering.pricing import ModelPrice, PriceBook, most_expensive
 from .metering.reconcile import Reconciler
 from .metering.upstream_errors import error_for_upstream_status
 from .metering.wire import COMPLETION_LIMIT_FIELDS, cut_off_event, parse_request, read_body, send_bytes, send_error
@@ -89,6 +90,7 @@ class _Exchange:
     meter: ResponseMeter
     control: _OpenStream
     refused_upstream: bool = False
+    outcome_unknown: bool = False
     disconnected: bool = False
     cut_off: str | None = None
     settled: bool = field(default=False)
@@ -134,9 +136,9 @@ class Proxy:
         try:
             user = self._caller(Headers(scope=scope))
             payload = parse_request(await read_body(receive, self._settings.max_body_bytes), kind)
-            price = await self._price(payload["model"])
+            price = await self._price(payload)
             admission = plan_admission(payload, price, completion=kind == "chat")
-            reservation = await self._reserve(user, payload["model"], kind, price, admission)
+            reservation = await self._reserve_shielded(user, payload["model"], kind, price, admission)
         except WattfareError as exc:
             await send_error(send, exc)
             return
@@ -166,7 +168,10 @@ class Proxy:
             user = headers.get(USER_HEADER, "")
             if headers.get(USER_ENCODING_HEADER, "").lower() == "percent":
                 # HTTP headers carry bytes, not text: ids beyond ASCII travel percent-encoded (UTF-8).
-                user = unquote(user, errors="strict")
+                try:
+                    user = unquote(user, errors="strict")
+                except UnicodeDecodeError as exc:
+                    raise InvalidRequestError("X-Wattfare-User is not percent-encoded UTF-8") from exc
             if not user and not allow_anonymous_user:
                 # Treated like an unknown user: there is nobody whose budget could pay.
                 raise NotConnectedError("name the app user to charge in the X-Wattfare-User header")
@@ -180,21 +185,45 @@ class Proxy:
             )
         return self._embed.tokens.verify(token).app_user_id
 
-    async def _price(self, model: str) -> ModelPrice:
-        price = await self.prices.price(model)
-        if price is None:
-            raise InvalidRequestError(f"unknown model {model!r}; GET /api/v1/models lists what is available")
-        if not price.known and not self._settings.allow_unpriced_models:
-            raise InvalidRequestError(
-                f"model {model!r} has no price to meter in advance, so it cannot run under a cap "
-                "(Wattfare(allow_unpriced_models=True) lets it hold the user's whole remaining budget)"
-            )
-        return price
+    async def _price(self, payload: dict[str, Any]) -> ModelPrice:
+        """What the request may cost per token: its model's price or, with an OpenRouter fallback
+        list (``models``), the dearest of them, since the upstream bills whichever one ran."""
+        model: str = payload["model"]
+        fallbacks = payload.get("models")
+        if fallbacks is not None and not (
+            isinstance(fallbacks, list) and all(isinstance(name, str) and name for name in fallbacks)
+        ):
+            raise InvalidRequestError("`models` must be a list of model ids")
+        prices: list[ModelPrice] = []
+        for name in dict.fromkeys([model, *(fallbacks or [])]):
+            price = await self.prices.price(name)
+            if price is None:
+                raise InvalidRequestError(f"unknown model {name!r}; GET /api/v1/models lists what is available")
+            if not price.known:
+                if not self._settings.allow_unpriced_models:
+                    raise InvalidRequestError(
+                        f"model {name!r} has no price to meter in advance, so it cannot run under a cap "
+                        "(Wattfare(allow_unpriced_models=True) meters it at the highest listed prices)"
+                    )
+                price = self.prices.ceiling(name)
+            prices.append(price)
+        return prices[0] if len(prices) == 1 else most_expensive(model, prices)
+
+    async def _reserve_shielded(
+        self, user: str, model: str, kind: str, price: ModelPrice, admission: Admission
+    ) -> Reservation:
+        """Reserve; if the request is cancelled meanwhile, the hold (committed or not) is released."""
+        task = asyncio.ensure_future(self._reserve(user, model, kind, price, admission))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                held = await task  # SQLite's writer thread commits whether or not we still wait
+                await self._embed.store.settle(held.ledger_id, 0, "none", int(time.time()))
+            raise
 
     async def _reserve(self, user: str, model: str, kind: str, price: ModelPrice, admission: Admission) -> Reservation:
         wanted, minimum = admission.wanted, admission.minimum
-        if not price.known:
-            wanted, minimum = 2**62, 1  # unknown price: hold whatever is left, charge what is reported
         now = int(time.time())
         result = await self._embed.store.reserve(
             ReservationRequest(
@@ -216,6 +245,8 @@ class Proxy:
             raise NotConnectedError("this user disconnected their AI budget; ask them to connect again")
         if result is Refusal.FUNDING_INVALID:
             raise FundingInvalidError("the upstream refused this user's funding; ask them to connect again")
+        if result is Refusal.CONTENDED:
+            raise RateLimitedError("too many requests for this user at once; try again", headers={"Retry-After": "1"})
         status = await self._embed.status(user)
         raise BudgetExceededError(
             f"the monthly cap of ${usd_text(status.monthly_cap)} is reached: ${usd_text(status.remaining)} left, "
@@ -265,9 +296,13 @@ class Proxy:
             return
         try:
             response = await self._embed.http.post(url, data=body, headers=headers)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            exchange.refused_upstream = True
+        except aiohttp.ClientConnectorError as exc:
+            exchange.refused_upstream = True  # never connected, so never sent: nothing to pay
             await send_error(send, UpstreamError(f"the model provider could not be reached: {type(exc).__name__}"))
+            return
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            exchange.outcome_unknown = True
+            await send_error(send, UpstreamError(f"the model provider did not answer: {type(exc).__name__}"))
             return
         try:
             if response.status >= 400:
@@ -300,13 +335,15 @@ class Proxy:
         try:
             body = await response.read()
         except (aiohttp.ClientError, TimeoutError):
+            if exchange.meter.generation_id is None:
+                exchange.outcome_unknown = True  # no record to ask later: charge the hold
             await send_error(send, UpstreamError("the model provider dropped the response"))
             return
         with contextlib.suppress(ValueError):
             parsed = json.loads(body)
             if isinstance(parsed, dict):
                 exchange.meter.observe(parsed)
-        await self._settle(exchange)  # the client sees success only once the ledger is final
+        await _shielded(self._settle(exchange))  # the client sees success only once the ledger is final
         await send_bytes(send, response.status, body, [*headers, (b"content-length", str(len(body)).encode())])
 
     async def _relay_stream(
@@ -353,7 +390,7 @@ class Proxy:
         if exchange.cut_off:
             event = meter.separator() + cut_off_event(exchange.cut_off)
             await send({"type": "http.response.body", "body": event, "more_body": True})
-        await self._settle(exchange)
+        await _shielded(self._settle(exchange))
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _watch_revocation(self, control: _OpenStream, user: str) -> None:
@@ -373,15 +410,24 @@ class Proxy:
         """Final ledger row for the request, exactly once, whatever happened."""
         if exchange.settled:
             return
-        exchange.settled = True
         meter, reservation, now = exchange.meter, exchange.reservation, int(time.time())
         store = self._embed.store
+        # `settled` is set only once the store has the final row: a settle that was cancelled or
+        # failed is tried again by the shielded one in `_metered` (the store's settle is idempotent).
         if exchange.refused_upstream:
             await store.settle(reservation.ledger_id, 0, "none", now)
+            exchange.settled = True
+            return
+        if exchange.outcome_unknown:
+            # Sent, but no answer came back: the upstream may bill it all, and without a generation
+            # id there is no record to ask later, so the whole hold is charged.
+            await store.settle(reservation.ledger_id, reservation.amount, "estimated", now)
+            exchange.settled = True
             return
         trusted = meter.trusted_cost()
         if trusted is not None:
             await store.settle(reservation.ledger_id, trusted, "reported", now, generation_id=meter.generation_id)
+            exchange.settled = True
             return
         # No usable figure (client gone, stream cut, upstream error): charge an estimate now and
         # ask the upstream's generation record for the truth later.
@@ -393,6 +439,7 @@ class Proxy:
         await store.settle(
             reservation.ledger_id, estimate, "estimated", now, generation_id=meter.generation_id, reconcile=reconcile
         )
+        exchange.settled = True
         if reconcile and meter.generation_id:
             self.reconciler.later(reservation.ledger_id, meter.generation_id, reservation.connection)
 

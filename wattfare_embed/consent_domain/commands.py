@@ -67,7 +67,11 @@ async def _register_app(args: argparse.Namespace) -> int:
         return 2
     finally:
         await store.close()
-    print(f"registered {args.name!r} as app {keys.app_id}; configure the app with (the secret is not kept here):")
+    # On stderr, so `register-app … > app.env` leaves a file the shell can source.
+    print(
+        f"registered {args.name!r} as app {keys.app_id}; configure the app with (the secret is not kept here):",
+        file=sys.stderr,
+    )
     print(f"WATTFARE_SECRET_KEY={keys.secret_key}")
     print(f"WATTFARE_PUBLISHABLE_KEY={keys.publishable_key}")
     return 0

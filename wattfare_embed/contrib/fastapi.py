@@ -27,7 +27,7 @@ from starlette.types import Receive, Scope, Send
 
 from .._forward import forward_to_embed
 from ..app import Wattfare
-from ..client import WattfareUser
+from ..client import WattfareUser, openai_error_types, typed_error_of
 from ..config import call_resolve_user
 from ..errors import AuthError, WattfareError
 
@@ -130,10 +130,18 @@ CurrentWattfareUser = Annotated[WattfareUser, Depends(current_wattfare_user)]
 
 
 async def wattfare_exception_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, WattfareError)
-    return Response(exc.body(), status_code=exc.status, headers=exc.response_headers())
+    error = typed_error_of(exc)
+    if error is None:
+        raise exc  # an openai error that is not ours (another API): the host's usual 500
+    return Response(error.body(), status_code=error.status, headers=error.response_headers())
 
 
 def install_wattfare(app: FastAPI) -> None:
-    """Answer ``WattfareError`` raised in your own routes with the typed JSON and status."""
-    app.add_exception_handler(WattfareError, wattfare_exception_handler)
+    """Answer ``WattfareError`` raised in your own routes with the typed JSON and status.
+
+    The openai SDK's errors from ``wf.user(id).openai()`` are answered the same way, so a route
+    can let a not-connected or over-budget call simply raise.
+    """
+    error_types: tuple[type[Exception], ...] = (WattfareError, *openai_error_types())
+    for error_type in error_types:
+        app.add_exception_handler(error_type, wattfare_exception_handler)

@@ -30,7 +30,7 @@ from litestar.plugins import InitPlugin
 
 from .._forward import forward_to_embed
 from ..app import Wattfare
-from ..client import WattfareUser
+from ..client import WattfareUser, openai_error_types, typed_error_of
 from ..config import call_resolve_user
 from ..errors import AuthError, WattfareError
 
@@ -38,8 +38,10 @@ __all__ = ["WattfarePlugin"]
 
 
 def _error_response(request: Request[Any, Any, Any], exc: Exception) -> LitestarResponse[Any]:
-    assert isinstance(exc, WattfareError)
-    return LitestarResponse(content=exc.to_json(), status_code=exc.status, headers=exc.response_headers())
+    error = typed_error_of(exc)
+    if error is None:
+        raise exc  # an openai error that is not ours (another API): the host's usual 500
+    return LitestarResponse(content=error.to_json(), status_code=error.status, headers=error.response_headers())
 
 
 class WattfarePlugin(InitPlugin):
@@ -91,7 +93,9 @@ class WattfarePlugin(InitPlugin):
 
         app_config.dependencies.setdefault("wattfare", Provide(provide_wattfare))
         app_config.dependencies.setdefault("wattfare_user", Provide(provide_wattfare_user))
-        app_config.exception_handlers.setdefault(WattfareError, _error_response)
+        error_types: tuple[type[Exception], ...] = (WattfareError, *openai_error_types())
+        for error_type in error_types:
+            app_config.exception_handlers.setdefault(error_type, _error_response)
         app_config.signature_namespace.update({"Wattfare": Wattfare, "WattfareUser": WattfareUser})
         app_config.lifespan.append(self._lifespan)
         return app_config

@@ -20,7 +20,7 @@ import aiohttp
 
 from ..errors import UpstreamError
 
-__all__ = ["ModelPrice", "PriceBook"]
+__all__ = ["ModelPrice", "PriceBook", "most_expensive"]
 
 logger = logging.getLogger("wattfare_embed")
 
@@ -54,6 +54,18 @@ def _micros_per_unit(text: Any) -> Decimal | None:
     if not value.is_finite() or value < 0:
         return None  # "-1" is the upstream's way of saying "variable"
     return value * 1_000_000
+
+
+def most_expensive(model: str, prices: list[ModelPrice]) -> ModelPrice:
+    """Each price at its highest among ``prices``: what a request that may run on any of them costs."""
+    return ModelPrice(
+        model=model,
+        prompt=max(price.prompt for price in prices),
+        completion=max(price.completion for price in prices),
+        request=max(price.request for price in prices),
+        max_completion_tokens=max(price.max_completion_tokens for price in prices),
+        known=all(price.known for price in prices),
+    )
 
 
 def price_of(model: Mapping[str, Any]) -> ModelPrice:
@@ -151,6 +163,14 @@ class PriceBook:
         await self._ensure()
         assert self._raw is not None
         return self._raw
+
+    def ceiling(self, model: str) -> ModelPrice:
+        """The highest listed prices, for a model that cannot state its own (a router such as
+        ``openrouter/auto`` may pick any listed model, so it is metered as the dearest)."""
+        known = [price for price in self._prices.values() if price.known]
+        if not known:
+            return ModelPrice(model, Decimal(0), Decimal(0), Decimal(0), 0, known=False)
+        return most_expensive(model, known)
 
     def override(self, model: str, price: ModelPrice) -> None:
         """Set a price by hand (for models the upstream does not list, or tests)."""

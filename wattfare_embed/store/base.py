@@ -99,6 +99,7 @@ class Refusal(StrEnum):
     REVOKED = "revoked"
     FUNDING_INVALID = "funding_invalid"
     BUDGET_EXCEEDED = "budget_exceeded"
+    CONTENDED = "contended"  # the row kept changing under us; try again shortly
 
 
 @dataclass(frozen=True, slots=True)

@@ -131,6 +131,8 @@ _LEDGER_FINAL = (
         generation_id=bindparam("b_generation_id"),
         reconcile=bindparam("b_reconcile"),
         settled_at=bindparam("b_now"),
+        # The month the charge lands in, so a later reconcile adjusts the same month.
+        period=bindparam("b_period"),
     )
 )
 _CHARGED_SPEND = case((_C.period == bindparam("b_period"), _C.spent), else_=0) + bindparam("b_delta")
@@ -337,7 +339,7 @@ class SqlStore:
                 return await self._run_handle().run(operation)
             except _Contended:
                 continue
-        return Refusal.BUDGET_EXCEEDED
+        return Refusal.CONTENDED
 
     async def settle(
         self,
@@ -371,6 +373,7 @@ class SqlStore:
                     "b_generation_id": generation_id,
                     "b_reconcile": reconcile,
                     "b_now": now,
+                    "b_period": period,
                 },
             )
             db.execute(
