@@ -25,6 +25,7 @@ from .errors import (
     WattfareError,
 )
 from .keys import AppKeys, new_key_pair
+from .middleware import WattfareMiddleware
 from .status import ConnectionStatus
 from .store import SqlStore, Store, metadata
 
@@ -51,6 +52,7 @@ __all__ = [
     "UpstreamError",
     "Wattfare",
     "WattfareError",
+    "WattfareMiddleware",
     "WattfareUser",
     "is_budget_exceeded",
     "is_not_connected",

@@ -29,6 +29,7 @@ PUBLIC_NAMES = [
     "UpstreamError",
     "Wattfare",
     "WattfareError",
+    "WattfareMiddleware",
     "WattfareUser",
     "is_budget_exceeded",
     "is_not_connected",
