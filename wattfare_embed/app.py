@@ -304,6 +304,10 @@ class Wattfare:
         if record.status is ConnectionState.ACTIVE:
             await self.revoke_with_authority(self.open_credential(record), record.grant_id)
 
+    def on_startup(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run ``hook`` during start-up, after the store and the HTTP client are open."""
+        self._on_start.append(hook)
+
     def on_connection_ended(self, listener: Callable[[str], None]) -> None:
         """Be told (with the connection id) when a connection is revoked here."""
         self._connection_listeners.append(listener)

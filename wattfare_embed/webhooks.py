@@ -10,6 +10,7 @@ stays the backstop when a webhook never arrives.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -93,7 +94,7 @@ def webhook_routes(embed: Wattfare) -> list[Route]:
     if isinstance(embed.consent, HostedConsent):
         consent, context = embed.consent, embed.authority_context
         # authorize_url is synchronous, so the discovery document is fetched at start-up.
-        embed._on_start.append(lambda: consent.warm_up(context()))
+        embed.on_startup(lambda: consent.warm_up(context()))
 
     async def receive_webhook(request: Request) -> Response:
         body = bytearray()
@@ -110,7 +111,12 @@ def webhook_routes(embed: Wattfare) -> list[Route]:
         # Remembered before it is applied: two deliveries racing each other apply it once.
         if not await embed.store.remember_event(event.id, now):
             raise InvalidRequestError(f"the webhook event {event.id} was already received")
-        applied = await _apply(embed, event, now)
+        try:
+            applied = await _apply(embed, event, now)
+        except BaseException:
+            # Not applied after all: forget it, so the domain's retry is not refused as a replay.
+            await asyncio.shield(embed.store.forget_event(event.id))
+            raise
         return json_response({"received": True, "applied": applied})
 
     return [Route("/webhooks", receive_webhook, methods=["POST"])]

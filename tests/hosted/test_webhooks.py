@@ -75,6 +75,26 @@ async def test_a_signed_event_is_applied_once(stack: Stack) -> None:
     assert (await stack.connection("ada")).monthly_cap == micros_from_usd("6"), "the replay changed nothing"
 
 
+async def test_an_event_that_failed_to_apply_is_applied_when_the_domain_retries(stack: Stack) -> None:
+    record = await connected(stack, "cy")
+    revoke = event(str(record.grant_id), "grant.revoked")
+    store = stack.embed.store
+    real_set_status = store.set_status
+
+    async def failing_once(*args: Any, **kwargs: Any) -> Any:
+        store.set_status = real_set_status  # type: ignore[method-assign]
+        raise OSError("database is locked")
+
+    store.set_status = failing_once  # type: ignore[method-assign]
+    failed = await deliver(stack, revoke)
+    assert failed.status_code == 500  # the domain keeps it in its outbox and tries again
+    assert (await stack.connection("cy")).status.value == "active"
+
+    retried = await deliver(stack, revoke)
+    assert retried.status_code == 200 and retried.json()["applied"] is True
+    assert (await stack.connection("cy")).status.value == "revoked"
+
+
 async def test_forged_and_stale_events_change_nothing(stack: Stack) -> None:
     record = await connected(stack, "bea")
     revoke = event(str(record.grant_id), "grant.revoked")

@@ -506,6 +506,12 @@ class SqlStore:
 
         return await self._run_handle().run(operation)
 
+    async def forget_event(self, event_id: str) -> None:
+        def operation(db: Connection) -> None:
+            db.execute(webhook_events.delete().where(webhook_events.c.id == event_id))
+
+        await self._run_handle().run(operation)
+
     async def remember_event(self, event_id: str, now: int) -> bool:
         def operation(db: Connection) -> bool:
             seen = db.execute(
