@@ -48,6 +48,14 @@ def _app_origin(embed: Wattfare, request: Request) -> str:
     return f"{request.url.scheme}://{request.url.netloc}"
 
 
+def _with_result(return_to: str, result: str) -> str:
+    """``return_to`` with ``wattfare=<result>`` in its query, before any #fragment (which the
+    app's server would never see)."""
+    path, hash_mark, fragment = return_to.partition("#")
+    separator = "&" if "?" in path else "?"
+    return f"{path}{separator}wattfare={result}{hash_mark}{fragment}"
+
+
 def _app_user_id(value: Any) -> str:
     if not isinstance(value, str) or not value or len(value) > 255:
         raise InvalidRequestError("appUserId must be a non-empty string of at most 255 characters")
@@ -135,7 +143,8 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
             path=request.scope.get("root_path", "") or "/",
             httponly=True,
             samesite="lax",
-            secure=request.url.scheme == "https",
+            # Behind a TLS proxy that sends no forwarded headers, the request looks like http.
+            secure=request.url.scheme == "https" or (settings.public_url or "").startswith("https://"),
         )
 
     def _requested_cap(value: Any, fallback: int | None) -> int:
@@ -174,12 +183,10 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
             error=query.get("error"),
             browser_id=request.cookies.get(consent_flow.BROWSER_COOKIE),
         )
+        result = "error" if outcome.error is not None else "denied" if outcome.denied else "connected"
+        back = _with_result(outcome.return_to, result)
         if outcome.mode == "redirect" and outcome.error is None:
-            result = "denied" if outcome.denied else "connected"
-            # The result goes in the query, before any #fragment, or the app's server never sees it.
-            path, hash_mark, fragment = outcome.return_to.partition("#")
-            separator = "&" if "?" in path else "?"
-            return RedirectResponse(f"{path}{separator}wattfare={result}{hash_mark}{fragment}", status_code=303)
+            return RedirectResponse(back, status_code=303)
         if outcome.error is not None:
             title, message, status_code = "Not connected", outcome.error.message, 400
         elif outcome.denied:
@@ -197,14 +204,16 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
             )
         payload = {
             "origin": _app_origin(embed, request),
-            "returnTo": outcome.return_to,
+            "returnTo": back,
+            # An error stays on screen (with a link back) instead of vanishing in a redirect.
+            "navigate": outcome.error is None,
             "status": outcome.status.to_json(),
             "error": outcome.error.to_json()["error"] if outcome.error else None,
         }
         page = _template("callback.html").substitute(
             title=html.escape(title),
             message=html.escape(message),
-            return_to=html.escape(outcome.return_to),
+            return_to=html.escape(back),
             app_name=html.escape(settings.app_name),
             # `<` escaped so no value can close the script element early.
             result_json=json.dumps(payload).replace("<", "\\u003c"),

@@ -484,7 +484,9 @@ async def test_redirect_mode_failure_shows_the_page_instead(lite: Harness, user_
     bad = await lite.browser.get("/callback", params={"code": query["code"] + "x", "state": query["state"]})
     assert bad.status_code == 400
     result = callback_result(bad)
-    assert result["error"]["code"] == "grant_invalid" and result["returnTo"] == "/settings"
+    # The error stays on screen; its link back tells the app what happened.
+    assert result["error"]["code"] == "grant_invalid" and result["returnTo"] == "/settings?wattfare=error"
+    assert result["navigate"] is False
 
 
 async def test_an_unknown_mode_is_invalid_request(lite: Harness, user_id: str) -> None:
