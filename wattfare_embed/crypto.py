@@ -24,8 +24,8 @@ def derive_key(secret: str, purpose: bytes) -> bytes:
 class CredentialBox:
     """AES-256-GCM for funding credentials at rest.
 
-    The stored form is ``v1.<base64(nonce + ciphertext)>``; the connection's own
-    id is bound as associated data, so a ciphertext copied onto another user's
+    The stored form is ``v1.<base64(nonce + ciphertext)>``; the owner
+    (``app_id/app_user_id``) is bound as associated data, so a ciphertext copied onto another user's
     row does not decrypt.
     """
 

@@ -11,7 +11,6 @@ from decimal import ROUND_CEILING, Decimal, InvalidOperation
 __all__ = [
     "MICROS_PER_USD",
     "Micros",
-    "ceil_div",
     "micros_from_usd",
     "micros_to_usd",
     "usd_number",
@@ -50,11 +49,6 @@ def micros_to_usd(micros: Micros) -> Decimal:
 def usd_text(micros: Micros) -> str:
     """A plain decimal string for the wire (``"6.4"``, ``"0.000123"``), never exponent form."""
     return format(micros_to_usd(micros).normalize(), "f")
-
-
-def ceil_div(numerator: int, denominator: int) -> int:
-    """Integer division rounding up, for token and money estimates."""
-    return -(-numerator // denominator)
 
 
 def usd_number(micros: Micros) -> float:

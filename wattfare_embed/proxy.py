@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import aiohttp
-from cryptography.exceptions import InvalidTag
 from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
@@ -457,13 +456,9 @@ class Proxy:
         )
 
     def _credential(self, record: ConnectionRecord) -> str | None:
-        """The user's funding credential, or None when there is none or it cannot be opened."""
-        try:
-            return self._embed.open_credential(record) or None
-        except (ValueError, InvalidTag):
-            # Sealed under another key (credential_key changed?) or bound to another user.
-            logger.warning("the funding credential of connection %s cannot be opened", record.id)
-            return None
+        """The user's funding credential, or None when there is none or it cannot be opened
+        (sealed under another key, or bound to another user: ``open_credential`` logs it)."""
+        return self._embed.open_credential(record) or None
 
     def _track(self, control: _OpenStream) -> None:
         self._open.setdefault(control.connection_id, set()).add(control)

@@ -8,7 +8,7 @@ from typing import Any
 
 from .money import Micros, usd_number
 from .periods import period_bounds, period_of
-from .store import ConnectionRecord
+from .store import ConnectionRecord, ConnectionState
 
 __all__ = ["ConnectionStatus"]
 
@@ -36,7 +36,7 @@ class ConnectionStatus:
         start, end = period_bounds(period_of(now))
         if record is None:
             return cls(False, "not_connected", app_user_id, 0, 0, 0, start, end, None)
-        active = record.status.value == "active"
+        active = record.status is ConnectionState.ACTIVE
         return cls(
             connected=active,
             status=record.status.value,

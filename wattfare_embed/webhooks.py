@@ -23,6 +23,8 @@ from starlette.routing import Route
 
 from ._http import json_response
 from .consent._protocol import (
+    GRANT_REVOKED,
+    GRANT_UPDATED,
     SIGNATURE_HEADER,
     WebhookSignatureError,
     parse_wire_usd,
@@ -41,8 +43,6 @@ __all__ = ["GRANT_REVOKED", "GRANT_UPDATED", "GrantEvent", "parse_event", "webho
 
 logger = logging.getLogger("wattfare_embed")
 
-GRANT_REVOKED = "grant.revoked"
-GRANT_UPDATED = "grant.updated"
 MAX_WEBHOOK_BYTES = 64 * 1024
 
 

@@ -6,11 +6,10 @@ so a test drives it over HTTP as a browser would and can still await the embed's
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -25,6 +24,7 @@ from wattfare_embed.consent_flow import BROWSER_COOKIE
 from wattfare_embed.store import ConnectionRecord, LedgerEntry
 from wattfare_embed.testing.fake_openrouter import FakeOpenRouter
 from wattfare_embed.testing.live_server import serve_in_loop
+from wattfare_embed.testing.waiting import poll
 
 MOUNT = "/wattfare"
 MINI = "openai/gpt-4o-mini"
@@ -201,17 +201,6 @@ async def settled(wf: Wattfare, user: str, rows: int) -> tuple[ConnectionRecord,
         return record, entries
 
     return await poll(check, what=f"{rows} settled ledger rows for {user}")
-
-
-async def poll(check: Callable[[], Awaitable[T | None]], *, what: str, timeout: float = 10.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result is not None:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 # -- reading answers --------------------------------------------------------------------------

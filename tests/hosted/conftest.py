@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -41,18 +41,6 @@ APP_NAME = "Acme Chat"
 MINI = "openai/gpt-4o-mini"
 PASSWORD = "correct horse battery"
 T = TypeVar("T")
-
-
-async def poll(check: Callable[[], Awaitable[T | None]], *, what: str, timeout: float = 15.0) -> T:
-    """Call ``check`` until it returns something, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result is not None:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 # -- reading pages ----------------------------------------------------------------------------

@@ -7,8 +7,9 @@ from typing import Any
 
 from wattfare_embed.consent_domain import ConsentDomain
 from wattfare_embed.money import micros_from_usd
+from wattfare_embed.testing.waiting import poll
 
-from .conftest import Stack, poll
+from .conftest import Stack
 
 
 async def webhook_jobs(domain: ConsentDomain, app_id: str) -> list[dict[str, Any]]:

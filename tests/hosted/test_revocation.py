@@ -10,8 +10,9 @@ import httpx2
 
 from wattfare_embed.money import micros_from_usd
 from wattfare_embed.store import ConnectionRecord
+from wattfare_embed.testing.waiting import poll
 
-from .conftest import MINI, MOUNT, Stack, poll
+from .conftest import MINI, MOUNT, Stack
 
 SLOW_REPLY = " ".join(f"word{n}" for n in range(60))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -27,6 +27,7 @@ from wattfare_embed.money import micros_from_usd
 from wattfare_embed.store import ConnectionRecord, LedgerEntry, NewConnection
 from wattfare_embed.testing.fake_openrouter import FakeKey, FakeOpenRouter, Generation, ReceivedRequest
 from wattfare_embed.testing.live_server import serve_in_loop
+from wattfare_embed.testing.waiting import poll
 
 MOUNT = "/wattfare"
 APP_NAME = "Acme Chat"
@@ -189,18 +190,6 @@ class Proxied:
             return rows
 
         return await poll(check, what=f"{requests} final ledger rows for {user}")
-
-
-async def poll(check: Callable[[], Awaitable[T | None]], *, what: str, timeout: float = 20.0) -> T:
-    """Call ``check`` until it returns something, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result is not None:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @asynccontextmanager

@@ -11,8 +11,9 @@ import pytest
 from wattfare_embed.money import micros_from_usd
 from wattfare_embed.store import Reservation, ReservationRequest
 from wattfare_embed.testing.fake_openrouter import Generation
+from wattfare_embed.testing.waiting import poll
 
-from .conftest import MINI, Proxied, error_of, poll, sse_data, sse_events
+from .conftest import MINI, Proxied, error_of, sse_data, sse_events
 
 SLOW_REPLY = " ".join(f"word{i}" for i in range(30))
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 from wattfare_embed.money import micros_from_usd
+from wattfare_embed.testing.waiting import poll
 
-from .conftest import EMBEDDINGS, Proxied, error_of, poll, sse_data, sse_events
+from .conftest import EMBEDDINGS, Proxied, error_of, sse_data, sse_events
 
 
 async def test_reported_cost_is_charged_and_the_hold_released(proxy: Proxied, user_id: str) -> None:

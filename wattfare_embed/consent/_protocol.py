@@ -18,6 +18,8 @@ from ..money import Micros, micros_from_usd, micros_to_usd
 
 __all__ = [
     "DISCOVERY_PATH",
+    "GRANT_REVOKED",
+    "GRANT_UPDATED",
     "PROTOCOL_VERSION",
     "SIGNATURE_HEADER",
     "WEBHOOK_TOLERANCE_SECONDS",
@@ -31,6 +33,8 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
+GRANT_REVOKED = "grant.revoked"
+GRANT_UPDATED = "grant.updated"
 DISCOVERY_PATH = "/.well-known/wattfare-configuration"
 SIGNATURE_HEADER = "Wattfare-Signature"
 WEBHOOK_TOLERANCE_SECONDS = 300

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
-from ..consent._protocol import wire_usd
+from ..consent._protocol import GRANT_REVOKED, GRANT_UPDATED, wire_usd
 from ..money import Micros
 from .config import DomainSettings
 from .outbox import DELETE_KEY, Outbox, delete_key_job, webhook_job
@@ -21,9 +21,6 @@ from .upstream import UpstreamFailure, UpstreamKeys
 __all__ = ["GRANT_REVOKED", "GRANT_UPDATED", "GrantLifecycle", "GrantRevokedMeanwhile"]
 
 logger = logging.getLogger("wattfare_embed.consent_domain")
-
-GRANT_REVOKED = "grant.revoked"
-GRANT_UPDATED = "grant.updated"
 
 
 class GrantRevokedMeanwhile(Exception):
