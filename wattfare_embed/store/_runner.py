@@ -1,11 +1,11 @@
 """How a store transaction runs: one call per transaction, whatever the database.
 
 Each store operation is written once as a plain function over a synchronous
-SQLAlchemy ``Connection``. For SQLite it runs whole on one writer thread
-through the stdlib driver (two thread hops per transaction instead of one per
-statement: measured ~5x cheaper than statement-by-statement aiosqlite, see
-``bench/``); for every other database it runs through the async engine with
-``run_sync``, so asyncpg and friends need no thread at all.
+SQLAlchemy ``Connection``. For SQLite it runs whole through the stdlib driver, on
+the loop, or on one writer thread while another process holds the file's write
+lock (statement-by-statement aiosqlite measured ~5x slower); for every other
+database it runs through the async engine with ``run_sync``, so asyncpg and
+friends need no thread at all.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -33,54 +34,86 @@ class TransactionRunner(Protocol):
     async def dispose(self) -> None: ...
 
 
-class SQLiteWriterThread:
-    """All SQLite transactions of this process, serialised on one thread.
+class SQLiteRunner:
+    """SQLite transactions run on the event loop, with a writer thread for when the file is busy.
 
-    Transactions start with ``BEGIN IMMEDIATE`` so a read-then-write never hits
-    ``SQLITE_BUSY`` half way; other processes on the same file queue on the
-    busy timeout.
+    A transaction is a few hundred microseconds of work under the GIL either way, so handing it
+    to a thread saves the loop nothing and costs two thread switches; it runs inline instead, on
+    a connection that never waits for the write lock (``busy_timeout=0``). When another process
+    holds the lock, ``BEGIN IMMEDIATE`` fails at once, before anything ran, and the transaction
+    goes to the writer thread, whose connection waits on the busy timeout off the loop.
+    Transactions start with ``BEGIN IMMEDIATE`` so a read-then-write never hits ``SQLITE_BUSY``
+    half way.
     """
 
     dialect_name = "sqlite"
 
     def __init__(self, url: URL, busy_timeout_ms: int = 5000) -> None:
         sync_url = url.set(drivername="sqlite")
-        memory = sync_url.database in (None, "", ":memory:")
-        self._engine: Engine = create_engine(
-            sync_url,
-            poolclass=StaticPool if memory else None,
-            connect_args={"check_same_thread": False},
-        )
+        self._memory = sync_url.database in (None, "", ":memory:")
+        self._inline = _sqlite_engine(sync_url, self._memory, busy_timeout_ms=0)
+        # An in-memory database exists on one connection only, so it never leaves the loop.
+        self._waiting = self._inline if self._memory else _sqlite_engine(sync_url, False, busy_timeout_ms)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wattfare-sqlite")
+        self._held: Connection | None = None
 
-        @event.listens_for(self._engine, "connect")
-        def _configure(dbapi_connection: Any, _record: Any) -> None:
-            # Let SQLAlchemy's "begin" event below issue the BEGIN, not the driver.
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            if not memory:
-                cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-            # NORMAL in WAL mode survives a process crash; a power loss may lose the last commits.
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
-        @event.listens_for(self._engine, "begin")
-        def _begin_immediate(connection: Connection) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    def _transaction(self, operation: Callable[[Connection], T]) -> T:
-        with self._engine.begin() as connection:
+    @staticmethod
+    def _transaction(engine: Engine, operation: Callable[[Connection], T]) -> T:
+        with engine.begin() as connection:
             return operation(connection)
 
     async def run(self, operation: Callable[[Connection], T]) -> T:
+        # One connection held for good: inline transactions never overlap (nothing in them
+        # awaits), and checking a connection out of a pool and back costs more than the work.
+        if self._held is None:
+            self._held = self._inline.connect()
+        try:
+            with self._held.begin():
+                return operation(self._held)
+        except OperationalError as exc:
+            if self._memory or not _is_busy(exc):
+                raise
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._transaction, operation)
+        return await loop.run_in_executor(self._executor, self._transaction, self._waiting, operation)
 
     async def dispose(self) -> None:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._engine.dispose)
+        await loop.run_in_executor(self._executor, self._waiting.dispose)
+        if self._held is not None:
+            self._held.close()
+            self._held = None
+        self._inline.dispose()
         self._executor.shutdown(wait=False)
+
+
+def _is_busy(exc: OperationalError) -> bool:
+    return "locked" in str(exc.orig) or "busy" in str(exc.orig)
+
+
+def _sqlite_engine(url: URL, memory: bool, busy_timeout_ms: int) -> Engine:
+    engine = create_engine(
+        url,
+        poolclass=StaticPool if memory else None,
+        connect_args={"check_same_thread": False},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below issue the BEGIN, not the driver.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        # NORMAL in WAL mode survives a process crash; a power loss may lose the last commits.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
 
 
 class AsyncEngineRunner:
@@ -101,7 +134,7 @@ class AsyncEngineRunner:
 def runner_for_url(database_url: str) -> TransactionRunner:
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
-        return SQLiteWriterThread(url)
+        return SQLiteRunner(url)
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+asyncpg")
     options: dict[str, Any] = {}
