@@ -18,19 +18,16 @@ import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 import aiohttp
 from starlette.datastructures import Headers
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
-from .auth import secret_key_matches
+from .auth import model_caller
 from .crypto import derive_key
 from .errors import (
-    AuthError,
     BudgetExceededError,
     FundingInvalidError,
-    InvalidRequestError,
     NotConnectedError,
     RateLimitedError,
     UpstreamError,
@@ -38,8 +35,9 @@ from .errors import (
 )
 from .metering.estimate import Admission, affordable_tokens, plan_admission
 from .metering.meter import ResponseMeter
-from .metering.pricing import ModelPrice, PriceBook, most_expensive
+from .metering.pricing import ModelPrice, PriceBook
 from .metering.reconcile import Reconciler
+from .metering.streams import OpenStream, OpenStreams, watch_disconnect
 from .metering.upstream_errors import error_for_upstream_status
 from .metering.wire import COMPLETION_LIMIT_FIELDS, cut_off_event, parse_request, read_body, send_bytes, send_error
 from .money import usd_text
@@ -52,8 +50,6 @@ __all__ = ["Proxy"]
 
 logger = logging.getLogger("wattfare_embed")
 
-USER_HEADER = "x-wattfare-user"
-USER_ENCODING_HEADER = "x-wattfare-user-encoding"
 REVOCATION_POLL_SECONDS = 2.0
 # Headers that belong to one hop, or that we change (length, encoding), are not relayed.
 _NOT_RELAYED = frozenset(
@@ -62,20 +58,6 @@ _NOT_RELAYED = frozenset(
         "content-encoding", "proxy-authenticate", "proxy-authorization", "set-cookie", "date", "server",
     }
 )  # fmt: skip
-
-
-@dataclass(slots=True, eq=False)
-class _OpenStream:
-    """What the proxy needs to stop one request from outside, from its reservation to its last chunk."""
-
-    connection_id: str
-    revoked: bool = False
-    upstream: aiohttp.ClientResponse | None = None
-
-    def stop(self) -> None:
-        self.revoked = True
-        if self.upstream is not None:
-            self.upstream.close()
 
 
 @dataclass(slots=True)
@@ -87,10 +69,9 @@ class _Exchange:
     price: ModelPrice
     admission: Admission
     meter: ResponseMeter
-    control: _OpenStream
+    control: OpenStream
     refused_upstream: bool = False
     outcome_unknown: bool = False
-    disconnected: bool = False
     cut_off: str | None = None
     settled: bool = field(default=False)
 
@@ -109,8 +90,8 @@ class Proxy:
         )
         self.reconciler = Reconciler(embed, self._credential)
         self._user_key = derive_key(embed.keys.secret_key, b"wattfare upstream user ids v1")
-        self._open: dict[str, set[_OpenStream]] = {}
-        embed.on_connection_ended(self._stop_streams)
+        self._open = OpenStreams()
+        embed.on_connection_ended(self._open.stop)
 
     # -- ASGI entry points ------------------------------------------------------------------
 
@@ -135,7 +116,7 @@ class Proxy:
         try:
             user = self._caller(Headers(scope=scope))
             payload = parse_request(await read_body(receive, self._settings.max_body_bytes), kind)
-            price = await self._price(payload)
+            price = await self.prices.for_request(payload, allow_unpriced=self._settings.allow_unpriced_models)
             admission = plan_admission(payload, price, completion=kind == "chat")
             reservation = await self._reserve_shielded(user, payload["model"], kind, price, admission)
         except WattfareError as exc:
@@ -145,68 +126,24 @@ class Proxy:
         meter = ResponseMeter(price, admission.prompt_cost, hold=reservation.amount)
         # Revocable from the moment money is held: a revoke while the upstream is still thinking
         # must stop the stream before its first byte, not after its last.
-        control = _OpenStream(reservation.connection.id)
+        control = OpenStream(reservation.connection.id)
         exchange = _Exchange(user, reservation, price, admission, meter, control)
-        self._track(control)
+        self._open.add(control)
         try:
             await self._forward(exchange, payload, kind, receive, send)
         finally:
-            self._untrack(control)
+            self._open.discard(control)
             # Shielded: a cancelled request (client gone, server stopping) still settles.
             await _shielded(self._settle(exchange))
 
     def _caller(self, headers: Headers, *, allow_anonymous_user: bool = False) -> str:
-        """The app user a request spends for: secret key + X-Wattfare-User, or a session token."""
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise AuthError("send `Authorization: Bearer sk_…` with `X-Wattfare-User: <your user id>`")
-        if token.startswith("sk_"):
-            if not secret_key_matches(token, self._embed.keys):
-                raise AuthError("the secret key is not this app's")
-            user = headers.get(USER_HEADER, "")
-            if headers.get(USER_ENCODING_HEADER, "").lower() == "percent":
-                # HTTP headers carry bytes, not text: ids beyond ASCII travel percent-encoded (UTF-8).
-                try:
-                    user = unquote(user, errors="strict")
-                except UnicodeDecodeError as exc:
-                    raise InvalidRequestError("X-Wattfare-User is not percent-encoded UTF-8") from exc
-            if not user and not allow_anonymous_user:
-                # Treated like an unknown user: there is nobody whose budget could pay.
-                raise NotConnectedError("name the app user to charge in the X-Wattfare-User header")
-            if len(user) > 255:
-                raise InvalidRequestError("X-Wattfare-User may be at most 255 characters")
-            return user
-        if not self._settings.allow_browser_inference:
-            raise AuthError(
-                "model calls need the app's secret key; browser inference with session tokens is off "
-                "(Wattfare(allow_browser_inference=True) turns it on)"
-            )
-        return self._embed.tokens.verify(token).app_user_id
-
-    async def _price(self, payload: dict[str, Any]) -> ModelPrice:
-        """What the request may cost per token: its model's price or, with an OpenRouter fallback
-        list (``models``), the dearest of them, since the upstream bills whichever one ran."""
-        model: str = payload["model"]
-        fallbacks = payload.get("models")
-        if fallbacks is not None and not (
-            isinstance(fallbacks, list) and all(isinstance(name, str) and name for name in fallbacks)
-        ):
-            raise InvalidRequestError("`models` must be a list of model ids")
-        prices: list[ModelPrice] = []
-        for name in dict.fromkeys([model, *(fallbacks or [])]):
-            price = await self.prices.price(name)
-            if price is None:
-                raise InvalidRequestError(f"unknown model {name!r}; GET /api/v1/models lists what is available")
-            if not price.known:
-                if not self._settings.allow_unpriced_models:
-                    raise InvalidRequestError(
-                        f"model {name!r} has no price to meter in advance, so it cannot run under a cap "
-                        "(Wattfare(allow_unpriced_models=True) meters it at the highest listed prices)"
-                    )
-                price = self.prices.ceiling(name)
-            prices.append(price)
-        return prices[0] if len(prices) == 1 else most_expensive(model, prices)
+        return model_caller(
+            headers,
+            self._embed.keys,
+            self._embed.tokens,
+            allow_session_tokens=self._settings.allow_browser_inference,
+            allow_anonymous_user=allow_anonymous_user,
+        )
 
     async def _reserve_shielded(
         self, user: str, model: str, kind: str, price: ModelPrice, admission: Admission
@@ -359,7 +296,7 @@ class Proxy:
             return
         control.upstream = response
         loop = asyncio.get_running_loop()
-        watcher = loop.create_task(_watch_disconnect(receive, control, exchange))
+        watcher = loop.create_task(watch_disconnect(receive, control))
         revocations = loop.create_task(self._watch_revocation(control, exchange.user))
         try:
             await send({"type": "http.response.start", "status": response.status, "headers": headers})
@@ -378,7 +315,7 @@ class Proxy:
             watcher.cancel()
             revocations.cancel()
             response.close()
-        if exchange.disconnected:
+        if exchange.control.disconnected:
             return
         if exchange.cut_off is None and not meter.done:
             if control.revoked:
@@ -392,7 +329,7 @@ class Proxy:
         await _shielded(self._settle(exchange))
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _watch_revocation(self, control: _OpenStream, user: str) -> None:
+    async def _watch_revocation(self, control: OpenStream, user: str) -> None:
         """Re-read a long stream's connection now and then, so a revoke handled by another
         process (another worker got the webhook or the DELETE) also stops it, within seconds.
         A revoke in this process stops it at once through ``connection_ended``."""
@@ -430,7 +367,7 @@ class Proxy:
             return
         # No usable figure (client gone, stream cut, upstream error): charge an estimate now and
         # ask the upstream's generation record for the truth later.
-        if meter.finish_reason == "error" and not exchange.disconnected:
+        if meter.finish_reason == "error" and not exchange.control.disconnected:
             estimate = 0  # the upstream does not bill tokens of a generation that failed
         else:
             estimate = min(meter.estimated_cost(), reservation.amount)
@@ -460,20 +397,6 @@ class Proxy:
         (sealed under another key, or bound to another user: ``open_credential`` logs it)."""
         return self._embed.open_credential(record) or None
 
-    def _track(self, control: _OpenStream) -> None:
-        self._open.setdefault(control.connection_id, set()).add(control)
-
-    def _untrack(self, control: _OpenStream) -> None:
-        streams = self._open.get(control.connection_id)
-        if streams is not None:
-            streams.discard(control)
-            if not streams:
-                del self._open[control.connection_id]
-
-    def _stop_streams(self, connection_id: str) -> None:
-        for control in list(self._open.get(connection_id, ())):
-            control.stop()
-
 
 # -- helpers --------------------------------------------------------------------------------
 
@@ -486,14 +409,3 @@ async def _shielded(work: Coroutine[Any, Any, None]) -> None:
     _SETTLING.add(task)
     task.add_done_callback(_SETTLING.discard)
     await asyncio.shield(task)
-
-
-async def _watch_disconnect(receive: Receive, control: _OpenStream, exchange: _Exchange) -> None:
-    """Close the upstream the moment the client goes, so billing stops where the provider supports it."""
-    while True:
-        message: Message = await receive()
-        if message["type"] == "http.disconnect":
-            exchange.disconnected = True
-            if control.upstream is not None:
-                control.upstream.close()
-            return

@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from ..errors import UpstreamError
+from ..errors import InvalidRequestError, UpstreamError
 
 __all__ = ["ModelPrice", "PriceBook", "most_expensive"]
 
@@ -163,6 +163,30 @@ class PriceBook:
         await self._ensure()
         assert self._raw is not None
         return self._raw
+
+    async def for_request(self, payload: dict[str, Any], *, allow_unpriced: bool) -> ModelPrice:
+        """What a request may cost per token: its model's price or, with an OpenRouter fallback
+        list (``models``), the dearest of them, since the upstream bills whichever one ran."""
+        model: str = payload["model"]
+        fallbacks = payload.get("models")
+        if fallbacks is not None and not (
+            isinstance(fallbacks, list) and all(isinstance(name, str) and name for name in fallbacks)
+        ):
+            raise InvalidRequestError("`models` must be a list of model ids")
+        prices: list[ModelPrice] = []
+        for name in dict.fromkeys([model, *(fallbacks or [])]):
+            price = await self.price(name)
+            if price is None:
+                raise InvalidRequestError(f"unknown model {name!r}; GET /api/v1/models lists what is available")
+            if not price.known:
+                if not allow_unpriced:
+                    raise InvalidRequestError(
+                        f"model {name!r} has no price to meter in advance, so it cannot run under a cap "
+                        "(Wattfare(allow_unpriced_models=True) meters it at the highest listed prices)"
+                    )
+                price = self.ceiling(name)
+            prices.append(price)
+        return prices[0] if len(prices) == 1 else most_expensive(model, prices)
 
     def ceiling(self, model: str) -> ModelPrice:
         """The highest listed prices, for a model that cannot state its own (a router such as
