@@ -97,8 +97,10 @@ def main() -> None:
         "  4. Disconnect, and the next message asks you to connect again.\n\n"
         + (
             f"  Replies are simulated by a local stand-in for OpenRouter on port {args.fake_port}.\n"
-            "  Set OPENROUTER_API_KEY to use real models.\n"
+            f"  Set {'OPENROUTER_MANAGEMENT_KEY' if hosted else 'OPENROUTER_API_KEY'} to use real models.\n"
             if simulated
+            else "  Using real OpenRouter models, on keys the consent domain mints with OPENROUTER_MANAGEMENT_KEY.\n"
+            if hosted
             else "  Using real OpenRouter models, paid by your OPENROUTER_API_KEY.\n"
         )
     )
