@@ -15,6 +15,7 @@ from sqlalchemy import Connection, and_, bindparam, case, func, insert, select, 
 from sqlalchemy.exc import IntegrityError
 
 from ..periods import period_of
+from ._postgres import PostgresFastPath, asyncpg_url
 from ._runner import TransactionRunner, runner_for_url
 from .base import (
     ConnectionRecord,
@@ -160,6 +161,8 @@ class SqlStore:
         self.database_url = database_url
         self._create_tables = create_tables
         self._runner: TransactionRunner | None = None
+        # PostgreSQL through asyncpg: reserve and settle as one statement each (``_postgres``).
+        self._postgres: PostgresFastPath | None = None
 
     @property
     def dialect_name(self) -> str:
@@ -176,8 +179,19 @@ class SqlStore:
         self._runner = runner_for_url(self.database_url)
         if self._create_tables:
             await self._runner.run(_migrate)
+        url = asyncpg_url(self.database_url)
+        if url is not None:
+            try:
+                self._postgres = await PostgresFastPath.open(url)
+            except BaseException:
+                runner, self._runner = self._runner, None
+                await runner.dispose()
+                raise
 
     async def close(self) -> None:
+        if self._postgres is not None:
+            postgres, self._postgres = self._postgres, None
+            await postgres.close()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.dispose()
@@ -286,6 +300,8 @@ class SqlStore:
     async def reserve(self, request: ReservationRequest, now: int) -> Reservation | Refusal:
         period = period_of(now)
         ledger_id = _new_id("req_")
+        if self._postgres is not None:
+            return await self._postgres.reserve(request, ledger_id, period, now)
 
         def operation(db: Connection) -> Reservation | Refusal:
             row = db.execute(
@@ -353,6 +369,10 @@ class SqlStore:
     ) -> bool:
         period = period_of(now)
         state = "released" if cost_source == "none" else "settled"
+        if self._postgres is not None:
+            return await self._postgres.settle(
+                ledger_id, state, cost, cost_source, generation_id, reconcile, period, now
+            )
 
         def operation(db: Connection) -> bool:
             row = db.execute(_LEDGER_ROW_FOR_UPDATE, {"b_id": ledger_id}).first()

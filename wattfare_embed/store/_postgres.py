@@ -1,0 +1,259 @@
+"""PostgreSQL's hot path: ``reserve`` and ``settle`` as one statement each, straight on asyncpg.
+
+Every metered request reserves before it is forwarded and settles after, so these two are the
+store's whole share of the proxy's latency. Through SQLAlchemy's async engine each is a
+transaction of several statements (BEGIN, the locked read, the writes, COMMIT: a round trip
+each, plus the adapter's overhead per statement). Here each is a single data-modifying CTE,
+run in autocommit on a connection of an asyncpg pool that skips the reset query asyncpg
+otherwise sends on every release: one round trip per step (see DESIGN.md §10).
+
+Concurrency, under READ COMMITTED: the first CTE reads the row ``FOR UPDATE`` by keys that never
+change (the user, the ledger id). When another transaction holds the lock, PostgreSQL waits, then
+re-reads the newest version and re-checks the ``WHERE`` before returning it, so every figure the
+statement computes from is current, and it stays locked until the statement commits: two
+reservations can never both pass a cap, two settles never both apply. The ``UPDATE`` that follows
+matches the locked row by id only: PostgreSQL first tests an ``UPDATE``'s conditions on the
+version in the statement's snapshot, which after a lock wait is the stale one, and a guard on
+values there would skip the row instead of following it to the newest version; by id it follows,
+and its ``SET`` works from that newest version, the very one just locked and read.
+
+Only these two operations live here; the tables, the migrations and every other operation stay
+on SQLAlchemy. The SQL text is built once, with the table and column names of ``schema.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.engine import URL, make_url
+
+from .base import ConnectionRecord, ConnectionState, Refusal, Reservation, ReservationRequest
+from .schema import connections, ledger
+
+__all__ = ["PostgresFastPath", "asyncpg_url"]
+
+# SQLAlchemy's asyncpg dialect (untyped): its identifier quoting, and its reading of a URL.
+_dialect_class: Any = PGDialect_asyncpg
+_DIALECT = _dialect_class()
+_ACTIVE = ConnectionState.ACTIVE.value
+
+
+class _Names:
+    """A table's quoted name and its columns' quoted names (``names.spent``); a typo fails at import."""
+
+    def __init__(self, table: Table) -> None:
+        quote: Callable[[str], str] = _DIALECT.identifier_preparer.quote
+        self.table = quote(table.name)
+        self._columns = {column.key: quote(column.name) for column in table.c}
+        self.all = ", ".join(self._columns.values())
+
+    def __getattr__(self, key: str) -> str:
+        try:
+            return self._columns[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+
+_C = _Names(connections)
+_L = _Names(ledger)
+
+
+def _spent_in_period(alias: str, period: str) -> str:
+    return f"CASE WHEN {alias}.{_C.period} = {period} THEN {alias}.{_C.spent} ELSE 0 END"
+
+
+# $1 app_id, $2 app_user_id, $3 period, $4 wanted, $5 minimum, $6 now,
+# $7 ledger id, $8 kind, $9 model, $10 expires_at.
+# Returns the user's row as read (locked) with `spent_now` (this period's spend) and `amount`,
+# the hold taken, NULL when none was: no row at all means the user is not connected.
+RESERVE = f"""
+WITH cur AS MATERIALIZED (
+    SELECT {_C.all}, {_spent_in_period("c", "$3")} AS spent_now
+    FROM {_C.table} AS c
+    WHERE {_C.app_id} = $1 AND {_C.app_user_id} = $2
+    FOR UPDATE
+), granted AS MATERIALIZED (
+    SELECT {_C.id}, LEAST($4::bigint, {_C.monthly_cap} - spent_now - {_C.reserved}) AS amount
+    FROM cur
+    WHERE {_C.status} = '{_ACTIVE}'
+      AND {_C.monthly_cap} - spent_now - {_C.reserved} > 0
+      AND {_C.monthly_cap} - spent_now - {_C.reserved} >= $5::bigint
+), held AS (
+    UPDATE {_C.table} AS c
+    SET {_C.spent} = {_spent_in_period("c", "$3")},
+        {_C.period} = $3,
+        {_C.reserved} = c.{_C.reserved} + g.amount,
+        {_C.updated_at} = $6::bigint
+    FROM granted AS g
+    WHERE c.{_C.id} = g.{_C.id}
+    RETURNING c.{_C.id} AS id, g.amount AS amount
+), entry AS (
+    INSERT INTO {_L.table} (
+        {_L.id}, {_L.connection_id}, {_L.app_id}, {_L.app_user_id}, {_L.kind}, {_L.model}, {_L.state},
+        {_L.reserved}, {_L.reconcile}, {_L.period}, {_L.created_at}, {_L.expires_at}
+    )
+    SELECT $7::varchar, held.id, $1, $2, $8::varchar, $9::varchar, 'reserved',
+           held.amount, false, $3, $6::bigint, $10::bigint
+    FROM held
+)
+SELECT cur.*, held.amount FROM cur LEFT JOIN held ON true
+"""
+
+# $1 ledger id, $2 final state, $3 cost, $4 cost_source, $5 generation_id, $6 reconcile,
+# $7 now, $8 period. Returns one row, `settled`: whether this call finalised the entry.
+# Only an entry still `reserved` (or `expired`: swept after a stall, its whole hold already
+# charged, so only the difference applies) is finalised; the lock makes that exactly once.
+SETTLE = f"""
+WITH open_entry AS MATERIALIZED (
+    SELECT {_L.id}, {_L.connection_id}, {_L.state}, {_L.reserved}, {_L.cost}
+    FROM {_L.table}
+    WHERE {_L.id} = $1 AND {_L.state} IN ('reserved', 'expired')
+    FOR UPDATE
+), final AS (
+    UPDATE {_L.table} AS l
+    SET {_L.state} = $2::varchar,
+        {_L.cost} = $3::bigint,
+        {_L.cost_source} = $4::varchar,
+        {_L.generation_id} = $5::varchar,
+        {_L.reconcile} = $6::boolean,
+        {_L.settled_at} = $7::bigint,
+        {_L.period} = $8::varchar
+    FROM open_entry AS e
+    WHERE l.{_L.id} = e.{_L.id}
+    RETURNING e.{_L.connection_id} AS connection_id,
+              CASE WHEN e.{_L.state} = 'reserved' THEN e.{_L.reserved} ELSE 0 END AS hold,
+              CASE WHEN e.{_L.state} = 'reserved' THEN 0 ELSE COALESCE(e.{_L.cost}, 0) END AS charged
+), charge AS (
+    UPDATE {_C.table} AS c
+    SET {_C.spent} = GREATEST(0, {_spent_in_period("c", "$8::varchar")} + $3::bigint - f.charged),
+        {_C.period} = $8::varchar,
+        {_C.reserved} = c.{_C.reserved} - f.hold,
+        {_C.updated_at} = $7::bigint
+    FROM final AS f
+    WHERE c.{_C.id} = f.connection_id
+)
+SELECT count(*) > 0 AS settled FROM final
+"""
+
+
+class _Contended(Exception):
+    """An active user with headroom got no hold; under the row lock that cannot happen, so this is
+    only the portable path's contract kept: retry, and refuse as ``contended`` if it persists."""
+
+
+def asyncpg_url(database_url: str) -> URL | None:
+    """The URL as the store's engine connects with it, if that is PostgreSQL through asyncpg."""
+    url = make_url(database_url)
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+asyncpg")
+    if url.get_backend_name() == "postgresql" and url.get_driver_name() == "asyncpg":
+        return url
+    return None
+
+
+def _connect_kwargs(url: URL) -> dict[str, Any]:
+    """What SQLAlchemy would pass to ``asyncpg.connect`` for this URL (user, password, host, port, …)."""
+    _args, kwargs = _DIALECT.create_connect_args(url)
+    options: dict[str, Any] = dict(kwargs)
+    # SQLAlchemy's own names for asyncpg's statement cache; the rest go to asyncpg as they are.
+    if "prepared_statement_cache_size" in options:
+        options["statement_cache_size"] = options.pop("prepared_statement_cache_size")
+    options.pop("prepared_statement_name_func", None)
+    return options
+
+
+async def _keep_session(_connection: Any) -> None:
+    """Release a connection without asyncpg's reset query: these statements leave no session state."""
+
+
+class PostgresFastPath:
+    """``reserve`` and ``settle`` for ``SqlStore`` on PostgreSQL, one round trip each."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, url: URL, *, max_size: int = 10) -> PostgresFastPath:
+        pool = await asyncpg.create_pool(min_size=1, max_size=max_size, reset=_keep_session, **_connect_kwargs(url))
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def reserve(
+        self, request: ReservationRequest, ledger_id: str, period: str, now: int, *, attempts: int = 8
+    ) -> Reservation | Refusal:
+        arguments = (
+            request.app_id,
+            request.app_user_id,
+            period,
+            request.wanted,
+            request.minimum,
+            now,
+            ledger_id,
+            request.kind,
+            request.model,
+            now + request.ttl_seconds,
+        )
+        for _attempt in range(attempts):
+            row = await self._pool.fetchrow(RESERVE, *arguments)
+            try:
+                return _reservation(row, request, ledger_id, period)
+            except _Contended:
+                continue
+        return Refusal.CONTENDED
+
+    async def settle(
+        self,
+        ledger_id: str,
+        state: str,
+        cost: int,
+        cost_source: str,
+        generation_id: str | None,
+        reconcile: bool,
+        period: str,
+        now: int,
+    ) -> bool:
+        settled = await self._pool.fetchval(
+            SETTLE, ledger_id, state, cost, cost_source, generation_id, reconcile, now, period
+        )
+        return bool(settled)
+
+
+def _reservation(row: Any, request: ReservationRequest, ledger_id: str, period: str) -> Reservation | Refusal:
+    if row is None:
+        return Refusal.NOT_CONNECTED
+    if row["status"] != _ACTIVE:
+        return Refusal(row["status"])
+    amount = row["amount"]
+    if amount is None:
+        headroom = row["monthly_cap"] - row["spent_now"] - row["reserved"]
+        if headroom <= 0 or headroom < request.minimum:
+            return Refusal.BUDGET_EXCEEDED
+        raise _Contended
+    return Reservation(ledger_id=ledger_id, amount=amount, connection=_record(row, period))
+
+
+def _record(row: Any, period: str) -> ConnectionRecord:
+    """The user's row as it was read (before this hold), with this period's spend."""
+    return ConnectionRecord(
+        id=row["id"],
+        app_id=row["app_id"],
+        app_user_id=row["app_user_id"],
+        status=ConnectionState(row["status"]),
+        authority=row["authority"],
+        monthly_cap=row["monthly_cap"],
+        period=period,
+        spent=row["spent_now"],
+        reserved=row["reserved"],
+        grant_id=row["grant_id"],
+        upstream_url=row["upstream_url"],
+        hard_limit=row["hard_limit"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        sealed_credential=row["credential"],
+    )
