@@ -8,19 +8,33 @@ requests can never jointly pass a cap even on a database without row locks.
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, func, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..periods import period_of
+from ._consent_records import ConsentRecords
 from ._postgres import PostgresFastPath, asyncpg_url
 from ._runner import TransactionRunner, runner_for_url
+from ._statements import (
+    _C,
+    _CHARGE,
+    _HOLD,
+    _L,
+    _LEDGER_FINAL,
+    _LEDGER_INSERT,
+    _LEDGER_ROW_FOR_UPDATE,
+    _USER_ROW_FOR_UPDATE,
+    _connection,
+    _ledger_entry,
+    _new_id,
+    _nonnegative,
+    _spent_in,
+)
 from .base import (
     ConnectionRecord,
     ConnectionState,
-    ConsentRequest,
     LedgerEntry,
     NewConnection,
     Refusal,
@@ -30,126 +44,15 @@ from .base import (
 from .schema import (
     SCHEMA_VERSION,
     connections,
-    consent_requests,
     ledger,
     metadata,
     schema_version,
-    webhook_events,
 )
 
 __all__ = ["SqlStore"]
 
-_C = connections.c
-_L = ledger.c
 
-
-def _new_id(prefix: str) -> str:
-    return prefix + secrets.token_hex(12)
-
-
-def _spent_in(period: str) -> Any:
-    """This period's spend as a SQL expression: the stored figure, or 0 once the month turned."""
-    return case((_C.period == period, _C.spent), else_=0)
-
-
-def _connection(row: Any, period: str) -> ConnectionRecord:
-    return ConnectionRecord(
-        id=row.id,
-        app_id=row.app_id,
-        app_user_id=row.app_user_id,
-        status=ConnectionState(row.status),
-        authority=row.authority,
-        monthly_cap=row.monthly_cap,
-        period=period,
-        spent=row.spent if row.period == period else 0,
-        reserved=row.reserved,
-        grant_id=row.grant_id,
-        upstream_url=row.upstream_url,
-        hard_limit=row.hard_limit,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        sealed_credential=row.credential,
-    )
-
-
-def _ledger_entry(row: Any) -> LedgerEntry:
-    return LedgerEntry(
-        id=row.id,
-        app_user_id=row.app_user_id,
-        kind=row.kind,
-        model=row.model,
-        state=row.state,
-        reserved=row.reserved,
-        cost=row.cost,
-        cost_source=row.cost_source,
-        generation_id=row.generation_id,
-        reconcile=bool(row.reconcile),
-        created_at=row.created_at,
-        settled_at=row.settled_at,
-    )
-
-
-def _consent(row: Any) -> ConsentRequest:
-    return ConsentRequest(**{column: getattr(row, column) for column in consent_requests.c.keys()})  # noqa: SIM118
-
-
-# The hot path's statements are built once: building SQLAlchemy expressions per call costs more
-# than running them (cache keys, coercion), measured at ~2x the whole reserve + settle pair.
-_USER_ROW_FOR_UPDATE = (
-    select(connections)
-    .where(_C.app_id == bindparam("b_app_id"), _C.app_user_id == bindparam("b_app_user_id"))
-    .with_for_update()
-)
-# Guarded by the values just read: on a database without row locks a concurrent writer makes
-# this match nothing, and the caller retries instead of overspending.
-_HOLD = (
-    update(connections)
-    .where(
-        _C.id == bindparam("b_id"),
-        _C.reserved == bindparam("b_old_reserved"),
-        _C.spent == bindparam("b_old_spent"),
-        _C.period == bindparam("b_old_period"),
-        _C.status == ConnectionState.ACTIVE.value,
-    )
-    .values(
-        spent=bindparam("b_spent"),
-        period=bindparam("b_period"),
-        reserved=bindparam("b_reserved"),
-        updated_at=bindparam("b_now"),
-    )
-)
-_LEDGER_INSERT = insert(ledger)
-_LEDGER_ROW_FOR_UPDATE = (
-    select(_L.connection_id, _L.reserved, _L.state, _L.cost).where(_L.id == bindparam("b_id")).with_for_update()
-)
-_LEDGER_FINAL = (
-    update(ledger)
-    .where(_L.id == bindparam("b_id"), _L.state == bindparam("b_old_state"))
-    .values(
-        state=bindparam("b_state"),
-        cost=bindparam("b_cost"),
-        cost_source=bindparam("b_cost_source"),
-        generation_id=bindparam("b_generation_id"),
-        reconcile=bindparam("b_reconcile"),
-        settled_at=bindparam("b_now"),
-        # The month the charge lands in, so a later reconcile adjusts the same month.
-        period=bindparam("b_period"),
-    )
-)
-_CHARGED_SPEND = case((_C.period == bindparam("b_period"), _C.spent), else_=0) + bindparam("b_delta")
-_CHARGE = (
-    update(connections)
-    .where(_C.id == bindparam("b_id"))
-    .values(
-        spent=case((_CHARGED_SPEND < 0, 0), else_=_CHARGED_SPEND),
-        period=bindparam("b_period"),
-        reserved=_C.reserved - bindparam("b_hold"),
-        updated_at=bindparam("b_now"),
-    )
-)
-
-
-class SqlStore:
+class SqlStore(ConsentRecords):
     """Cap and usage state in the app's own SQL database.
 
     ``SqlStore("sqlite+aiosqlite:///wattfare.db")`` or
@@ -487,73 +390,9 @@ class SqlStore:
 
         return await self._run_handle().run(operation)
 
-    # -- consent ----------------------------------------------------------------------------
-
-    async def create_consent_request(self, request: ConsentRequest) -> None:
-        values = {column: getattr(request, column) for column in consent_requests.c.keys()}  # noqa: SIM118
-
-        def operation(db: Connection) -> None:
-            # Expired requests are cleared as new ones arrive, so the table stays small.
-            db.execute(consent_requests.delete().where(consent_requests.c.expires_at < request.created_at - 86400))
-            db.execute(insert(consent_requests).values(**values))
-
-        await self._run_handle().run(operation)
-
-    async def consume_consent_request(self, state: str, browser_hash: str, now: int) -> ConsentRequest | None:
-        table = consent_requests.c
-
-        def operation(db: Connection) -> ConsentRequest | None:
-            result = db.execute(
-                update(consent_requests)
-                .where(
-                    table.state == state,
-                    table.used_at.is_(None),
-                    table.expires_at > now,
-                    table.browser_hash == browser_hash,
-                )
-                .values(used_at=now)
-            )
-            if result.rowcount != 1:
-                return None
-            return _consent(db.execute(select(consent_requests).where(table.state == state)).one())
-
-        return await self._run_handle().run(operation)
-
-    async def find_consent_request(self, state: str) -> ConsentRequest | None:
-        def operation(db: Connection) -> ConsentRequest | None:
-            row = db.execute(select(consent_requests).where(consent_requests.c.state == state)).first()
-            return _consent(row) if row else None
-
-        return await self._run_handle().run(operation)
-
-    async def forget_event(self, event_id: str) -> None:
-        def operation(db: Connection) -> None:
-            db.execute(webhook_events.delete().where(webhook_events.c.id == event_id))
-
-        await self._run_handle().run(operation)
-
-    async def remember_event(self, event_id: str, now: int) -> bool:
-        def operation(db: Connection) -> bool:
-            seen = db.execute(
-                select(webhook_events.c.id).where(webhook_events.c.id == event_id).with_for_update()
-            ).first()
-            if seen:
-                return False
-            db.execute(insert(webhook_events).values(id=event_id, received_at=now))
-            return True
-
-        try:
-            return await self._run_handle().run(operation)
-        except IntegrityError:
-            return False
-
 
 class _Contended(Exception):
     """The row changed between read and write; try the reservation again."""
-
-
-def _nonnegative(expression: Any) -> Any:
-    return case((expression < 0, 0), else_=expression)
 
 
 def _migrate(db: Connection) -> None:
