@@ -165,6 +165,10 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
         return response
 
     async def connect_redirect(request: Request) -> Response:
+        # A link on another site must not start a consent flow (and pick its cap) for a signed-in
+        # user; browsers say where a navigation came from. Typed or bookmarked URLs say "none".
+        if request.headers.get("sec-fetch-site") == "cross-site":
+            raise InvalidRequestError("start connecting from the app itself, not from a link on another site")
         user = await call_resolve_user(embed.resolve_user, request)
         if user is None:
             raise AuthError("nobody is signed in to the app")

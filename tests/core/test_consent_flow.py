@@ -526,6 +526,17 @@ async def test_get_connect_without_a_signed_in_user_is_401(lite: Harness) -> Non
     assert await lite.count_consent_requests() == 0
 
 
+async def test_get_connect_from_a_link_on_another_site_starts_nothing(lite: Harness, user_id: str) -> None:
+    lite.browser.cookies.set(LOGIN_COOKIE, user_id)  # signed in, and lured by a link elsewhere
+    response = await lite.browser.get(
+        "/connect", params={"monthlyUsd": "1000"}, headers={"sec-fetch-site": "cross-site"}
+    )
+    assert response.status_code == 400 and error_code(response) == "invalid_request"
+    assert await lite.count_consent_requests() == 0
+    same_site = await lite.browser.get("/connect", headers={"sec-fetch-site": "same-origin"})
+    assert same_site.status_code == 302
+
+
 async def test_get_connect_refuses_a_bad_cap(lite: Harness, user_id: str) -> None:
     lite.browser.cookies.set(LOGIN_COOKIE, user_id)
     for cap in ("-1", "0", "abc", "5000", "nan"):
