@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import asyncpg
 from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import URL, make_url
@@ -178,6 +177,8 @@ class PostgresFastPath:
 
     @classmethod
     async def open(cls, url: URL, *, max_size: int = 10) -> PostgresFastPath:
+        import asyncpg  # the `postgres` extra: only PostgreSQL deployments need it
+
         pool = await asyncpg.create_pool(min_size=1, max_size=max_size, reset=_keep_session, **_connect_kwargs(url))
         return cls(pool)
 
