@@ -21,6 +21,7 @@ from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ._lifespan import run_lifespan
+from .auth import app_user_id_of
 from .config import ResolveUser, Settings, env_or
 from .consent import AuthorityContext, ConsentAuthority, DevConsent
 from .crypto import CredentialBox
@@ -248,8 +249,7 @@ class Wattfare:
         self, app_user_id: str, *, monthly_usd: float | int | str | Decimal | None = None
     ) -> Session:
         """Mint a session token for one of your users (to hand to their browser)."""
-        if not isinstance(app_user_id, str) or not app_user_id or len(app_user_id) > 255:
-            raise InvalidRequestError("appUserId must be a non-empty string of at most 255 characters")
+        app_user_id_of(app_user_id)
         requested: Micros | None = None
         if monthly_usd is not None:
             requested = micros_from_usd(monthly_usd)

@@ -16,6 +16,7 @@ from .tokens import SessionClaims, SessionTokens
 __all__ = [
     "USER_ENCODING_HEADER",
     "USER_HEADER",
+    "app_user_id_of",
     "model_caller",
     "require_secret_key",
     "require_session",
@@ -24,6 +25,16 @@ __all__ = [
 
 USER_HEADER = "x-wattfare-user"
 USER_ENCODING_HEADER = "x-wattfare-user-encoding"
+
+
+def app_user_id_of(value: object, what: str = "appUserId") -> str:
+    """An app's user id: 1 to 255 characters, none of them control characters (a NUL would not
+    even store in PostgreSQL)."""
+    if not isinstance(value, str) or not value or len(value) > 255:
+        raise InvalidRequestError(f"{what} must be a non-empty string of at most 255 characters")
+    if any(ord(character) < 32 or ord(character) == 127 for character in value):
+        raise InvalidRequestError(f"{what} must not contain control characters")
+    return value
 
 
 def secret_key_matches(token: str, keys: AppKeys) -> bool:
@@ -74,12 +85,12 @@ def model_caller(
                 user = unquote(user, errors="strict")
             except UnicodeDecodeError as exc:
                 raise InvalidRequestError("X-Wattfare-User is not percent-encoded UTF-8") from exc
-        if not user and not allow_anonymous_user:
+        if not user:
+            if allow_anonymous_user:
+                return user
             # Treated like an unknown user: there is nobody whose budget could pay.
             raise NotConnectedError("name the app user to charge in the X-Wattfare-User header")
-        if len(user) > 255:
-            raise InvalidRequestError("X-Wattfare-User may be at most 255 characters")
-        return user
+        return app_user_id_of(user, "X-Wattfare-User")
     if not allow_session_tokens:
         raise AuthError(
             "model calls need the app's secret key; browser inference with session tokens is off "

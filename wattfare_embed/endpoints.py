@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from . import consent_flow
 from ._http import json_response, parse_monthly_usd, read_json_object, safe_return_path
-from .auth import require_secret_key, require_session
+from .auth import app_user_id_of, require_secret_key, require_session
 from .config import call_resolve_user
 from .consent import DevConsent
 from .errors import AuthError, GrantInvalidError, InvalidRequestError
@@ -56,12 +56,6 @@ def _with_result(return_to: str, result: str) -> str:
     return f"{path}{separator}wattfare={result}{hash_mark}{fragment}"
 
 
-def _app_user_id(value: Any) -> str:
-    if not isinstance(value, str) or not value or len(value) > 255:
-        raise InvalidRequestError("appUserId must be a non-empty string of at most 255 characters")
-    return value
-
-
 def routes(embed: Wattfare) -> list[BaseRoute]:
     settings = embed.settings
 
@@ -74,7 +68,7 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
     async def create_session(request: Request) -> Response:
         require_secret_key(request, embed.keys)
         body = await read_json_object(request, settings.max_body_bytes)
-        user = _app_user_id(body.get("appUserId"))
+        user = app_user_id_of(body.get("appUserId"))
         limit = body.get("requestLimit")
         monthly = None
         if limit is not None:
@@ -115,7 +109,7 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
 
     async def status_for_server(request: Request) -> Response:
         require_secret_key(request, embed.keys)
-        user = _app_user_id(request.query_params.get("appUserId"))
+        user = app_user_id_of(request.query_params.get("appUserId"))
         return json_response((await embed.status(user)).to_json())
 
     async def _begin(

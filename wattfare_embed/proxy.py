@@ -153,13 +153,20 @@ class Proxy:
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                held = await task  # SQLite's writer thread commits whether or not we still wait
-                await self._embed.store.settle(held.ledger_id, 0, "none", int(time.time()))
+            # Released from a callback, not from this (cancelled, maybe cancelled again) task:
+            # the reservation may still commit after we stopped waiting for it.
+            task.add_done_callback(self._release_abandoned)
             raise
 
+    def _release_abandoned(self, task: asyncio.Future[Reservation]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return
+        held = task.result()
+        _keep(asyncio.ensure_future(self._embed.store.settle(held.ledger_id, 0, "none", int(time.time()))))
+
     async def _reserve(self, user: str, model: str, kind: str, price: ModelPrice, admission: Admission) -> Reservation:
-        wanted, minimum = admission.wanted, admission.minimum
+        # Absurd asks (max_tokens in the billions) stay within a 64-bit column.
+        wanted, minimum = min(admission.wanted, MAX_HOLD), min(admission.minimum, MAX_HOLD)
         now = int(time.time())
         result = await self._embed.store.reserve(
             ReservationRequest(
@@ -232,7 +239,7 @@ class Proxy:
             return
         try:
             response = await self._embed.http.post(url, data=body, headers=headers)
-        except aiohttp.ClientConnectorError as exc:
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             exchange.refused_upstream = True  # never connected, so never sent: nothing to pay
             await send_error(send, UpstreamError(f"the model provider could not be reached: {type(exc).__name__}"))
             return
@@ -279,7 +286,7 @@ class Proxy:
             parsed = json.loads(body)
             if isinstance(parsed, dict):
                 exchange.meter.observe(parsed)
-        await _shielded(self._settle(exchange))  # the client sees success only once the ledger is final
+        await self._settle_before_answering(exchange)
         await send_bytes(send, response.status, body, [*headers, (b"content-length", str(len(body)).encode())])
 
     async def _relay_stream(
@@ -326,7 +333,7 @@ class Proxy:
         if exchange.cut_off:
             event = meter.separator() + cut_off_event(exchange.cut_off)
             await send({"type": "http.response.body", "body": event, "more_body": True})
-        await _shielded(self._settle(exchange))
+        await self._settle_before_answering(exchange)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _watch_revocation(self, control: OpenStream, user: str) -> None:
@@ -341,6 +348,18 @@ class Proxy:
                 control.stop()
 
     # -- settling ---------------------------------------------------------------------------
+
+    async def _settle_before_answering(self, exchange: _Exchange) -> None:
+        """Settle, so the client sees success only once the ledger is final. The answer was paid
+        for, so a store that keeps failing still lets it through: the settle in ``_metered``'s
+        ``finally`` tries once more, and a reservation it cannot finish is swept later."""
+        for attempt in range(3):
+            try:
+                await _shielded(self._settle(exchange))
+                return
+            except Exception:
+                if attempt == 2:
+                    logger.exception("settling request %s failed", exchange.reservation.ledger_id)
 
     async def _settle(self, exchange: _Exchange) -> None:
         """Final ledger row for the request, exactly once, whatever happened."""
@@ -400,12 +419,17 @@ class Proxy:
 
 # -- helpers --------------------------------------------------------------------------------
 
-_SETTLING: set[asyncio.Future[None]] = set()
+_SETTLING: set[asyncio.Future[Any]] = set()
+MAX_HOLD = 2**62  # micro-dollars; far beyond any cap
+
+
+def _keep(task: asyncio.Future[Any]) -> asyncio.Future[Any]:
+    """Hold a task until it ends, so it is not collected half way."""
+    _SETTLING.add(task)
+    task.add_done_callback(_SETTLING.discard)
+    return task
 
 
 async def _shielded(work: Coroutine[Any, Any, None]) -> None:
     """Run ``work`` to its end even if the caller is cancelled, holding it so it cannot be collected."""
-    task = asyncio.ensure_future(work)
-    _SETTLING.add(task)
-    task.add_done_callback(_SETTLING.discard)
-    await asyncio.shield(task)
+    await asyncio.shield(_keep(asyncio.ensure_future(work)))

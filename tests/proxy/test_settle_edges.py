@@ -30,11 +30,12 @@ async def test_a_settle_that_fails_is_retried_so_the_row_is_still_final(lite: Pr
 
     store.settle = settle_failing_once  # type: ignore[method-assign]
     try:
-        await lite.chat(user_id, max_tokens=20)
+        response = await lite.chat(user_id, max_tokens=20)
     finally:
         store.settle = real_settle  # type: ignore[method-assign]
 
     assert failures, "the first settle should have failed"
+    assert response.status_code == 200, "the answer was paid for and still reaches the client"
     [row] = await lite.settled(user_id, 1)
     assert (row.state, row.cost_source) == ("settled", "reported")
 
@@ -68,6 +69,8 @@ async def test_a_request_cancelled_while_reserving_releases_its_hold(lite: Proxi
         request = asyncio.ensure_future(lite.wf.proxy.chat_completions(scope, receive, send))
         await reserving.wait()
         request.cancel()
+        await asyncio.sleep(0)
+        request.cancel()  # cancelled again while handling the first (as anyio cancel scopes do)
         await asyncio.gather(request, return_exceptions=True)
     finally:
         store.reserve = real_reserve  # type: ignore[method-assign]
@@ -144,3 +147,16 @@ async def test_a_reconcile_after_the_month_turned_adjusts_the_month_it_was_charg
         assert record is not None and record.spent == 200_000 and record.reserved == 0
     finally:
         await store.close()
+
+
+async def test_a_user_id_with_control_characters_is_a_bad_request(lite: Proxied) -> None:
+    # HTTP itself refuses control characters in headers; percent-encoded they would get through.
+    headers = {**lite.headers("ada%00"), "x-wattfare-user-encoding": "percent"}
+    response = await lite.http.post("/api/v1/chat/completions", json=lite.chat_body(), headers=headers)
+    assert error_of(response) == (400, "invalid_request")
+    sessions = await lite.http.post(
+        "/api/v1/sessions",
+        json={"appUserId": "ada\u0000"},
+        headers={"authorization": f"Bearer {lite.keys.secret_key}"},
+    )
+    assert error_of(sessions) == (400, "invalid_request")

@@ -80,16 +80,17 @@ class SqlStore(ConsentRecords):
         if self._runner is not None:
             return
         self._runner = runner_for_url(self.database_url)
-        if self._create_tables:
-            await self._runner.run(_migrate)
-        url = asyncpg_url(self.database_url)
-        if url is not None:
-            try:
+        try:
+            if self._create_tables:
+                await self._runner.run(_migrate)
+            url = asyncpg_url(self.database_url)
+            if url is not None:
                 self._postgres = await PostgresFastPath.open(url)
-            except BaseException:
-                runner, self._runner = self._runner, None
-                await runner.dispose()
-                raise
+        except BaseException:
+            # Not open after all: the next start-up migrates and checks the schema again.
+            runner, self._runner = self._runner, None
+            await runner.dispose()
+            raise
 
     async def close(self) -> None:
         if self._postgres is not None:
