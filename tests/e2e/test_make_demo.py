@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import stat
 import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +13,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from tests.demo_process import running_demo_process
 from wattfare_embed.testing.live_server import free_port
 
 from .conftest import MOUNT, bearer, sse_payloads
@@ -38,69 +34,12 @@ class Demo:
         return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
-def _wait_for(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 @contextmanager
 def running_demo(cwd: Path) -> Iterator[Demo]:
-    """``python -m example_apps.fastapi_chat.run_demo`` in ``cwd``, as ``make demo`` starts it; stopped after."""
+    """``make demo`` in ``cwd``; stopped after."""
     port, fake_port = free_port(), free_port()
-    # No OpenRouter key (simulated replies) and no Wattfare settings from the environment; a pipe, unbuffered or not.
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("WATTFARE_", "OPENROUTER_", "PYTHONUNBUFFERED"))
-    }
-    env["PYTHONPATH"] = str(REPO)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "example_apps.fastapi_chat.run_demo",
-            "--port",
-            str(port),
-            "--fake-port",
-            str(fake_port),
-        ],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    stdout = process.stdout
-    assert stdout is not None
-    output: list[str] = []
-    reader = threading.Thread(target=lambda: output.extend(iter(stdout.readline, "")), daemon=True)
-    reader.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for(lambda: any(url in line for line in output) or process.poll() is not None, "the printed URL")
-        assert process.poll() is None, "".join(output)
-
-        def answers() -> bool:
-            try:
-                return httpx2.get(url + "/me", timeout=1).status_code == 200
-            except httpx2.TransportError:
-                return False
-
-        _wait_for(answers, "the demo to answer")
-        yield Demo(process, cwd, url, fake_port, output)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)  # Ctrl-C, as a developer stops `make demo`
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        reader.join(timeout=5)
-        stdout.close()
+    with running_demo_process(cwd, port, "--fake-port", str(fake_port)) as demo:
+        yield Demo(demo.process, cwd, demo.url, fake_port, demo.output)
 
 
 @pytest.fixture(scope="module")

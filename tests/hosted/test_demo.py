@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx2
 
+from tests.demo_process import running_demo_process
 from wattfare_embed.testing.live_server import free_port
 
 from .conftest import MOUNT, form
@@ -31,52 +27,12 @@ class HostedDemo:
     output: list[str] = field(default_factory=list)
 
 
-def _wait_for(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 @contextmanager
 def running_hosted_demo(cwd: Path) -> Iterator[HostedDemo]:
     port, fake_port, domain_port = free_port(), free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WATTFARE_", "OPENROUTER_", "PYTHONUNBUFFERED"))}
-    env["PYTHONPATH"] = str(REPO)
-    command = [
-        sys.executable, "-m", "example_apps.fastapi_chat.run_demo", "--consent", "hosted",
-        "--port", str(port), "--fake-port", str(fake_port), "--domain-port", str(domain_port),
-    ]  # fmt: skip
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    stdout = process.stdout
-    assert stdout is not None
-    output: list[str] = []
-    reader = threading.Thread(target=lambda: output.extend(iter(stdout.readline, "")), daemon=True)
-    reader.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for(lambda: any(url in line for line in output) or process.poll() is not None, "the printed URL")
-        assert process.poll() is None, "".join(output)
-
-        def answers() -> bool:
-            try:
-                return httpx2.get(url + "/me", timeout=1).status_code == 200
-            except httpx2.TransportError:
-                return False
-
-        _wait_for(answers, "the demo to answer")
-        yield HostedDemo(process, url, f"http://127.0.0.1:{domain_port}", output)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        reader.join(timeout=5)
-        stdout.close()
+    arguments = ("--consent", "hosted", "--fake-port", str(fake_port), "--domain-port", str(domain_port))
+    with running_demo_process(cwd, port, *arguments) as demo:
+        yield HostedDemo(demo.process, demo.url, f"http://127.0.0.1:{domain_port}", demo.output)
 
 
 def _credentials(demo: HostedDemo) -> tuple[str, str]:
