@@ -18,8 +18,6 @@ from wattfare_embed.testing.live_server import free_port
 
 from .conftest import MOUNT, bearer, sse_payloads
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @dataclass
 class Demo:

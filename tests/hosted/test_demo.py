@@ -16,8 +16,6 @@ from wattfare_embed.testing.live_server import free_port
 
 from .conftest import MOUNT, form
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @dataclass
 class HostedDemo:
