@@ -10,7 +10,6 @@ stays the backstop when a webhook never arrives.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -108,15 +107,13 @@ def webhook_routes(embed: Wattfare) -> list[Route]:
         except WebhookSignatureError as exc:
             raise InvalidRequestError(str(exc)) from exc
         event = parse_event(bytes(body))
-        # Remembered before it is applied: two deliveries racing each other apply it once.
-        if not await embed.store.remember_event(event.id, now):
+        if await embed.store.has_event(event.id):
             raise InvalidRequestError(f"the webhook event {event.id} was already received")
-        try:
-            applied = await _apply(embed, event, now)
-        except BaseException:
-            # Not applied after all: forget it, so the domain's retry is not refused as a replay.
-            await asyncio.shield(embed.store.forget_event(event.id))
-            raise
+        applied = await _apply(embed, event, now)
+        # Recorded once applied, never before: a failure or a crash in between leaves the domain's
+        # retry free to apply it, and applying twice is harmless (a revoke or a cap set again
+        # changes nothing more), where a remembered-but-unapplied revoke would be lost.
+        await embed.store.remember_event(event.id, now)
         return json_response({"received": True, "applied": applied})
 
     return [Route("/webhooks", receive_webhook, methods=["POST"])]

@@ -95,6 +95,26 @@ async def test_an_event_that_failed_to_apply_is_applied_when_the_domain_retries(
     assert (await stack.connection("cy")).status.value == "revoked"
 
 
+async def test_an_event_applied_but_not_recorded_is_accepted_again_and_changes_nothing_more(stack: Stack) -> None:
+    record = await connected(stack, "dee")
+    revoke = event(str(record.grant_id), "grant.revoked")
+    store = stack.embed.store
+    real_remember = store.remember_event
+
+    async def failing_once(*args: Any, **kwargs: Any) -> Any:
+        store.remember_event = real_remember  # type: ignore[method-assign]
+        raise OSError("the process died here")
+
+    store.remember_event = failing_once  # type: ignore[method-assign]
+    assert (await deliver(stack, revoke)).status_code == 500
+    assert (await stack.connection("dee")).status.value == "revoked"  # applied before the failure
+
+    retried = await deliver(stack, revoke)  # the domain tries again: not refused as a replay
+    assert retried.status_code == 200 and retried.json() == {"received": True, "applied": False}
+    assert_refused(await deliver(stack, revoke))  # now it is recorded
+    assert (await stack.connection("dee")).status.value == "revoked"
+
+
 async def test_forged_and_stale_events_change_nothing(stack: Stack) -> None:
     record = await connected(stack, "bea")
     revoke = event(str(record.grant_id), "grant.revoked")

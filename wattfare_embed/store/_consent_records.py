@@ -62,11 +62,12 @@ class ConsentRecords(ABC):
 
         return await self._run_handle().run(operation)
 
-    async def forget_event(self, event_id: str) -> None:
-        def operation(db: Connection) -> None:
-            db.execute(webhook_events.delete().where(webhook_events.c.id == event_id))
+    async def has_event(self, event_id: str) -> bool:
+        def operation(db: Connection) -> bool:
+            seen = db.execute(select(webhook_events.c.id).where(webhook_events.c.id == event_id)).first()
+            return seen is not None
 
-        await self._run_handle().run(operation)
+        return await self._run_handle().run(operation)
 
     async def remember_event(self, event_id: str, now: int) -> bool:
         def operation(db: Connection) -> bool:

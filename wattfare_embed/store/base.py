@@ -199,5 +199,5 @@ class Store(Protocol):
     async def remember_event(self, event_id: str, now: int) -> bool:
         """Record a webhook event id; False when it was seen before."""
 
-    async def forget_event(self, event_id: str) -> None:
-        """Drop a recorded event id whose event could not be applied (so a retry applies it)."""
+    async def has_event(self, event_id: str) -> bool:
+        """Whether a webhook event id was recorded (applied) before."""
