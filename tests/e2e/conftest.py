@@ -10,6 +10,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -246,3 +247,13 @@ def behind_proxy(app: Any, prefix: str) -> Any:
         await app(scope, receive, send)
 
     return proxied
+
+
+@asynccontextmanager
+async def example_browser(app: Any, user: str) -> AsyncIterator[httpx2.AsyncClient]:
+    """An example app under uvicorn and a browser signed in as ``user`` (the examples' header login)."""
+    async with (
+        serve_in_loop(app) as base_url,
+        httpx2.AsyncClient(base_url=base_url, headers={"x-demo-user": user}, timeout=20) as browser,
+    ):
+        yield browser

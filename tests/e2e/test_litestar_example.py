@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-import httpx2
-
 from example_apps.litestar_app.app import create_app, current_user
-from wattfare_embed import Wattfare
-from wattfare_embed.testing.live_server import serve_in_loop
 
 from .conftest import (
     MOUNT,
@@ -19,6 +12,7 @@ from .conftest import (
     connect_with_dev_consent,
     disconnect,
     error_of,
+    example_browser,
     lower_cap,
     server_session,
     server_status,
@@ -26,19 +20,10 @@ from .conftest import (
 )
 
 
-@asynccontextmanager
-async def litestar_example(wf: Wattfare, user: str) -> AsyncIterator[httpx2.AsyncClient]:
-    async with (
-        serve_in_loop(create_app(wf)) as base_url,
-        httpx2.AsyncClient(base_url=base_url, headers={"x-demo-user": user}, timeout=20) as browser,
-    ):
-        yield browser
-
-
 async def test_ask_needs_a_signed_in_user_and_a_connected_budget(
     new_embed: EmbedFactory, upstream: Upstream, user_id: str
 ) -> None:
-    async with litestar_example(new_embed(current_user), user_id) as browser:
+    async with example_browser(create_app(new_embed(current_user)), user_id) as browser:
         anonymous = await browser.post("/ask", json={"question": "x"}, headers={"x-demo-user": ""})
         assert error_of(anonymous) == (401, "auth")
         budget = await browser.get("/budget")
@@ -53,7 +38,7 @@ async def test_litestar_user_connects_asks_is_metered_hits_the_cap_and_disconnec
     new_embed: EmbedFactory, upstream: Upstream, database_url: str, user_id: str
 ) -> None:
     wf = new_embed(current_user, database_url=database_url)
-    async with litestar_example(wf, user_id) as browser:
+    async with example_browser(create_app(wf), user_id) as browser:
         token = await server_session(browser, wf, user_id)
         await connect_with_dev_consent(browser, token, monthly_usd=3)
         assert (await browser.get("/budget")).json()["monthlyUsd"] == 3

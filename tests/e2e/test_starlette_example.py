@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-import httpx2
-
 from example_apps.starlette_app.app import create_app, current_user
-from wattfare_embed import Wattfare
-from wattfare_embed.testing.live_server import serve_in_loop
 
 from .conftest import (
     MOUNT,
@@ -19,27 +12,18 @@ from .conftest import (
     connect_with_dev_consent,
     disconnect,
     error_of,
+    example_browser,
     lower_cap,
     server_status,
     settled,
 )
 
 
-@asynccontextmanager
-async def starlette_example(wf: Wattfare, user: str) -> AsyncIterator[httpx2.AsyncClient]:
-    """The example under uvicorn and a browser signed in as ``user`` (the example's header login)."""
-    async with (
-        serve_in_loop(create_app(wf)) as base_url,
-        httpx2.AsyncClient(base_url=base_url, headers={"x-demo-user": user}, timeout=20) as browser,
-    ):
-        yield browser
-
-
 async def test_summarise_needs_a_signed_in_user_and_a_connected_budget(
     new_embed: EmbedFactory, upstream: Upstream, user_id: str
 ) -> None:
     wf = new_embed(current_user)
-    async with starlette_example(wf, user_id) as browser:
+    async with example_browser(create_app(wf), user_id) as browser:
         anonymous = await browser.post("/summarise", json={"text": "x"}, headers={"x-demo-user": ""})
         assert error_of(anonymous) == (401, "auth")
         # Nothing started the embed: no lifespan wiring, the mount starts it on first use.
@@ -52,7 +36,7 @@ async def test_starlette_user_connects_summarises_is_metered_hits_the_cap_and_di
     new_embed: EmbedFactory, upstream: Upstream, database_url: str, user_id: str
 ) -> None:
     wf = new_embed(current_user, database_url=database_url)
-    async with starlette_example(wf, user_id) as browser:
+    async with example_browser(create_app(wf), user_id) as browser:
         session = await browser.post(f"{MOUNT}/session")  # resolve_user reads the example's login header
         assert session.status_code == 200, session.text
         token = session.json()["token"]

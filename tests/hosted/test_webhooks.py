@@ -56,6 +56,17 @@ def assert_refused(response: httpx2.Response) -> None:
     assert response.json()["error"]["code"] == "invalid_request"
 
 
+def fail_once(store: object, method: str, error: Exception) -> None:
+    """Make ``store.<method>`` raise ``error`` on its next call only."""
+    real = getattr(store, method)
+
+    async def failing(*args: Any, **kwargs: Any) -> Any:
+        setattr(store, method, real)
+        raise error
+
+    setattr(store, method, failing)
+
+
 async def connected(stack: Stack, user: str) -> ConnectionRecord:
     return await stack.connect(user, monthly_usd="10")
 
@@ -78,14 +89,7 @@ async def test_a_signed_event_is_applied_once(stack: Stack) -> None:
 async def test_an_event_that_failed_to_apply_is_applied_when_the_domain_retries(stack: Stack) -> None:
     record = await connected(stack, "cy")
     revoke = event(str(record.grant_id), "grant.revoked")
-    store = stack.embed.store
-    real_set_status = store.set_status
-
-    async def failing_once(*args: Any, **kwargs: Any) -> Any:
-        store.set_status = real_set_status  # type: ignore[method-assign]
-        raise OSError("database is locked")
-
-    store.set_status = failing_once  # type: ignore[method-assign]
+    fail_once(stack.embed.store, "set_status", OSError("database is locked"))
     failed = await deliver(stack, revoke)
     assert failed.status_code == 500  # the domain keeps it in its outbox and tries again
     assert (await stack.connection("cy")).status.value == "active"
@@ -98,14 +102,7 @@ async def test_an_event_that_failed_to_apply_is_applied_when_the_domain_retries(
 async def test_an_event_applied_but_not_recorded_is_accepted_again_and_changes_nothing_more(stack: Stack) -> None:
     record = await connected(stack, "dee")
     revoke = event(str(record.grant_id), "grant.revoked")
-    store = stack.embed.store
-    real_remember = store.remember_event
-
-    async def failing_once(*args: Any, **kwargs: Any) -> Any:
-        store.remember_event = real_remember  # type: ignore[method-assign]
-        raise OSError("the process died here")
-
-    store.remember_event = failing_once  # type: ignore[method-assign]
+    fail_once(stack.embed.store, "remember_event", OSError("the process died here"))
     assert (await deliver(stack, revoke)).status_code == 500
     assert (await stack.connection("dee")).status.value == "revoked"  # applied before the failure
 
