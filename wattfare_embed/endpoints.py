@@ -22,6 +22,7 @@ from .config import call_resolve_user
 from .consent import DevConsent
 from .errors import AuthError, GrantInvalidError, InvalidRequestError
 from .money import usd_text
+from .pkce import s256_challenge
 
 if TYPE_CHECKING:
     from .app import Wattfare
@@ -267,8 +268,6 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
         return _back_to_callback(pending, code=_dev_code(authority, pending, cap))
 
     def _dev_code(authority: DevConsent, pending: Any, cap: int) -> str:
-        from .pkce import s256_challenge
-
         return authority.issue_code(pending.state, s256_challenge(pending.verifier), cap, embed.authority_context())
 
     async def browser_client(request: Request) -> Response:

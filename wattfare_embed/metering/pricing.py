@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -107,6 +107,7 @@ class PriceBook:
         self._api_key = api_key
         self._ttl = ttl_seconds
         self._prices: dict[str, ModelPrice] = {}
+        self._dearest: ModelPrice | None = None  # each price at its highest, computed per load
         self._raw: bytes | None = None
         self._loaded_at = 0.0
         self._refreshing: asyncio.Task[None] | None = None
@@ -130,6 +131,8 @@ class PriceBook:
         except (ValueError, AttributeError, TypeError) as exc:
             raise UpstreamError("the upstream's model list is not the JSON it should be") from exc
         self._prices = prices
+        known = [price for price in prices.values() if price.known]
+        self._dearest = most_expensive("*", known) if known else None
         self._raw = raw
         self._loaded_at = time.monotonic()
 
@@ -191,11 +194,6 @@ class PriceBook:
     def ceiling(self, model: str) -> ModelPrice:
         """The highest listed prices, for a model that cannot state its own (a router such as
         ``openrouter/auto`` may pick any listed model, so it is metered as the dearest)."""
-        known = [price for price in self._prices.values() if price.known]
-        if not known:
+        if self._dearest is None:
             return ModelPrice(model, Decimal(0), Decimal(0), Decimal(0), 0, known=False)
-        return most_expensive(model, known)
-
-    def override(self, model: str, price: ModelPrice) -> None:
-        """Set a price by hand (for models the upstream does not list, or tests)."""
-        self._prices[model] = price
+        return replace(self._dearest, model=model)
