@@ -61,6 +61,8 @@ def test_a_session_function_is_called_once_and_listeners_hear_every_read(visit: 
         "monthlyUsd",
         "spentUsd",
         "remainingUsd",
+        "heldUsd",
+        "availableUsd",
         "periodStart",
         "periodEnd",
         "authority",
@@ -141,7 +143,8 @@ def test_without_a_signed_in_user_the_element_says_so(browser: Browser, demo: De
         page.goto(demo.base_url + "/")
         button = page.get_by_role("button", name="Connect AI budget")
         expect(button).to_be_visible()
-        expect(page.locator("wattfare-connect [part=label]")).to_have_text("nobody is signed in to the app")
+        # Copy for the person using the app; the developer's message goes to the console.
+        expect(page.locator("wattfare-connect [part=label]")).to_have_text("Please sign in again, then try once more.")
         page.evaluate(
             "window.__failed = null; document.querySelector('wattfare-connect')"
             ".addEventListener('wattfare-error', (e) => { window.__failed = e.detail.code; })"
