@@ -1,16 +1,40 @@
-# `make demo` and `make test` each set up what they need in .venv.
+# `make demo` and `make test` each set up what they need in .venv (and, for the JavaScript parts,
+# in js/node_modules and example_apps/react_chat/web/node_modules).
 PYTHON ?= python3
+NPM ?= npm
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.demo-installed
 
-.PHONY: test lint typecheck pytest demo demo-hosted bench clean
+JS := js
+JS_DEPS := $(JS)/node_modules/.installed
+JS_BUILT := $(JS)/dist/.built
+JS_TARBALL := $(JS)/wattfare-embed-$(shell sed -n 's/^  "version": "\(.*\)",$$/\1/p' $(JS)/package.json).tgz
+JS_SOURCES := $(wildcard $(JS)/src/*.ts) $(JS)/package.json $(JS)/tsconfig.json $(JS)/tsconfig.build.json $(JS)/scripts/build.mjs
+WEB := example_apps/react_chat/web
+WEB_DEPS := $(WEB)/node_modules/.installed
+WEB_BUILT := $(WEB)/dist/index.html
+WEB_SOURCES := $(wildcard $(WEB)/src/*.ts $(WEB)/src/*.tsx) $(WEB)/index.html $(WEB)/vite.config.ts $(WEB)/tsconfig.json
+NPM_QUIET := --no-audit --no-fund --loglevel=error
+
+.PHONY: test lint typecheck pytest js js-check js-static react-chat-build react-chat demo demo-hosted bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
+
+# The demo needs only the package with FastAPI and the openai SDK, not the test toolchain. It runs
+# from this directory, so a plain install (no editable-install notices) serves it.
+$(DEMO_STAMP): pyproject.toml
+	@echo "Setting up .venv for the demo (first run only; about a minute)..."
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	@echo "Installing wattfare-embed with its demo extra (FastAPI, the openai SDK, the consent domain)..."
+	@$(BIN)/pip install --quiet --disable-pip-version-check ".[demo]"
+	@touch $(DEMO_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check wattfare_embed tests example_apps bench
@@ -19,19 +43,60 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# -- JavaScript: the npm package (js/) and the React example ------------------------------------
+# npm ci runs only when a lockfile changed; the package is built once per change of its sources.
+
+$(JS_DEPS): $(JS)/package-lock.json
+	cd $(JS) && $(NPM) ci $(NPM_QUIET)
+	touch $@
+
+$(JS_BUILT): $(JS_DEPS) $(JS_SOURCES)
+	cd $(JS) && $(NPM) run --silent build
+	touch $@
+
+$(JS_TARBALL): $(JS_BUILT)
+	cd $(JS) && $(NPM) pack --silent $(NPM_QUIET) > /dev/null
+
+js: $(JS_TARBALL)
+
+js-check: js
+	cd $(JS) && $(NPM) run --silent typecheck && $(NPM) test --silent
+
+# Rebuild wattfare_embed/static/wattfare.js (committed, so pip users need no Node) from js/src.
+js-static: $(JS_DEPS)
+	cd $(JS) && $(NPM) run --silent build:static
+
+$(WEB_DEPS): $(WEB)/package-lock.json $(JS_TARBALL)
+	cd $(WEB) && $(NPM) ci $(NPM_QUIET)
+	touch $@
+
+$(WEB_BUILT): $(WEB_DEPS) $(WEB_SOURCES)
+	cd $(WEB) && $(NPM) run --silent build
+
+react-chat-build: $(WEB_BUILT)
+
+react-chat: $(STAMP) $(WEB_BUILT)
+	$(BIN)/python -m example_apps.react_chat.run
+
+# -- tests ---------------------------------------------------------------------------------------
+# Without Node the JavaScript steps are skipped (and the tests that need them say so); in CI they run.
+
 pytest: $(STAMP)
+	@if command -v node >/dev/null 2>&1 && command -v $(NPM) >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory js-check react-chat-build; \
+	else echo "Node.js is missing: the JavaScript tests will skip (CI installs Debian's nodejs and npm)"; fi
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test: lint typecheck pytest
 
-demo: $(STAMP)
-	$(BIN)/python -m example_apps.fastapi_chat.run_demo $(if $(CONSENT),--consent $(CONSENT))
+demo: $(DEMO_STAMP)
+	@$(BIN)/python -m example_apps.fastapi_chat.run_demo $(if $(CONSENT),--consent $(CONSENT))
 
-demo-hosted: $(STAMP)
-	$(BIN)/python -m example_apps.fastapi_chat.run_demo --consent hosted
+demo-hosted: $(DEMO_STAMP)
+	@$(BIN)/python -m example_apps.fastapi_chat.run_demo --consent hosted
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) .demo *.egg-info
+	rm -rf $(VENV) .demo *.egg-info $(JS)/node_modules $(JS)/dist $(JS)/*.tgz $(WEB)/node_modules $(WEB)/dist

@@ -1,9 +1,11 @@
 // Build the npm package (tsc: dist/*.js and *.d.ts) and the no-build browser module the Python
-// package serves at {mount}/wattfare.js (esbuild: one file, committed to wattfare_embed/static/).
+// package serves at {mount}/wattfare.js (esbuild: one file, dist/wattfare.js).
 //
-//   node scripts/build.mjs            both
-//   node scripts/build.mjs --browser-stdout   only the browser module, printed (the check that the
-//                                     committed file is a fresh build uses this)
+//   node scripts/build.mjs                    both
+//   node scripts/build.mjs --static           both, and copy the browser module to
+//                                             wattfare_embed/static/ (committed, so pip users need no Node)
+//   node scripts/build.mjs --browser-stdout   only the browser module, printed (the test that the
+//                                             committed file is a fresh build compares against it)
 
 import { execFileSync } from "node:child_process";
 import { rmSync, writeFileSync } from "node:fs";
@@ -12,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
-export const BROWSER_MODULE = join(root, "..", "wattfare_embed", "static", "wattfare.js");
+const BROWSER_MODULE = join(root, "..", "wattfare_embed", "static", "wattfare.js");
 
 const BANNER = `// wattfare.js: the browser client of wattfare_embed (createWattfare, typed errors, <wattfare-connect>).
 // Built from js/src by \`npm run build\` in the repository; do not edit by hand.`;
@@ -40,5 +42,7 @@ if (process.argv.includes("--browser-stdout")) {
   execFileSync(process.execPath, [join(root, "node_modules", "typescript", "bin", "tsc"), "-p", join(root, "tsconfig.build.json")], {
     stdio: "inherit",
   });
-  writeFileSync(BROWSER_MODULE, await browserModule());
+  const module = await browserModule();
+  writeFileSync(join(root, "dist", "wattfare.js"), module);
+  if (process.argv.includes("--static")) writeFileSync(BROWSER_MODULE, module);
 }

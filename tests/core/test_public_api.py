@@ -89,3 +89,14 @@ def test_the_package_is_typed() -> None:
     from importlib import resources
 
     assert resources.files("wattfare_embed").joinpath("py.typed").is_file()
+
+
+def test_the_ai_sdk_module_names_are_pinned() -> None:
+    from wattfare_embed import ai_sdk
+
+    assert sorted(ai_sdk.__all__) == [
+        "UIMessageStreamResponse",
+        "UI_MESSAGE_STREAM_HEADERS",
+        "to_openai_messages",
+        "ui_message_stream",
+    ]
