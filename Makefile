@@ -84,6 +84,8 @@ react-chat: $(STAMP) $(WEB_BUILT)
 pytest: $(STAMP)
 	@if command -v node >/dev/null 2>&1 && command -v $(NPM) >/dev/null 2>&1; then \
 	  $(MAKE) --no-print-directory js-check react-chat-build; \
+	elif [ -n "$$CI" ] && [ "$$CI" != "false" ] && [ "$$CI" != "0" ]; then \
+	  echo "Node.js and npm are missing, and CI must run the JavaScript tests (.ci/run installs them)"; exit 1; \
 	else echo "Node.js is missing: the JavaScript tests will skip (CI installs Debian's nodejs and npm)"; fi
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
