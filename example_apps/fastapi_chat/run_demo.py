@@ -20,7 +20,7 @@ from .app import create_app, current_user
 STATE = Path(".demo")
 
 
-def _keys() -> tuple[str, str]:
+def keys() -> tuple[str, str]:
     """Test keys kept in .demo/keys.env (ignored by git), made on first run."""
     STATE.mkdir(exist_ok=True)
     path = STATE / "keys.env"
@@ -32,7 +32,7 @@ def _keys() -> tuple[str, str]:
     return values["WATTFARE_SECRET_KEY"], values["WATTFARE_PUBLISHABLE_KEY"]
 
 
-def _make_believe_prices(fake: FakeOpenRouter) -> None:
+def make_believe_prices(fake: FakeOpenRouter) -> None:
     """Simulated replies cost about a cent each, so the budget bar visibly falls in the demo."""
     for model in fake.models:
         pricing = model.get("pricing") or {}
@@ -40,7 +40,7 @@ def _make_believe_prices(fake: FakeOpenRouter) -> None:
             pricing.update({"prompt": "0.00015", "completion": "0.0006"})
 
 
-def _serve_in_thread(app: object, port: int) -> None:
+def serve_in_thread(app: object, port: int) -> None:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))  # type: ignore[arg-type]
     threading.Thread(target=server.run, daemon=True, name=f"uvicorn-{port}").start()
 
@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--domain-port", type=int, default=int(os.environ.get("DOMAIN_PORT", "8002")))
     args = parser.parse_args()
 
-    secret_key, publishable_key = _keys()
+    secret_key, publishable_key = keys()
     hosted = args.consent == "hosted"
     # Hosted: the consent domain mints each user's key with OPENROUTER_MANAGEMENT_KEY; the app holds none.
     openrouter_key = None if hosted else os.environ.get("OPENROUTER_API_KEY")
@@ -61,8 +61,8 @@ def main() -> None:
     upstream_url = "https://openrouter.ai/api/v1"
     if simulated:
         fake = FakeOpenRouter(chunk_delay=0.04)
-        _make_believe_prices(fake)
-        _serve_in_thread(fake, args.fake_port)
+        make_believe_prices(fake)
+        serve_in_thread(fake, args.fake_port)
         upstream_url = f"http://127.0.0.1:{args.fake_port}/api/v1"
 
     consent: ConsentAuthority = DevConsent(auto_approve=False)  # show the consent screen, as users would see it
@@ -75,7 +75,7 @@ def main() -> None:
             app_url=f"http://127.0.0.1:{args.port}",
             upstream_url=upstream_url,
             management_key=os.environ.get("OPENROUTER_MANAGEMENT_KEY") or "sk-or-mgmt-test",
-            serve=_serve_in_thread,
+            serve=serve_in_thread,
         )
     wf = Wattfare(
         secret_key=secret_key,
