@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import secrets
 import time
 from importlib import resources
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from .app import Wattfare
 
 __all__ = ["mount_url", "routes"]
+
+logger = logging.getLogger("wattfare_embed")
 
 
 def _template(name: str) -> Template:
@@ -237,9 +240,25 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
         query = urlencode({**params, "state": pending.state})
         return RedirectResponse(f"{pending.redirect_uri}?{query}", status_code=303)
 
+    def _link_error_page(request: Request, error: GrantInvalidError) -> Response:
+        # A person followed this link: a page for them, not the JSON an API client gets.
+        logger.info("consent link refused: %s", error.message)
+        page = _template("consent_link.html").substitute(
+            title="This link can no longer be used",
+            message="Consent links work once and only for a few minutes. Go back and click "
+            "“Connect AI budget” again to get a fresh one.",
+            back=html.escape(f"{_app_origin(embed, request)}/"),
+            app_name=html.escape(settings.app_name),
+            code=error.code,
+        )
+        return Response(page, status_code=error.status, media_type="text/html", headers=_page_headers())
+
     async def dev_consent_page(request: Request) -> Response:
         authority = _dev_authority()
-        pending = await _pending(request.query_params.get("state"))
+        try:
+            pending = await _pending(request.query_params.get("state"))
+        except GrantInvalidError as exc:
+            return _link_error_page(request, exc)
         if authority.auto_approve:
             code = _dev_code(authority, pending, pending.requested_cap)
             return _back_to_callback(pending, code=code)
@@ -261,7 +280,10 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
         if len(body) > 4096:
             raise InvalidRequestError("the form is too large")
         form = {key: values[0] for key, values in parse_qs(body.decode("utf-8", "replace")).items()}
-        pending = await _pending(form.get("state"))
+        try:
+            pending = await _pending(form.get("state"))
+        except GrantInvalidError as exc:
+            return _link_error_page(request, exc)
         if form.get("decision") != "approve":
             return _back_to_callback(pending, error="access_denied")
         cap = parse_monthly_usd(form.get("monthlyUsd"), maximum=settings.max_monthly_cap)

@@ -7,6 +7,7 @@ and the one swapped model line (``wf.user(uid).openai()``).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +21,9 @@ from wattfare_embed import Wattfare, to_wattfare_error
 from wattfare_embed.contrib.fastapi import CurrentWattfareUser, install_wattfare, wattfare_router
 
 PAGE = Path(__file__).with_name("index.html")
+# Developer messages ("this user disconnected their AI budget; ask them to connect again") go here;
+# the page shows the person copy written for them.
+logger = logging.getLogger("acme_chat")
 DEFAULT_MODEL = os.environ.get("DEMO_MODEL", "openai/gpt-4o-mini")
 
 
@@ -28,7 +32,10 @@ def current_user(request: Request) -> str | None:
     return request.cookies.get("demo_user") or None
 
 
-def create_app(wattfare: Wattfare | None = None, *, simulated: bool = False) -> FastAPI:
+def create_app(
+    wattfare: Wattfare | None = None, *, simulated: bool = False, funding_key: str = "OPENROUTER_API_KEY"
+) -> FastAPI:
+    """``funding_key``: the setting that makes replies real, named on the page while they are simulated."""
     wf = wattfare or Wattfare(resolve_user=current_user, app_name="Acme Chat")  # wattfare
     app = FastAPI(title="Acme Chat")
     app.include_router(wattfare_router(wf), prefix="/wattfare")  # wattfare
@@ -40,6 +47,7 @@ def create_app(wattfare: Wattfare | None = None, *, simulated: bool = False) -> 
         page = page.replace("{{PUBLISHABLE_KEY}}", wf.keys.publishable_key)
         page = page.replace("{{SIMULATED}}", "true" if simulated else "false")
         page = page.replace("{{MODEL}}", DEFAULT_MODEL)
+        page = page.replace("{{FUNDING_KEY}}", funding_key)
         return HTMLResponse(page, headers={"cache-control": "no-store"})
 
     @app.post("/login")
@@ -72,7 +80,10 @@ def create_app(wattfare: Wattfare | None = None, *, simulated: bool = False) -> 
             stream = await client.chat.completions.create(model=model, messages=messages, stream=True)
         except openai.APIError as exc:
             # not_connected → the page shows Connect; budget_exceeded → usage and a raise-cap link.
-            raise to_wattfare_error(exc) or exc from exc
+            error = to_wattfare_error(exc)
+            if error is not None:
+                logger.info("chat for %s refused: %s (%s)", ai.app_user_id, error.message, error.code)
+            raise error or exc from exc
 
         async def events() -> AsyncIterator[bytes]:
             try:
@@ -83,6 +94,7 @@ def create_app(wattfare: Wattfare | None = None, *, simulated: bool = False) -> 
                 error = to_wattfare_error(exc)
                 if error is None:
                     raise
+                logger.info("reply for %s ended: %s (%s)", ai.app_user_id, error.message, error.code)
                 yield _event(error.to_json())
             yield _event({"done": True})
 

@@ -6,6 +6,7 @@ Run it with ``python -m example_apps.fastapi_chat.run_demo`` (``make demo`` does
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import threading
 from pathlib import Path
@@ -18,6 +19,19 @@ from wattfare_embed.testing.fake_openrouter import FakeOpenRouter
 from .app import create_app, current_user
 
 STATE = Path(".demo")
+
+
+def _log_refused_chats() -> None:
+    """Print the developer message of each refused chat (the page shows the user its own copy)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("  %(message)s"))
+    logger = logging.getLogger("acme_chat")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def step(text: str) -> None:
+    print(f"  {text}…", flush=True)
 
 
 def keys() -> tuple[str, str]:
@@ -53,6 +67,8 @@ def main() -> None:
     parser.add_argument("--domain-port", type=int, default=int(os.environ.get("DOMAIN_PORT", "8002")))
     args = parser.parse_args()
 
+    _log_refused_chats()
+    step("Reading the demo's test keys from .demo/keys.env (made on first run)")
     secret_key, publishable_key = keys()
     hosted = args.consent == "hosted"
     # Hosted: the consent domain mints each user's key with OPENROUTER_MANAGEMENT_KEY; the app holds none.
@@ -60,6 +76,7 @@ def main() -> None:
     simulated = not (os.environ.get("OPENROUTER_MANAGEMENT_KEY") if hosted else openrouter_key)
     upstream_url = "https://openrouter.ai/api/v1"
     if simulated:
+        step(f"Starting a local stand-in for OpenRouter on port {args.fake_port} (no key set: replies are simulated)")
         fake = FakeOpenRouter(chunk_delay=0.04)
         make_believe_prices(fake)
         serve_in_thread(fake, args.fake_port)
@@ -69,6 +86,7 @@ def main() -> None:
     if hosted:
         from .hosted_demo import start_consent_domain
 
+        step(f"Starting the consent domain on port {args.domain_port} and registering Acme Chat there")
         consent, secret_key, publishable_key = start_consent_domain(
             state=STATE,
             port=args.domain_port,
@@ -89,6 +107,7 @@ def main() -> None:
         upstream_api_key=openrouter_key,
     )
     url = f"http://127.0.0.1:{args.port}"
+    step(f"Opening the SQLite database .demo/wattfare.db and starting Acme Chat on port {args.port}")
     print(
         f"\n  Acme Chat is running on {url}\n\n"
         "  1. Open it and sign in with any name (a stand-in for your app's login).\n"
@@ -104,7 +123,9 @@ def main() -> None:
             else "  Using real OpenRouter models, paid by your OPENROUTER_API_KEY.\n"
         )
     )
-    uvicorn.run(create_app(wf, simulated=simulated), host="127.0.0.1", port=args.port, log_level="warning")
+    funding_key = "OPENROUTER_MANAGEMENT_KEY" if hosted else "OPENROUTER_API_KEY"
+    app = create_app(wf, simulated=simulated, funding_key=funding_key)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

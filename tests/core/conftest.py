@@ -69,6 +69,15 @@ def error_code(response: httpx2.Response) -> str:
     return str(body["error"]["code"])
 
 
+def refused_link_page(response: httpx2.Response) -> str:
+    """The error code of the page a person sees for a used, expired or unknown consent link."""
+    assert response.headers["content-type"].startswith("text/html"), response.headers
+    assert "This link can no longer be used" in response.text
+    found = re.search(r'<main data-code="([a-z_]+)">', response.text)
+    assert found, response.text
+    return found.group(1)
+
+
 _RESULT = re.compile(r'<script id="wattfare-result" type="application/json">(.*?)</script>', re.S)
 
 

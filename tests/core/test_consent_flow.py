@@ -29,6 +29,7 @@ from .conftest import (
     callback_result,
     error_code,
     make_embed,
+    refused_link_page,
     running,
 )
 
@@ -184,7 +185,7 @@ async def test_denying_on_the_page_ends_not_connected(manual: Harness, user_id: 
     late = await manual.browser.post(
         "/dev/consent", data={"state": _query(url)["state"], "monthlyUsd": "5", "decision": "approve"}
     )
-    assert late.status_code == 402 and error_code(late) == "grant_invalid"
+    assert late.status_code == 402 and refused_link_page(late) == "grant_invalid"
     await _not_connected(manual, user_id)
 
 
@@ -215,9 +216,9 @@ async def test_the_page_refuses_a_bad_approved_cap(manual: Harness, user_id: str
 async def test_the_dev_page_refuses_an_unknown_state(manual: Harness) -> None:
     for params in ({"state": "made-up"}, {}):
         response = await manual.browser.get("/dev/consent", params=params)
-        assert response.status_code == 402 and error_code(response) == "grant_invalid"
+        assert response.status_code == 402 and refused_link_page(response) == "grant_invalid"
     posted = await manual.browser.post("/dev/consent", data={"state": "made-up", "decision": "approve"})
-    assert posted.status_code == 402 and error_code(posted) == "grant_invalid"
+    assert posted.status_code == 402 and refused_link_page(posted) == "grant_invalid"
 
 
 async def test_the_dev_page_refuses_an_oversized_form(manual: Harness, user_id: str) -> None:
@@ -260,7 +261,7 @@ async def test_the_dev_page_cannot_be_reused_after_the_callback(lite: Harness, u
     url = await lite.consent_url(token)
     await lite.browser.get(url, follow_redirects=True)
     again = await lite.browser.get(url)
-    assert again.status_code == 402 and error_code(again) == "grant_invalid"
+    assert again.status_code == 402 and refused_link_page(again) == "grant_invalid"
 
 
 async def test_an_unknown_state_is_refused(lite: Harness, user_id: str) -> None:
@@ -341,7 +342,7 @@ async def test_an_expired_state_is_refused(lite: Harness, user_id: str, monkeypa
         url = await lite.consent_url(token)
     state = _query(url)["state"]
     page = await lite.browser.get(url)
-    assert page.status_code == 402 and error_code(page) == "grant_invalid"
+    assert page.status_code == 402 and refused_link_page(page) == "grant_invalid"
     pending = await lite.embed.store.find_consent_request(state)
     assert pending is not None and pending.expires_at < real_now
     # Even with a valid code for it, the callback refuses the expired state.

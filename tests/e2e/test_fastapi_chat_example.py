@@ -69,7 +69,7 @@ async def test_index_page_has_the_publishable_key_and_connect_button_but_never_t
     assert page.headers["content-type"].startswith("text/html")
     assert wf.keys.publishable_key in page.text
     assert "wattfare-connect" in page.text, "the <wattfare-connect> element"
-    assert 'import "/wattfare/wattfare.js"' in page.text, "which the embed's own script defines"
+    assert 'from "/wattfare/wattfare.js"' in page.text, "which the embed's own script defines"
     assert "/wattfare/session" in page.text
     assert wf.keys.secret_key not in page.text
     assert "const simulated = false;" in page.text
@@ -81,6 +81,15 @@ async def test_index_page_says_replies_are_simulated_when_asked(new_embed: Embed
         page = await browser.get("/")
     assert "const simulated = true;" in page.text
     assert "Replies are simulated" in page.text
+    assert "Set <code>OPENROUTER_API_KEY</code> for real models" in page.text
+
+
+async def test_in_hosted_mode_the_page_names_the_management_key(new_embed: EmbedFactory) -> None:
+    app = create_app(new_embed(current_user), simulated=True, funding_key="OPENROUTER_MANAGEMENT_KEY")
+    async with serve_in_loop(app) as base_url, httpx2.AsyncClient(base_url=base_url) as browser:
+        page = await browser.get("/")
+    assert "Set <code>OPENROUTER_MANAGEMENT_KEY</code> for real models" in page.text
+    assert "OPENROUTER_API_KEY" not in page.text
 
 
 async def test_login_rejects_an_empty_name_and_chat_needs_a_signed_in_user(new_embed: EmbedFactory) -> None:

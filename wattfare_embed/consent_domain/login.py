@@ -12,6 +12,7 @@ import functools
 import inspect
 import time
 from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qs
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -91,7 +92,15 @@ class PasswordLogin:
         ]
 
     async def show(self, request: Request) -> Response:
-        return self._page(request, _next_path(request.query_params.get("next")))
+        next_path = _next_path(request.query_params.get("next"))
+        return self._page(request, next_path, app_name=await self._asking_app(next_path))
+
+    async def _asking_app(self, next_path: str) -> str | None:
+        """The registered app whose consent screen comes after signing in (looked up, never taken from the URL)."""
+        path, _, query = next_path.partition("?")
+        client_id = parse_qs(query).get("client_id", [""])[0] if path == "/authorize" else ""
+        app = await self._store.find_app(client_id) if client_id else None
+        return app.name if app is not None else None
 
     async def submit(self, request: Request) -> Response:
         try:
@@ -103,7 +112,10 @@ class PasswordLogin:
         email = fields.get("email", "")
         user_id = await self.verify(email, fields.get("password", ""))
         if user_id is None:
-            return self._page(request, next_path, error="Wrong email or password.", email=email, status=401)
+            app_name = await self._asking_app(next_path)
+            return self._page(
+                request, next_path, error="Wrong email or password.", email=email, status=401, app_name=app_name
+            )
         response = RedirectResponse(next_path, status_code=303)
         self._sessions.sign_in(response, user_id)
         return response
@@ -118,10 +130,19 @@ class PasswordLogin:
         return response
 
     def _page(
-        self, request: Request, next_path: str, *, error: str | None = None, email: str = "", status: int = 200
+        self,
+        request: Request,
+        next_path: str,
+        *,
+        error: str | None = None,
+        email: str = "",
+        status: int = 200,
+        app_name: str | None = None,
     ) -> Response:
         csrf, fresh = self._sessions.csrf_token(request)
-        page = login_page(next_path=next_path, csrf=csrf, domain_name=self._domain_name, error=error, email=email)
+        page = login_page(
+            next_path=next_path, csrf=csrf, domain_name=self._domain_name, error=error, email=email, app_name=app_name
+        )
         response = page_response(page, status=status)
         self._sessions.set_csrf_cookie(response, fresh)
         return response

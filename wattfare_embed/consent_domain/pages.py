@@ -16,8 +16,10 @@ __all__ = ["DashboardRow", "consent_page", "dashboard_page", "error_page", "logi
 
 _STYLE = """
 body { font: 16px/1.5 system-ui, sans-serif; margin: 0; background: #f4f5f8; color: #1d2330; }
-main { max-width: 34rem; margin: 3rem auto; background: #fff; padding: 2rem 2.25rem; border-radius: 14px;
-       box-shadow: 0 2px 14px rgba(0,0,0,.08); }
+* { box-sizing: border-box; }
+main { max-width: min(34rem, calc(100% - 2rem)); margin: 3rem auto; background: #fff; padding: 2rem 2.25rem;
+       border-radius: 14px; box-shadow: 0 2px 14px rgba(0,0,0,.08); }
+@media (max-width: 560px) { main { margin: 1rem auto; padding: 1.5rem 1.25rem; } }
 main.wide { max-width: 52rem; }
 h1 { font-size: 1.3rem; margin: 0 0 1rem; }
 .brand { color: #5a6274; font-size: .85rem; letter-spacing: .04em; text-transform: uppercase; margin-bottom: .5rem; }
@@ -90,10 +92,24 @@ def error_page(title: str, message: str, domain_name: str) -> str:
     return _layout(title, f"<h1>{_e(title)}</h1><p>{_e(message)}</p>", domain_name)
 
 
-def login_page(*, next_path: str, csrf: str, domain_name: str, error: str | None = None, email: str = "") -> str:
+def login_page(
+    *,
+    next_path: str,
+    csrf: str,
+    domain_name: str,
+    error: str | None = None,
+    email: str = "",
+    app_name: str | None = None,
+) -> str:
     problem = f'<p class="error" role="alert">{_e(error)}</p>' if error else ""
+    asking = (
+        f'<p class="muted">{_e(app_name)} asks to use your AI budget. Sign in to see what it asks for '
+        "and choose a monthly cap.</p>"
+        if app_name
+        else ""
+    )
     body = (
-        f"<h1>Sign in to {_e(domain_name)}</h1>{problem}"
+        f"<h1>Sign in to {_e(domain_name)}</h1>{asking}{problem}"
         '<form method="post" action="/login">'
         + _hidden({"csrf": csrf, "next": next_path})
         + '<label for="email">Email</label>'
