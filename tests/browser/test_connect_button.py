@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
@@ -268,4 +269,23 @@ def test_the_element_is_accessible_and_styleable(visit: Visit, demo: Demo) -> No
     assert wait_for_change(page, before)["monthlyUsd"] == 6.4
     assert element.evaluate("element => element.wattfare.baseURL") == demo.base_url + MOUNT
     expect(live).to_have_text("$6.40 left of $6.40")
+    assert visit.console.errors == []
+
+
+def test_a_revoke_elsewhere_shows_when_the_user_comes_back_to_the_tab(visit: Visit, demo: Demo) -> None:
+    page = open_home(visit, demo)
+    connect_through_popup(page, "5")
+    # Revoked somewhere else (the consent domain's dashboard, another tab): this page is not told.
+    token = httpx2.post(
+        f"{demo.base_url}{MOUNT}/api/v1/sessions",
+        json={"appUserId": visit.user},
+        headers={"authorization": f"Bearer {demo.keys.secret_key}"},
+    ).json()["token"]
+    revoked = httpx2.delete(f"{demo.base_url}{MOUNT}/api/v1/connections", headers={"authorization": f"Bearer {token}"})
+    assert revoked.status_code == 204
+    expect(budget_label(page)).to_have_text("$5.00 left of $5.00")
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")  # the user returns to the tab
+    expect(connect_button(page)).to_be_visible()
+    expect(budget_label(page)).to_have_text("")
+    assert page.url == demo.base_url + "/", "no reload"
     assert visit.console.errors == []

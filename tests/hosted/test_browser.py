@@ -53,6 +53,14 @@ async def test_the_consent_screen_on_the_second_origin_in_a_popup(stack: Stack, 
     # Signed out on the domain: its own login page, on its own origin.
     await expect(popup.get_by_role("heading", name="Sign in to Wattfare")).to_be_visible()
     assert popup.url.startswith(stack.domain_url + "/login")
+    await expect(popup.get_by_text(f"{APP_NAME} asks to use your AI budget")).to_be_visible()  # who is asking
+    # The card keeps a margin inside the 520 px popup.
+    card = await popup.locator("main").bounding_box()
+    width = await popup.evaluate("innerWidth")
+    assert card is not None and width <= 560 and card["x"] >= 8 and card["x"] + card["width"] <= width - 8, (
+        card,
+        width,
+    )
     await popup.get_by_label("Email").fill(email)
     await popup.get_by_label("Password").fill(PASSWORD)
     await popup.get_by_role("button", name="Sign in").click()
