@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import URL, make_url
 
 from .base import ConnectionRecord, ConnectionState, Refusal, Reservation, ReservationRequest
+from .pools import PoolSizes
 from .schema import connections, ledger
 
 __all__ = ["PostgresFastPath", "asyncpg_url"]
@@ -176,10 +177,17 @@ class PostgresFastPath:
         self._pool = pool
 
     @classmethod
-    async def open(cls, url: URL, *, max_size: int = 10) -> PostgresFastPath:
+    async def open(cls, url: URL, pool_sizes: PoolSizes | None = None) -> PostgresFastPath:
         import asyncpg  # the `postgres` extra: only PostgreSQL deployments need it
 
-        pool = await asyncpg.create_pool(min_size=1, max_size=max_size, reset=_keep_session, **_connect_kwargs(url))
+        sizes = pool_sizes or PoolSizes()
+        pool = await asyncpg.create_pool(
+            min_size=1,
+            max_size=sizes.fast_path,
+            max_inactive_connection_lifetime=sizes.idle_seconds,
+            reset=_keep_session,
+            **_connect_kwargs(url),
+        )
         return cls(pool)
 
     async def close(self) -> None:

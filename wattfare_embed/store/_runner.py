@@ -21,6 +21,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from .pools import PoolSizes
+
 __all__ = ["TransactionRunner", "runner_for_url"]
 
 T = TypeVar("T")
@@ -131,7 +133,7 @@ class AsyncEngineRunner:
         await self._engine.dispose()
 
 
-def runner_for_url(database_url: str) -> TransactionRunner:
+def runner_for_url(database_url: str, pool_sizes: PoolSizes | None = None) -> TransactionRunner:
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         return SQLiteRunner(url)
@@ -139,8 +141,9 @@ def runner_for_url(database_url: str) -> TransactionRunner:
         url = url.set(drivername="postgresql+asyncpg")
     options: dict[str, Any] = {}
     if url.get_backend_name() == "postgresql":
-        options["pool_size"] = 10
-        options["max_overflow"] = 20
+        sizes = pool_sizes or PoolSizes()
+        options["pool_size"] = sizes.engine
+        options["max_overflow"] = sizes.engine_overflow
         # Every transaction ends in COMMIT or ROLLBACK inside `begin()`, so the pool's extra
         # rollback on each return is a wasted round trip.
         options["pool_reset_on_return"] = None
