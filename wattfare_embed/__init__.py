@@ -27,7 +27,7 @@ from .errors import (
 from .keys import AppKeys, new_key_pair
 from .middleware import WattfareMiddleware
 from .status import ConnectionStatus
-from .store import SqlStore, Store, metadata
+from .store import PoolSizes, SqlStore, Store, metadata, migrations
 
 __all__ = [
     "AppKeys",
@@ -45,6 +45,7 @@ __all__ = [
     "NotConnectedError",
     "OpenRouterConsent",
     "PayloadTooLargeError",
+    "PoolSizes",
     "RateLimitedError",
     "Session",
     "SqlStore",
@@ -57,6 +58,7 @@ __all__ = [
     "is_budget_exceeded",
     "is_not_connected",
     "metadata",
+    "migrations",
     "new_key_pair",
     "to_wattfare_error",
 ]

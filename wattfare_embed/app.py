@@ -29,7 +29,7 @@ from .errors import ConfigurationError, InvalidRequestError, WattfareError
 from .keys import AppKeys, parse_keys
 from .money import Micros, micros_from_usd
 from .status import ConnectionStatus
-from .store import ConnectionRecord, ConnectionState, SqlStore, Store
+from .store import ConnectionRecord, ConnectionState, PoolSizes, SqlStore, Store
 from .tokens import SessionTokens
 
 if TYPE_CHECKING:
@@ -90,6 +90,8 @@ class Wattfare:
         credential_key: str | None = None,
         max_body_bytes: int = 4 * 1024 * 1024,
         upstream_timeout_seconds: float = 300.0,
+        auto_migrate: bool | None = None,
+        pool_sizes: PoolSizes | None = None,
     ) -> None:
         secret = env_or(secret_key, "WATTFARE_SECRET_KEY")
         publishable = env_or(publishable_key, "WATTFARE_PUBLISHABLE_KEY")
@@ -113,6 +115,8 @@ class Wattfare:
             credential_key=credential_key,
             max_body_bytes=max_body_bytes,
             upstream_timeout_seconds=upstream_timeout_seconds,
+            auto_migrate=auto_migrate,
+            pool_sizes=pool_sizes,
         )
         if consent is None:
             if self.keys.live:
@@ -125,7 +129,15 @@ class Wattfare:
         self.resolve_user = resolve_user
         self.tokens = SessionTokens(self.keys.secret_key, self.keys.app_id, session_ttl_seconds)
         self.credentials = CredentialBox(self.settings.credential_key or self.keys.secret_key)
-        self.store: Store = store if store is not None else SqlStore(self.settings.database_url)
+        self.store: Store = (
+            store
+            if store is not None
+            else SqlStore(
+                self.settings.database_url,
+                auto_migrate=self.settings.auto_migrate,
+                pool_sizes=self.settings.pool_sizes,
+            )
+        )
         self._http: aiohttp.ClientSession | None = None
         self._started = False
         self._start_lock = asyncio.Lock()

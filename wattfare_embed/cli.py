@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ._migrate_command import add_migrate_options
 from .consent_domain.commands import add_consent_domain_commands
 from .errors import ConfigurationError
 from .keys import new_key_pair
@@ -32,16 +33,10 @@ def _keys_new(args: argparse.Namespace) -> int:
 
 
 async def _migrate(args: argparse.Namespace) -> int:
-    from sqlalchemy.engine import make_url
+    from ._migrate_command import run_migrate
+    from .store import migrations
 
-    from .store import SqlStore
-
-    store = SqlStore(args.database_url)
-    await store.open()
-    await store.close()
-    shown = make_url(store.database_url).render_as_string(hide_password=True)
-    print(f"wattfare tables are up to date in {shown}")
-    return 0
+    return await run_migrate(migrations, args)
 
 
 def _embed(args: argparse.Namespace) -> Wattfare:
@@ -85,7 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     database = argparse.ArgumentParser(add_help=False)
     database.add_argument("--database-url", default=None, help="default: $WATTFARE_DATABASE_URL or sqlite")
 
-    migrate = commands.add_parser("migrate", parents=[database], help="create or update the wattfare tables")
+    migrate = commands.add_parser(
+        "migrate", parents=[database], help="upgrade the wattfare tables (or check them, or print the SQL)"
+    )
+    add_migrate_options(migrate)
     migrate.set_defaults(run_async=_migrate)
     status = commands.add_parser("status", parents=[database], help="a user's connection and budget")
     status.add_argument("user")

@@ -13,6 +13,7 @@ from starlette.requests import Request
 
 from .errors import ConfigurationError
 from .money import Micros, micros_from_usd
+from .store.pools import PoolSizes
 
 __all__ = ["ResolveUser", "Settings", "env_or"]
 
@@ -26,6 +27,19 @@ def env_or(value: str | None, variable: str, default: str | None = None) -> str 
     if value is not None:
         return value
     return os.environ.get(variable) or default
+
+
+def _flag(value: bool | None, variable: str, default: bool) -> bool:
+    if value is not None:
+        return value
+    text = os.environ.get(variable, "").strip().lower()
+    if not text:
+        return default
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{variable} must be true or false, not {text!r}")
 
 
 def _usd(value: float | int | str | Decimal, what: str) -> Micros:
@@ -59,6 +73,8 @@ class Settings:
     reservation_ttl_seconds: int
     sweep_interval_seconds: float
     models_ttl_seconds: float
+    auto_migrate: bool
+    pool_sizes: PoolSizes
 
     @classmethod
     def build(
@@ -77,6 +93,8 @@ class Settings:
         credential_key: str | None,
         max_body_bytes: int,
         upstream_timeout_seconds: float,
+        auto_migrate: bool | None = None,
+        pool_sizes: PoolSizes | None = None,
     ) -> Settings:
         default_cap = _usd(default_monthly_usd, "default_monthly_usd")
         max_cap = _usd(max_monthly_usd, "max_monthly_usd")
@@ -105,6 +123,8 @@ class Settings:
             reservation_ttl_seconds=3600,
             sweep_interval_seconds=60.0,
             models_ttl_seconds=600.0,
+            auto_migrate=_flag(auto_migrate, "WATTFARE_AUTO_MIGRATE", True),
+            pool_sizes=pool_sizes or PoolSizes(),
         )
 
 

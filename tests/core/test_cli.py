@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from wattfare_embed import AppKeys, SqlStore, new_key_pair
 from wattfare_embed.cli import main
-from wattfare_embed.store import NewConnection, Reservation, ReservationRequest
+from wattfare_embed.store import NewConnection, Reservation, ReservationRequest, migrations
 
 
 @pytest.fixture(autouse=True)
@@ -60,11 +60,13 @@ def test_migrate_creates_the_tables_and_is_idempotent(capsys: pytest.CaptureFixt
     path = tmp_path / "fresh.db"
     code, out, _ = _run(capsys, "migrate", "--database-url", f"sqlite+aiosqlite:///{path}")
     assert code == 0
-    assert out.strip() == f"wattfare tables are up to date in sqlite+aiosqlite:///{path}"
+    assert out.strip() == f"wattfare tables created in sqlite+aiosqlite:///{path} (revision {migrations.head})"
     with sqlite3.connect(path) as db:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"wattfare_connections", "wattfare_ledger", "wattfare_consent_requests"} <= tables
-    assert _run(capsys, "migrate", "--database-url", f"sqlite+aiosqlite:///{path}")[0] == 0
+    code, out, _ = _run(capsys, "migrate", "--database-url", f"sqlite+aiosqlite:///{path}")
+    assert code == 0
+    assert out.strip() == f"wattfare tables are up to date in sqlite+aiosqlite:///{path} (revision {migrations.head})"
 
 
 def test_migrate_reads_the_database_url_from_the_environment(
@@ -84,7 +86,7 @@ def test_migrate_never_prints_a_database_password(capsys: pytest.CaptureFixture[
         database_url = url.set(password="s3cret-pw").render_as_string(hide_password=False)
     code, out, err = _run(capsys, "migrate", "--database-url", database_url)
     assert code == 0, err
-    assert "up to date" in out
+    assert "wattfare tables" in out and migrations.head in out
     assert "s3cret-pw" not in out + err
 
 

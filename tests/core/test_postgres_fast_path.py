@@ -23,7 +23,7 @@ from tests.conftest import POSTGRES_URL, postgres_reachable, require_postgres
 from wattfare_embed import SqlStore
 from wattfare_embed.periods import period_of
 from wattfare_embed.store import ConnectionState, NewConnection, Refusal, Reservation, ReservationRequest
-from wattfare_embed.store._postgres import _connect_kwargs, asyncpg_url
+from wattfare_embed.store._postgres import PostgresFastPath, _connect_kwargs, asyncpg_url
 from wattfare_embed.store.schema import connections
 from wattfare_embed.testing.waiting import poll
 
@@ -190,11 +190,10 @@ def test_the_pool_connects_as_the_url_says() -> None:
 
 async def test_the_pool_opens_the_database_named_in_the_url() -> None:
     require_postgres()
-    url = POSTGRES_URL.rsplit("/", 1)[0] + "/wattfare_no_such_database"
-    store = SqlStore(url, create_tables=False)  # so only the fast path's pool connects in open()
+    url = asyncpg_url(POSTGRES_URL.rsplit("/", 1)[0] + "/wattfare_no_such_database")
+    assert url is not None
     with pytest.raises(asyncpg.InvalidCatalogNameError):
-        await store.open()
-    await store.close()
+        await PostgresFastPath.open(url)
 
 
 # -- concurrency ------------------------------------------------------------------------------------

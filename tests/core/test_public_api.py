@@ -22,6 +22,7 @@ PUBLIC_NAMES = [
     "NotConnectedError",
     "OpenRouterConsent",
     "PayloadTooLargeError",
+    "PoolSizes",
     "RateLimitedError",
     "Session",
     "SqlStore",
@@ -34,6 +35,7 @@ PUBLIC_NAMES = [
     "is_budget_exceeded",
     "is_not_connected",
     "metadata",
+    "migrations",
     "new_key_pair",
     "to_wattfare_error",
 ]

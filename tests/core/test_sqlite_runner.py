@@ -7,8 +7,6 @@ import sqlite3
 import time
 from pathlib import Path
 
-import pytest
-
 from wattfare_embed.store import NewConnection, Reservation, ReservationRequest, SqlStore
 
 
@@ -48,16 +46,3 @@ async def test_an_in_memory_database_keeps_its_state_across_transactions() -> No
         assert record is not None and (record.spent, record.reserved) == (400, 0)
     finally:
         await store.close()
-
-
-async def test_a_store_that_failed_to_open_checks_its_schema_again_next_time(tmp_path: Path) -> None:
-    path = tmp_path / "newer.db"
-    first = SqlStore(f"sqlite+aiosqlite:///{path}")
-    await first.open()
-    await first.close()
-    with sqlite3.connect(path) as db:
-        db.execute("INSERT INTO wattfare_schema_version (version, applied_at) VALUES (99, 0)")
-    store = SqlStore(f"sqlite+aiosqlite:///{path}")
-    for _attempt in range(2):  # a mounted app retries start-up on every request
-        with pytest.raises(RuntimeError, match="newer than this library"):
-            await store.open()

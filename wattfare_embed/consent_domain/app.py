@@ -63,7 +63,7 @@ class ConsentDomain:
         login_url: str = "/login",
     ) -> None:
         self.settings = settings
-        self.store = DomainStore(settings.database_url)
+        self.store = DomainStore(settings.database_url, auto_migrate=settings.auto_migrate)
         self.upstream = UpstreamKeys(
             settings.upstream_url,
             settings.management_key,

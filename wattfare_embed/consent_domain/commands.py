@@ -1,4 +1,4 @@
-"""``wattfare consent-domain serve | register-app | add-user``: run and administer a consent domain.
+"""``wattfare consent-domain serve | migrate | register-app | add-user``: run and administer a consent domain.
 
 Every option also reads an environment variable, so a deployment can keep
 secrets out of the command line (``OPENROUTER_MANAGEMENT_KEY`` above all).
@@ -19,6 +19,11 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name) or default
 
 
+def _auto_migrate() -> bool:
+    """``WATTFARE_DOMAIN_AUTO_MIGRATE=false``: a deployment that migrates in a release step."""
+    return (_env("WATTFARE_DOMAIN_AUTO_MIGRATE", "true") or "").strip().lower() not in ("0", "false", "no", "off")
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -32,6 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
         management_key=args.management_key,
         session_secret=_env("WATTFARE_DOMAIN_SESSION_SECRET"),
         name=args.name,
+        auto_migrate=_auto_migrate(),
     )
     if not settings.management_key:
         print(
@@ -45,6 +51,13 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"consent domain {settings.issuer} (listening on {args.host}:{args.port}, data in {shown})")
     uvicorn.run(ConsentDomain(settings), host=args.host, port=args.port, log_level="info", proxy_headers=True)
     return 0
+
+
+async def _migrate(args: argparse.Namespace) -> int:
+    from .._migrate_command import run_migrate
+    from .revisions import migrations
+
+    return await run_migrate(migrations, args)
 
 
 async def _register_app(args: argparse.Namespace) -> int:
@@ -97,6 +110,7 @@ async def _add_user(args: argparse.Namespace) -> int:
 
 def add_consent_domain_commands(commands: Any) -> None:
     """Add the ``consent-domain`` command group to the ``wattfare`` parser's subcommands."""
+    from .._migrate_command import add_migrate_options
     from .config import DEFAULT_DOMAIN_DATABASE_URL
 
     database = argparse.ArgumentParser(add_help=False)
@@ -128,6 +142,12 @@ def add_consent_domain_commands(commands: Any) -> None:
     )
     serve.add_argument("--name", default="Wattfare", help="how the domain names itself on its pages")
     serve.set_defaults(run=_serve)
+
+    migrate = domain.add_parser(
+        "migrate", parents=[database], help="upgrade the wcd_ tables (or check them, or print the SQL)"
+    )
+    add_migrate_options(migrate)
+    migrate.set_defaults(run_async=_migrate)
 
     register = domain.add_parser("register-app", parents=[database], help="register an app; prints its key pair")
     register.add_argument("--name", required=True, help="the app's name, shown on the consent screen")

@@ -28,6 +28,9 @@ class DomainSettings:
     public_url: str = "http://127.0.0.1:8002"
     upstream_url: str = "https://openrouter.ai/api/v1"
     management_key: str | None = None
+    # Start-up migrates the wcd_ tables; off for a deployment that runs
+    # `wattfare consent-domain migrate` in a release step (start-up then only checks them).
+    auto_migrate: bool = True
     # Signs login sessions and CSRF tokens; generated once and kept in the database when None.
     session_secret: str | None = None
     name: str = "Wattfare"  # how the domain calls itself on its pages ("your Wattfare budget")

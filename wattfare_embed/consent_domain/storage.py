@@ -19,6 +19,7 @@ from ..money import Micros
 from ..store._runner import TransactionRunner, runner_for_url
 from . import schema
 from .records import App, CodeRecord, Grant, GrantState, NewJob
+from .revisions import migrations
 
 __all__ = ["DomainStore", "new_id"]
 
@@ -62,8 +63,9 @@ def _code(row: Any) -> CodeRecord:
 class DomainStore:
     """Apps, users, codes and grants of one consent domain (the outbox has its own module)."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, *, auto_migrate: bool = True) -> None:
         self.database_url = database_url
+        self.auto_migrate = auto_migrate
         self._runner: TransactionRunner | None = None
 
     @property
@@ -73,9 +75,16 @@ class DomainStore:
         return self._runner
 
     async def open(self) -> None:
-        if self._runner is None:
-            self._runner = runner_for_url(self.database_url)
-            await self._runner.run(lambda db: schema.metadata.create_all(db, checkfirst=True))
+        """Migrate the tables to this release (or, with ``auto_migrate`` off, check them) and connect."""
+        if self._runner is not None:
+            return
+        runner = runner_for_url(self.database_url)
+        try:
+            await migrations.prepare(runner, automatic=self.auto_migrate)
+        except BaseException:
+            await runner.dispose()
+            raise
+        self._runner = runner
 
     async def close(self) -> None:
         if self._runner is not None:

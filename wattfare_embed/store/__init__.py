@@ -11,6 +11,8 @@ from .base import (
     ReservationRequest,
     Store,
 )
+from .pools import PoolSizes
+from .revisions import migrations
 from .schema import metadata
 from .sql import SqlStore
 
@@ -20,10 +22,12 @@ __all__ = [
     "ConsentRequest",
     "LedgerEntry",
     "NewConnection",
+    "PoolSizes",
     "Refusal",
     "Reservation",
     "ReservationRequest",
     "SqlStore",
     "Store",
     "metadata",
+    "migrations",
 ]

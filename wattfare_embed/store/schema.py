@@ -1,7 +1,9 @@
-"""The tables, as SQLAlchemy Core ``metadata`` a host can hand to its own Alembic.
+"""The tables, as SQLAlchemy Core ``metadata``: what the newest revision in ``revisions/`` builds.
 
-Every table is prefixed ``wattfare_`` so it never collides with the host's.
-Money columns hold integer micro-dollars; times are unix seconds.
+Every table is prefixed ``wattfare_`` so it never collides with the host's. Money columns hold
+integer micro-dollars; times are unix seconds. A change here needs a revision
+(``python -m wattfare_embed.store.revisions "what changed"``); a test fails until the migrated
+database and these tables agree.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from sqlalchemy import (
 )
 
 __all__ = [
-    "SCHEMA_VERSION",
     "connections",
     "consent_requests",
     "ledger",
@@ -29,8 +30,6 @@ __all__ = [
     "schema_version",
     "webhook_events",
 ]
-
-SCHEMA_VERSION = 1
 
 metadata = MetaData()
 
@@ -109,6 +108,8 @@ webhook_events = Table(
     Column("received_at", BigInteger, nullable=False),
 )
 
+# 0.1.0's version row, now always 2 (revision wattfare_0002) so that 0.1.0 refuses to start on a
+# migrated database; revisions are recorded in wattfare_alembic_version.
 schema_version = Table(
     "wattfare_schema_version",
     metadata,

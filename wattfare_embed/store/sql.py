@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..periods import period_of
@@ -41,13 +41,9 @@ from .base import (
     Reservation,
     ReservationRequest,
 )
-from .schema import (
-    SCHEMA_VERSION,
-    connections,
-    ledger,
-    metadata,
-    schema_version,
-)
+from .pools import PoolSizes
+from .revisions import migrations
+from .schema import connections, ledger
 
 __all__ = ["SqlStore"]
 
@@ -56,13 +52,16 @@ class SqlStore(ConsentRecords):
     """Cap and usage state in the app's own SQL database.
 
     ``SqlStore("sqlite+aiosqlite:///wattfare.db")`` or
-    ``SqlStore("postgresql+asyncpg://user@host/db")``; tables are created on
-    ``open()`` (or by ``wattfare migrate``).
+    ``SqlStore("postgresql+asyncpg://user@host/db")``. ``open()`` migrates the tables to this
+    release's revision (as ``wattfare migrate`` does); with ``auto_migrate=False`` it only checks
+    that they are there and raises ``ConfigurationError`` if not. ``pool_sizes`` bounds the
+    PostgreSQL connections it opens.
     """
 
-    def __init__(self, database_url: str, *, create_tables: bool = True) -> None:
+    def __init__(self, database_url: str, *, auto_migrate: bool = True, pool_sizes: PoolSizes | None = None) -> None:
         self.database_url = database_url
-        self._create_tables = create_tables
+        self.auto_migrate = auto_migrate
+        self.pool_sizes = pool_sizes or PoolSizes()
         self._runner: TransactionRunner | None = None
         # PostgreSQL through asyncpg: reserve and settle as one statement each (``_postgres``).
         self._postgres: PostgresFastPath | None = None
@@ -79,13 +78,12 @@ class SqlStore(ConsentRecords):
     async def open(self) -> None:
         if self._runner is not None:
             return
-        self._runner = runner_for_url(self.database_url)
+        self._runner = runner_for_url(self.database_url, self.pool_sizes)
         try:
-            if self._create_tables:
-                await self._runner.run(_migrate)
+            await migrations.prepare(self._runner, automatic=self.auto_migrate)
             url = asyncpg_url(self.database_url)
             if url is not None:
-                self._postgres = await PostgresFastPath.open(url)
+                self._postgres = await PostgresFastPath.open(url, self.pool_sizes)
         except BaseException:
             # Not open after all: the next start-up migrates and checks the schema again.
             runner, self._runner = self._runner, None
@@ -394,14 +392,3 @@ class SqlStore(ConsentRecords):
 
 class _Contended(Exception):
     """The row changed between read and write; try the reservation again."""
-
-
-def _migrate(db: Connection) -> None:
-    metadata.create_all(db, checkfirst=True)
-    current = db.execute(select(func.max(schema_version.c.version))).scalar()
-    if current is None:
-        db.execute(insert(schema_version).values(version=SCHEMA_VERSION, applied_at=0))
-    elif current > SCHEMA_VERSION:
-        raise RuntimeError(
-            f"the database holds wattfare schema v{current}, newer than this library (v{SCHEMA_VERSION})"
-        )

@@ -1,0 +1,1 @@
+"""One module per revision, named ``wcd_NNNN_<what changed>.py``; Alembic loads them by path."""
