@@ -84,8 +84,26 @@ def differences(migrations: Migrations, connection: Connection) -> list[Any]:
     return found
 
 
+def schema_of(migrations: Migrations, connection: Connection) -> dict[str, Any]:
+    """Everything the database says about the set's tables (not its version table), comparable."""
+    inspector = inspect(connection)
+    found: dict[str, Any] = {}
+    for table in sorted(tables_of(migrations, connection) - {migrations.version_table}):
+        found[table] = {
+            "columns": [
+                (c["name"], str(c["type"]), c["nullable"], c.get("default"), c.get("autoincrement"))
+                for c in inspector.get_columns(table)
+            ],
+            "primary_key": inspector.get_pk_constraint(table)["constrained_columns"],
+            "indexes": sorted((i["name"], tuple(i["column_names"]), i["unique"]) for i in inspector.get_indexes(table)),
+            "unique": sorted((u["name"], tuple(u["column_names"])) for u in inspector.get_unique_constraints(table)),
+            "checks": sorted((c["name"], c["sqltext"]) for c in inspector.get_check_constraints(table)),
+        }
+    return found
+
+
 def tables_of(migrations: Migrations, connection: Connection) -> set[str]:
     return {name for name in inspect(connection).get_table_names() if migrations.owns(name)}
 
 
-__all__ = ["differences", "fresh_database", "fresh_postgres", "on", "tables_of"]
+__all__ = ["differences", "fresh_database", "fresh_postgres", "on", "schema_of", "tables_of"]

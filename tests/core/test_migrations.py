@@ -19,6 +19,8 @@ import pytest
 from alembic import command
 from sqlalchemy import BigInteger, Column, Connection, MetaData, text
 
+import wattfare_embed
+import wattfare_embed.consent_domain
 from tests.core.conftest import make_embed
 from tests.core.databases import differences, fresh_database, on, tables_of
 from wattfare_embed import AppKeys, ConfigurationError, SqlStore
@@ -184,6 +186,8 @@ async def test_the_consent_domain_without_auto_migrate_checks_its_tables(sqlite_
 
 
 def test_the_host_filters_leave_out_only_our_tables() -> None:
+    assert wattfare_embed.migrations is embed_migrations
+    assert wattfare_embed.consent_domain.migrations is domain_migrations
     for migrations, ours in ((embed_migrations, "wattfare_ledger"), (domain_migrations, "wcd_grants")):
         assert migrations.include_name(ours, "table", {}) is False
         assert migrations.include_name(migrations.version_table, "table", {}) is False

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.core.databases import differences, fresh_database, on
+from tests.core.databases import differences, fresh_database, on, schema_of
 from wattfare_embed.consent_domain.records import NewJob
 from wattfare_embed.consent_domain.revisions import migrations as domain_migrations
 from wattfare_embed.consent_domain.storage import DomainStore
@@ -165,6 +165,28 @@ async def test_a_0_1_0_database_is_adopted_and_upgraded_without_losing_a_row(old
     finally:
         await store.close()
         await domain.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_the_first_revisions_build_exactly_the_0_1_0_schema(kind: str, tmp_path: Path) -> None:
+    async with (
+        fresh_database(kind, tmp_path, "made_by_0_1_0") as old,
+        fresh_database(kind, tmp_path, "made_by_revisions") as new,
+    ):
+        engine = create_async_engine(old)
+        try:
+            async with engine.begin() as connection:
+                for name in ("embed", "consent_domain"):
+                    dialect = "sqlite" if kind == "sqlite" else "postgresql"
+                    for statement in _statements((SCHEMAS / f"{name}.{dialect}.sql").read_text()):
+                        await connection.exec_driver_sql(statement)
+        finally:
+            await engine.dispose()
+        for migrations in (embed_migrations, domain_migrations):
+            await on(new, lambda db, m=migrations: m.upgrade(db, m.first_revision))
+            made_by_revision = await on(new, lambda db, m=migrations: schema_of(m, db))
+            assert made_by_revision == await on(old, lambda db, m=migrations: schema_of(m, db))
+            assert set(made_by_revision) == {name for name in migrations.metadata.tables}
 
 
 async def _start_up(url: str) -> None:

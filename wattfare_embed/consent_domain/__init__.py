@@ -21,14 +21,16 @@ if TYPE_CHECKING:
     from .app import ConsentDomain
     from .config import DEFAULT_DOMAIN_DATABASE_URL, DomainSettings
     from .login import Authenticate
+    from .revisions import migrations
 
-__all__ = ["DEFAULT_DOMAIN_DATABASE_URL", "Authenticate", "ConsentDomain", "DomainSettings"]
+__all__ = ["DEFAULT_DOMAIN_DATABASE_URL", "Authenticate", "ConsentDomain", "DomainSettings", "migrations"]
 
 _HOMES = {
     "ConsentDomain": ".app",
     "DomainSettings": ".config",
     "DEFAULT_DOMAIN_DATABASE_URL": ".config",
     "Authenticate": ".login",
+    "migrations": ".revisions",  # the wcd_ tables' revisions, for a host's own Alembic (README)
 }
 
 
