@@ -5,6 +5,7 @@ Both sets of tables are covered: the embed's ``wattfare_`` tables and the consen
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import shutil
@@ -27,7 +28,8 @@ from wattfare_embed import AppKeys, ConfigurationError, SqlStore
 from wattfare_embed.consent_domain.revisions import migrations as domain_migrations
 from wattfare_embed.consent_domain.storage import DomainStore
 from wattfare_embed.store import migrations as embed_migrations
-from wattfare_embed.store._migrations import Migrations
+from wattfare_embed.store._migrations import Migrations, new_revision
+from wattfare_embed.store._new_revision import main as new_revision_command
 
 REPO = Path(__file__).resolve().parents[2]
 SETS = {"embed": embed_migrations, "consent_domain": domain_migrations}
@@ -215,3 +217,57 @@ def test_the_wheel_ships_the_revisions(tmp_path: Path) -> None:
         for revision in migrations.script.walk_revisions():
             assert f"{package}/versions/{Path(revision.path).name}" in names
     assert not any(re.search(r"__pycache__|\.pyc$", name) for name in names)
+
+
+def _pretend_changed(tmp_path: Path) -> Migrations:
+    """The embed's revisions copied aside, and models with one column more than the newest revision."""
+    copy = tmp_path / "revisions"
+    source = Path(embed_migrations.script.dir)
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    changed = MetaData()
+    for table in embed_migrations.metadata.sorted_tables:
+        table.to_metadata(changed)
+    changed.tables["wattfare_connections"].append_column(Column("held", BigInteger, nullable=False, server_default="0"))
+    return Migrations(
+        label="wattfare",
+        script_location=str(copy),
+        version_table=embed_migrations.version_table,
+        metadata=changed,
+        table_prefix="wattfare_",
+        legacy_marker=embed_migrations.legacy_marker,
+        first_revision=embed_migrations.first_revision,
+        command="wattfare migrate",
+    )
+
+
+def test_the_revision_command_writes_the_next_revision_that_makes_models_and_database_agree(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pretend = _pretend_changed(tmp_path)
+    head = embed_migrations.head
+    following = f"wattfare_{int(head.rsplit('_', 1)[1]) + 1:04d}"
+    assert new_revision_command(pretend, ["connections: held"]) == 0
+    written = tmp_path / "revisions" / "versions" / f"{following}_connections_held.py"
+    assert f"wrote {written}" in capsys.readouterr().out
+    source = written.read_text()
+    assert f'down_revision = "{head}"' in source and 'batch_op.add_column(sa.Column("held"' in source
+    lint = [sys.executable, "-m", "ruff"]
+    assert subprocess.run([*lint, "format", "--check", "--quiet", str(written)]).returncode == 0
+    assert subprocess.run([*lint, "check", "--quiet", str(written)]).returncode == 0
+    assert pretend.head == following
+
+    async def agree() -> list[object]:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'check.db'}"
+        await on(url, pretend.upgrade)
+        return await on(url, lambda db: differences(pretend, db))
+
+    assert asyncio.run(agree()) == []
+
+
+async def test_the_revision_command_refuses_a_database_that_is_not_empty(sqlite_url: str, tmp_path: Path) -> None:
+    await _open_both(sqlite_url)
+    pretend = _pretend_changed(tmp_path)
+    with pytest.raises(ConfigurationError, match="empty scratch database"):
+        await on(sqlite_url, lambda db: new_revision(pretend, db, "held"))
+    written = {path.name for path in (tmp_path / "revisions" / "versions").glob("wattfare_*.py")}
+    assert written == {Path(revision.path).name for revision in embed_migrations.script.walk_revisions()}
