@@ -12,6 +12,7 @@ from starlette.types import Receive, Scope, Send
 from ._fake_faults import Fault, UsageShape
 from ._fake_ledger import Generation, Ledger
 from ._fake_sse import DONE_EVENT, PROCESSING_COMMENT, ClientGone, FrameSender, data_event
+from ._fake_tools import ToolCall, tool_call_delta, tool_call_message
 from ._fake_wire import JSONObject, compact_json
 
 
@@ -36,6 +37,7 @@ class ReplyPlan:
     fault: Fault | None
     pause: float
     usage_shape: UsageShape
+    tool_call: ToolCall | None = None  # the pieces are then this call's arguments
 
 
 class _Chunks:
@@ -50,9 +52,15 @@ class _Chunks:
             "object": "chat.completion.chunk",
             "created": plan.created,
         }
+        self._tool_call = plan.tool_call
+        self._opened = False
 
     def content(self, text: str, finish_reason: str | None = None) -> bytes:
-        return self._event([_choice(text, finish_reason)])
+        if self._tool_call is None:
+            return self._event([_choice(text, finish_reason)])
+        delta = {} if finish_reason else tool_call_delta(self._tool_call, text, opening=not self._opened)
+        self._opened = True
+        return self._event([{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}])
 
     def usage(self, generation: Generation, shape: UsageShape) -> bytes:
         # Both shapes are seen live (§4.1): the documented `choices: []`, and an empty delta.
@@ -209,6 +217,8 @@ async def complete_in_one_body(plan: ReplyPlan, ledger: Ledger) -> Response:
         "index": 0,
         "message": {"role": "assistant", "content": "".join(pieces), "refusal": None, "reasoning": None},
     }
+    if plan.tool_call is not None:
+        choice["message"] = tool_call_message(plan.tool_call, "".join(pieces))
     if finish_reason == "error" and fault is not None:
         # The non-streaming form of a mid-generation error (§4.3).
         choice["error"] = fault.mid_stream_error()

@@ -14,6 +14,7 @@ from ._fake_catalog import serve_model
 from ._fake_chat import CompletionStream, ReplyPlan, complete_in_one_body, word_pieces
 from ._fake_faults import fault_of
 from ._fake_ledger import check_affordable
+from ._fake_tools import structured_reply, tool_call_for
 from ._fake_wire import JSONObject, OpenRouterError, json_object, usd
 
 if TYPE_CHECKING:
@@ -39,10 +40,8 @@ def inference_routes(fake: FakeOpenRouter) -> list[Route]:
             # Without max_tokens OpenRouter assumes the model's whole output budget (§5.4).
             max_output_tokens=requested_max or served.max_completion_tokens,
         )
-        reply = word_pieces(fake.reply_text if fake.reply_text is not None else _simulated_reply(messages))
         fault = fault_of(request.scope)
         overrun = fault is not None and fault.ignore_max_tokens
-        pieces = reply if requested_max is None or overrun else reply[:requested_max]
         streamed = body.get("stream") is True
         generation = fake.ledger.admit(
             key,
@@ -53,10 +52,18 @@ def inference_routes(fake: FakeOpenRouter) -> list[Route]:
             external_user=_optional_str(body.get("user")),
             http_referer=request.headers.get("http-referer"),
         )
+        # A tool call's arguments, or JSON fitting a requested schema, stream like any other reply.
+        tool_call = tool_call_for(body, generation.id)
+        text = structured_reply(body) or (
+            fake.reply_text if fake.reply_text is not None else _simulated_reply(messages)
+        )
+        reply = word_pieces(tool_call.arguments if tool_call else text)
+        pieces = reply if requested_max is None or overrun else reply[:requested_max]
         plan = ReplyPlan(
             generation=generation,
             pieces=pieces,
-            finish_reason="length" if len(pieces) < len(reply) else "stop",
+            finish_reason="length" if len(pieces) < len(reply) else "tool_calls" if tool_call else "stop",
+            tool_call=tool_call,
             created=int(fake.clock()),
             fault=fault,
             pause=fault.slow if fault is not None and fault.slow is not None else fake.chunk_delay,
