@@ -13,7 +13,7 @@ from wattfare_embed.testing.waiting import poll
 
 from .conftest import HELLO, SONNET, Proxied, error_of, sse_data, sse_events
 
-CUT_OFF_EVENT_KEYS = {"error", "choices"}
+CUT_OFF_EVENT_KEYS = {"error"}  # bare: every client surfaces it (tests/clients/)
 OVERRUN_REPLY = " ".join(f"w{i}" for i in range(60))  # sixty pieces of at most four characters: one token each
 
 
@@ -65,7 +65,6 @@ async def test_stream_crossing_its_reservation_is_cut_off_with_one_error_event(p
     cut = events[-1]
     assert set(cut) == CUT_OFF_EVENT_KEYS
     assert cut["error"]["code"] == "budget_exceeded" and cut["error"]["message"]
-    assert cut["choices"] == [{"index": 0, "delta": {}, "finish_reason": "error"}]
     assert sum(1 for event in events if "error" in event) == 1
     # Cut at the chunk that passed the hold: the 20 tokens paid for, and the one chunk that crossed.
     assert len(_content_pieces(events)) == 21
@@ -134,7 +133,7 @@ async def test_concurrent_overrunning_streams_stop_within_one_event_of_their_hol
 
 
 def _content_pieces(events: list[dict[str, Any]]) -> list[str]:
-    return [c["delta"]["content"] for event in events for c in event["choices"] if c["delta"].get("content")]
+    return [c["delta"]["content"] for event in events for c in event.get("choices", []) if c["delta"].get("content")]
 
 
 async def _cancelled(proxy: Proxied, generation_id: str) -> Generation | None:

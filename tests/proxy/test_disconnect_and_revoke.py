@@ -75,7 +75,7 @@ async def test_revoking_from_the_browser_stops_an_open_stream_at_its_next_chunk(
 
     assert sse_data(received)[-1] == "[DONE]"
     assert events[-1]["error"]["code"] == "not_connected"
-    assert events[-1]["choices"] == [{"index": 0, "delta": {}, "finish_reason": "error"}]
+    assert set(events[-1]) == {"error"}
     assert revoked_at is not None and len(events) <= revoked_at + 2  # at most the chunk in flight, then the stop
     await lite.settled(user_id, 1)
 

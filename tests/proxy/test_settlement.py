@@ -123,7 +123,7 @@ async def test_upstream_dropping_the_stream_ends_it_with_an_upstream_error(proxy
     assert data[-1] == "[DONE]"
     last = sse_events(raw)[-1]
     assert last["error"]["code"] == "upstream"
-    assert last["choices"] == [{"index": 0, "delta": {}, "finish_reason": "error"}]
+    assert set(last) == {"error"}
     assert sum(1 for event in sse_events(raw) if "error" in event) == 1
     [row] = await proxy.settled(user_id, 1, reconciled=True)
     assert row.cost == micros_from_usd(proxy.generation(row.generation_id).total_cost) > 0

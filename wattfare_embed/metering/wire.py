@@ -68,7 +68,13 @@ async def read_body(receive: Receive, limit: int) -> bytes:
 
 
 def cut_off_event(reason: str) -> bytes:
-    """The one event that ends a stream we stopped (OpenRouter's mid-stream error shape), then ``[DONE]``."""
+    """The one event that ends a stream we stopped, then ``[DONE]``.
+
+    A bare ``{"error": {"code", "message"}}``: every client surfaces it as an error (the openai SDK
+    raises ``APIError`` with it as the body, and the SDKs built on it with it; both AI SDK
+    providers emit an error part). With ``choices`` beside it, as OpenRouter's own mid-stream error
+    has, the AI SDK's ``@ai-sdk/openai`` reads a normal chunk and drops the error.
+    """
     error: WattfareError
     if reason == "revoked":
         error = NotConnectedError("the user disconnected their AI budget; the stream was stopped")
@@ -76,8 +82,7 @@ def cut_off_event(reason: str) -> bytes:
         error = UpstreamError("the model provider dropped the stream")
     else:
         error = BudgetExceededError("the user's monthly cap is reached; the stream was stopped")
-    event = {**error.to_json(), "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}]}
-    return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\ndata: [DONE]\n\n"
+    return b"data: " + json.dumps(error.to_json(), separators=(",", ":")).encode() + b"\n\ndata: [DONE]\n\n"
 
 
 async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
