@@ -86,10 +86,13 @@ def example_of(schema: JSONObject, root: JSONObject | None = None, depth: int = 
     if kind is None:
         kind = "object" if "properties" in schema else "string"
     if kind == "object":
-        properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        properties = schema.get("properties")
+        if not isinstance(properties, dict):
+            return {}
         return {name: example_of(sub, root, depth + 1) for name, sub in properties.items() if isinstance(sub, dict)}
     if kind == "array":
-        items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+        items = schema.get("items")
+        items = items if isinstance(items, dict) else {}
         return [example_of(items, root, depth + 1) for _ in range(max(1, int(schema.get("minItems") or 1)))]
     if kind == "integer":
         return int(schema.get("minimum", 1))
