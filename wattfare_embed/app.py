@@ -139,6 +139,7 @@ class Wattfare:
             )
         )
         self._http: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
         self._start_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
@@ -168,12 +169,14 @@ class Wattfare:
             )
             for hook in self._on_start:
                 await hook()
+            self._loop = asyncio.get_running_loop()
             self._started = True
 
     async def shutdown(self) -> None:
         if not self._started:
             return
         self._started = False
+        self._loop = None
         running = list(self._background)
         for task in running:
             task.cancel()
@@ -212,6 +215,11 @@ class Wattfare:
         task = asyncio.get_running_loop().create_task(guarded())
         self._background.add(task)
         task.add_done_callback(self._background.discard)  # finished tasks are not kept forever
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the embed was started on (its store and HTTP client live there), or None."""
+        return self._loop
 
     @property
     def http(self) -> aiohttp.ClientSession:

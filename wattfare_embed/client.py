@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
 from .errors import (
@@ -17,6 +19,7 @@ from .status import ConnectionStatus
 
 if TYPE_CHECKING:
     import openai
+    from openai import OpenAI as SyncOpenAI  # the method `openai` hides the module inside the class
 
     from .app import Session, Wattfare
 
@@ -32,6 +35,7 @@ class WattfareUser:
     ```python
     ai = wf.user("user_123")
     client = ai.openai()                       # an openai.AsyncOpenAI, metered
+    sync_client = ai.openai_sync()             # an openai.OpenAI, for sync code and worker threads
     stream = await client.chat.completions.create(model="openai/gpt-4o-mini", messages=[...], stream=True)
     print((await ai.status()).remaining)       # micro-dollars
     ```
@@ -73,7 +77,46 @@ class WattfareUser:
             api_key=self._embed.keys.secret_key,
             default_headers=headers,
             max_retries=options.pop("max_retries", 0),
-            http_client=http_client,
+            # The openai 2 line types it as an httpx client, the 3 line as an httpx2 one; both take httpx2.
+            http_client=cast(Any, http_client),
+            **options,
+        )
+
+    def openai_sync(self, **options: Any) -> SyncOpenAI:
+        """An ``openai.OpenAI`` for sync code, metered in process like ``openai()``.
+
+        Each call runs on the embed's event loop and this thread waits for it, every wait ending by
+        ``timeout``. From a worker thread of your async app (a sync route, ``asyncio.to_thread``) it
+        joins the loop your app runs the embed on; in a program with no event loop at all (a script,
+        a task-queue worker) the embed runs on a background thread of its own. Called on the event
+        loop's own thread it raises ``RuntimeError`` (it would block the loop it waits for): use
+        ``openai()`` there.
+        """
+        try:
+            import httpx2
+
+            from ._sync_openai import MeteredOpenAI
+        except ImportError as exc:  # pragma: no cover - depends on the installed extras
+            raise ImportError("wf.user(...).openai_sync() needs: pip install 'wattfare-embed[openai]'") from exc
+        from ._inprocess import ThreadedInProcessTransport
+
+        made_on: asyncio.AbstractEventLoop | None = None
+        with contextlib.suppress(RuntimeError):
+            made_on = asyncio.get_running_loop()
+
+        def embed_loop() -> asyncio.AbstractEventLoop:
+            return _loop_to_run_on(self._embed, made_on)
+
+        timeout = options.pop("timeout", self._embed.settings.upstream_timeout_seconds)
+        transport = ThreadedInProcessTransport(self._embed, embed_loop, deadline=timeout)
+        headers = {**_user_headers(self.app_user_id), **options.pop("default_headers", {})}
+        return MeteredOpenAI(
+            embed_loop=embed_loop,
+            base_url=INTERNAL_BASE_URL,
+            api_key=self._embed.keys.secret_key,
+            default_headers=headers,
+            max_retries=options.pop("max_retries", 0),
+            http_client=cast(Any, httpx2.Client(transport=transport, timeout=timeout)),
             **options,
         )
 
@@ -88,6 +131,28 @@ class WattfareUser:
 
     def __repr__(self) -> str:
         return f"WattfareUser({self.app_user_id!r})"
+
+
+def _loop_to_run_on(embed: Wattfare, made_on: asyncio.AbstractEventLoop | None) -> asyncio.AbstractEventLoop:
+    """Where a sync client's calls run: the loop the embed started on; before it has started, the
+    loop the client was made on, else the host app's (from one of its worker threads), else one
+    of the embed's own."""
+    loop = embed.loop
+    if loop is not None:
+        if not loop.is_running():
+            raise RuntimeError("the event loop the embed was started on has stopped: start it again (`async with wf:`)")
+        return loop
+    if made_on is not None and made_on.is_running():
+        return made_on
+    with contextlib.suppress(RuntimeError, ImportError):
+        import anyio.from_thread
+
+        # Starlette, FastAPI and Litestar run sync routes on anyio worker threads, which know their loop.
+        host: asyncio.AbstractEventLoop = anyio.from_thread.run_sync(asyncio.get_running_loop)
+        return host
+    from ._inprocess import background_loop
+
+    return background_loop(embed)
 
 
 def _user_headers(app_user_id: str) -> dict[str, str]:
@@ -130,13 +195,10 @@ def openai_error_types() -> tuple[type[Exception], ...]:
 
 
 def typed_error_of(exc: BaseException) -> WattfareError | None:
-    """What a host's error handler should answer: ``exc`` itself when it is ours, or our error
-    behind an openai SDK exception raised by the metered client; ``None`` for anything else."""
-    if isinstance(exc, WattfareError):
-        return exc
-    if isinstance(exc, openai_error_types()):
-        return to_wattfare_error(exc)
-    return None
+    """What a host's error handler should answer: our error, whatever wraps it (the openai SDK,
+    pydantic-ai, instructor, LangChain, LiteLLM…); ``None`` when no error of ours is behind ``exc``,
+    which is then the host's to answer."""
+    return to_wattfare_error(exc)
 
 
 def is_budget_exceeded(exc: BaseException) -> bool:
