@@ -1,4 +1,4 @@
-"""``WattfareMiddleware``: the embed on every request's state, typed JSON for ``WattfareError``."""
+"""``WattfareMiddleware``: the embed on every request's state, typed JSON for our errors however wrapped."""
 
 from __future__ import annotations
 
@@ -11,32 +11,20 @@ from .client import typed_error_of
 if TYPE_CHECKING:
     from .app import Wattfare
 
-__all__ = ["WattfareMiddleware"]
+__all__ = ["WattfareErrorMiddleware", "WattfareMiddleware"]
 
 
-class WattfareMiddleware:
-    """Pure ASGI middleware for any Starlette-based app (FastAPI included).
+class WattfareErrorMiddleware:
+    """Answer any exception with our error behind it (raised by the metered client, or wrapped by
+    pydantic-ai, instructor, LangChain, LiteLLM…) with the typed JSON and status; re-raise the rest."""
 
-    ```python
-    app.add_middleware(WattfareMiddleware, wattfare=wf)
-
-    @app.post("/summarise")
-    async def summarise(request: Request):
-        wf = request.state.wattfare
-        client = wf.user(current_user(request)).openai()
-        ...  # a BudgetExceededError (or the openai SDK's error for one) answers 402 with the typed JSON
-    ```
-    """
-
-    def __init__(self, app: ASGIApp, *, wattfare: Wattfare) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.wattfare = wattfare
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        scope.setdefault("state", {})["wattfare"] = self.wattfare
         started = False
 
         async def tracking_send(message: Message) -> None:
@@ -48,10 +36,33 @@ class WattfareMiddleware:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
-            # Ours, or ours behind the openai SDK's exception (a metered call in the host's route).
             error = typed_error_of(exc)
-            if error is None or started or scope["type"] != "http":
+            if error is None or started:
                 raise  # not ours, or too late to answer with JSON: let the server log it
             headers = [(name.lower().encode(), value.encode()) for name, value in error.response_headers().items()]
             await send({"type": "http.response.start", "status": error.status, "headers": headers})
             await send({"type": "http.response.body", "body": error.body()})
+
+
+class WattfareMiddleware(WattfareErrorMiddleware):
+    """Pure ASGI middleware for any Starlette-based app (FastAPI included).
+
+    ```python
+    app.add_middleware(WattfareMiddleware, wattfare=wf)
+
+    @app.post("/summarise")
+    async def summarise(request: Request):
+        wf = request.state.wattfare
+        agent = Agent(wf.user(current_user(request)).model("openai/gpt-4o-mini"))
+        ...  # over the cap: answers 402 with the typed JSON, even wrapped in pydantic-ai's ModelHTTPError
+    ```
+    """
+
+    def __init__(self, app: ASGIApp, *, wattfare: Wattfare) -> None:
+        super().__init__(app)
+        self.wattfare = wattfare
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope.setdefault("state", {})["wattfare"] = self.wattfare
+        await super().__call__(scope, receive, send)

@@ -6,7 +6,7 @@ from wattfare_embed.contrib.fastapi import CurrentWattfareUser, install_wattfare
 
 app = FastAPI()
 app.include_router(wattfare_router(wf), prefix="/wattfare")
-install_wattfare(app)   # WattfareError raised in your routes → typed JSON
+install_wattfare(app)   # our errors raised in your routes, however wrapped → typed JSON
 
 @app.post("/chat")
 async def chat(ai: CurrentWattfareUser):
@@ -30,6 +30,7 @@ from ..app import Wattfare
 from ..client import WattfareUser, openai_error_types, typed_error_of
 from ..config import call_resolve_user
 from ..errors import AuthError, WattfareError
+from ..middleware import WattfareErrorMiddleware
 
 __all__ = [
     "CurrentWattfareUser",
@@ -137,11 +138,14 @@ async def wattfare_exception_handler(request: Request, exc: Exception) -> Respon
 
 
 def install_wattfare(app: FastAPI) -> None:
-    """Answer ``WattfareError`` raised in your own routes with the typed JSON and status.
+    """Answer our errors raised in your own routes with the typed JSON and status.
 
-    The openai SDK's errors from ``wf.user(id).openai()`` are answered the same way, so a route
-    can let a not-connected or over-budget call simply raise.
+    ``WattfareError``, the openai SDK's error for one, and any exception with one behind it
+    (pydantic-ai's ``ModelHTTPError``, instructor's ``InstructorRetryException``, LangChain's or
+    LiteLLM's wrappers) are answered the same way, so a route can let a not-connected or
+    over-budget call simply raise. Call it before the app starts (it adds a middleware).
     """
     error_types: tuple[type[Exception], ...] = (WattfareError, *openai_error_types())
     for error_type in error_types:
         app.add_exception_handler(error_type, wattfare_exception_handler)
+    app.add_middleware(WattfareErrorMiddleware)  # the wrappers, which no handler's type names

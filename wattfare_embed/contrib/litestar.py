@@ -25,23 +25,46 @@ from litestar import Litestar, Request
 from litestar import Response as LitestarResponse
 from litestar.config.app import AppConfig
 from litestar.di import Provide
+from litestar.exceptions import HTTPException
+from litestar.exceptions.responses import create_debug_response, create_exception_response
 from litestar.handlers import asgi
 from litestar.plugins import InitPlugin
+from litestar.types import ExceptionHandler
 
 from .._forward import forward_to_embed
 from ..app import Wattfare
-from ..client import WattfareUser, openai_error_types, typed_error_of
+from ..client import WattfareUser, typed_error_of
 from ..config import call_resolve_user
-from ..errors import AuthError, WattfareError
+from ..errors import AuthError
 
 __all__ = ["WattfarePlugin"]
 
 
-def _error_response(request: Request[Any, Any, Any], exc: Exception) -> LitestarResponse[Any]:
-    error = typed_error_of(exc)
-    if error is None:
-        raise exc  # an openai error that is not ours (another API): the host's usual 500
-    return LitestarResponse(content=error.to_json(), status_code=error.status, headers=error.response_headers())
+def _litestar_default(request: Request[Any, Any, Any], exc: Exception) -> LitestarResponse[Any]:
+    """What Litestar answers an exception no handler takes."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    if status == 500 and request.app.debug:
+        return create_debug_response(request, exc)
+    return create_exception_response(request, exc)
+
+
+def _error_handler(
+    for_any: ExceptionHandler[Any] | None, for_500: ExceptionHandler[Any] | None
+) -> ExceptionHandler[Any]:
+    """The handler for every exception: ours (however wrapped) get the typed JSON, the rest go to the
+    host's own handler for ``Exception`` or 500, else Litestar's default, as they would without us."""
+
+    def handle(request: Request[Any, Any, Any], exc: Exception) -> LitestarResponse[Any]:
+        error = typed_error_of(exc)
+        if error is not None:
+            return LitestarResponse(content=error.to_json(), status_code=error.status, headers=error.response_headers())
+        if for_any is not None:
+            return for_any(request, exc)
+        if for_500 is not None and not isinstance(exc, HTTPException):
+            return for_500(request, exc)
+        return _litestar_default(request, exc)
+
+    return handle
 
 
 class WattfarePlugin(InitPlugin):
@@ -49,8 +72,9 @@ class WattfarePlugin(InitPlugin):
 
     Registers the embed's routes under ``path``, the dependencies ``wattfare``
     (the ``Wattfare``) and ``wattfare_user`` (the signed-in user's handle), an
-    exception handler answering ``WattfareError`` with the typed JSON, and a
-    lifespan that starts and stops the embed.
+    exception handler answering our errors with the typed JSON (raised as they are,
+    by the openai SDK, or wrapped by pydantic-ai, instructor, LangChain, LiteLLM…),
+    and a lifespan that starts and stops the embed.
     """
 
     __slots__ = ("path", "wattfare")
@@ -93,9 +117,8 @@ class WattfarePlugin(InitPlugin):
 
         app_config.dependencies.setdefault("wattfare", Provide(provide_wattfare))
         app_config.dependencies.setdefault("wattfare_user", Provide(provide_wattfare_user))
-        error_types: tuple[type[Exception], ...] = (WattfareError, *openai_error_types())
-        for error_type in error_types:
-            app_config.exception_handlers.setdefault(error_type, _error_response)
+        handlers = app_config.exception_handlers
+        handlers[Exception] = _error_handler(handlers.get(Exception), handlers.get(500))
         app_config.signature_namespace.update({"Wattfare": Wattfare, "WattfareUser": WattfareUser})
         app_config.lifespan.append(self._lifespan)
         return app_config
