@@ -123,13 +123,16 @@ class InProcessTransport(httpx2.AsyncBaseTransport):
 
 def refuse_on_loop_thread(loop: asyncio.AbstractEventLoop) -> None:
     """Raise when called on ``loop``'s own thread: waiting there for work on ``loop`` never ends."""
-    with contextlib.suppress(RuntimeError):
-        if asyncio.get_running_loop() is loop:
-            raise RuntimeError(
-                "a sync Wattfare client was called on the event loop's own thread, where it would block the loop "
-                "it waits for: use the async client (`wf.user(id).openai()`) in async code, or call the sync one "
-                "from a worker thread (`await asyncio.to_thread(...)`)"
-            )
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None  # no loop on this thread: waiting here is safe
+    if running is loop:
+        raise RuntimeError(
+            "a sync Wattfare client was called on the event loop's own thread, where it would block the loop "
+            "it waits for: use the async client (`wf.user(id).openai()`) in async code, or call the sync one "
+            "from a worker thread (`await asyncio.to_thread(...)`)"
+        )
 
 
 class _Runner(Protocol):
