@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -38,6 +40,11 @@ REPLY = "Hello there from the simulated upstream, one word at a time"
 OVERRUN_REPLY = " ".join(f"w{i}" for i in range(150))
 CUT_OFF_CAP_USD = "0.001"
 REFUSED_CAP_USD = "0.0001"  # below a prompt plus 16 completion tokens of Sonnet: refused at admission
+
+
+NODE_DIR = Path(__file__).parent / "node"
+INSTALLED_LOCK = NODE_DIR / "node_modules" / ".wattfare-installed-lock.json"
+NODE_DEADLINE_SECONDS = 60
 
 
 def require_client(package: str, module: str, row: str) -> None:
@@ -131,3 +138,26 @@ def fresh_fake(request: pytest.FixtureRequest) -> Iterator[None]:
     stack.fake.faults.clear()
     stack.fake.reply_text = REPLY
     stack.fake.chunk_delay = 0.0
+
+
+def _node_missing(message: str) -> None:
+    if IN_CI:
+        pytest.fail(message + " (CI must run the Node clients: .ci/run installs nodejs and npm)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def node_clients() -> str:
+    """The node binary, with the AI SDK installed from the lockfile (``npm ci`` only when it changed)."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        _node_missing("Node.js and npm are not installed, so the AI SDK rows cannot run: apt-get install nodejs npm")
+    assert node is not None and npm is not None
+    lock = (NODE_DIR / "package-lock.json").read_text()
+    if not INSTALLED_LOCK.exists() or INSTALLED_LOCK.read_text() != lock:
+        done = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, f"npm ci failed:\n{done.stdout}\n{done.stderr}"
+        INSTALLED_LOCK.write_text(lock)
+    return node

@@ -9,21 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import CUT_OFF_CAP_USD, IN_CI, MINI, OVERRUN_REPLY, REFUSED_CAP_USD, REPLY, SONNET, Stack
+from .conftest import (
+    CUT_OFF_CAP_USD,
+    MINI,
+    NODE_DEADLINE_SECONDS,
+    NODE_DIR,
+    OVERRUN_REPLY,
+    REFUSED_CAP_USD,
+    REPLY,
+    SONNET,
+    Stack,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-NODE_DIR = Path(__file__).parent / "node"
-INSTALLED_LOCK = NODE_DIR / "node_modules" / ".wattfare-installed-lock.json"
-NODE_DEADLINE_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -45,29 +48,6 @@ ROWS = [
     for endpoint in endpoints
     for scenario in SCENARIOS
 ]
-
-
-def _skip_or_fail(message: str) -> None:
-    if IN_CI:
-        pytest.fail(message + " (CI must run the Node clients: .ci/run installs nodejs and npm)")
-    pytest.skip(message)
-
-
-@pytest.fixture(scope="module")
-def node_clients() -> str:
-    """The node binary, with the AI SDK installed from the lockfile (``npm ci`` only when it changed)."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        _skip_or_fail("Node.js and npm are not installed, so the AI SDK rows cannot run: apt-get install nodejs npm")
-    assert node is not None and npm is not None
-    lock = (NODE_DIR / "package-lock.json").read_text()
-    if not INSTALLED_LOCK.exists() or INSTALLED_LOCK.read_text() != lock:
-        done = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, capture_output=True, text=True, timeout=300
-        )
-        assert done.returncode == 0, f"npm ci failed:\n{done.stdout}\n{done.stderr}"
-        INSTALLED_LOCK.write_text(lock)
-    return node
 
 
 async def _run(node: str, row: NodeRow, stack: Stack, *, scenario: str, user: str, model: str) -> dict[str, Any]:
