@@ -15,8 +15,9 @@ import pytest
 
 from wattfare_embed import is_budget_exceeded, is_not_connected, to_wattfare_error
 
+from .calls import EXPECTED_CITY, Conn, Driver
 from .conftest import CUT_OFF_CAP_USD, MINI, OVERRUN_REPLY, REFUSED_CAP_USD, REPLY, SONNET, Stack, require_client
-from .drivers import DRIVERS, EXPECTED_CITY, Conn, Driver
+from .drivers import DRIVERS
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

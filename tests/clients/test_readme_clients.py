@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from .calls import City
 from .conftest import MINI, NODE_DEADLINE_SECONDS, NODE_DIR, REPLY, Stack, require_client
-from .drivers import City
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -30,8 +30,8 @@ from wattfare_embed.contrib.fastapi import install_wattfare
 from wattfare_embed.contrib.litestar import WattfarePlugin
 from wattfare_embed.testing.live_server import serve_in_loop
 
+from .calls import City
 from .conftest import MINI, SONNET, Stack, require_client
-from .drivers import City
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
