@@ -46,6 +46,7 @@ class Conn:
     api_url: str
     secret_key: str
     model: str
+    endpoint: str = "chat"  # the API a call goes to: a driver serving more than one branches on it
 
     @property
     def headers(self) -> dict[str, str]:

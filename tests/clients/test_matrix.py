@@ -2,7 +2,7 @@
 
 Rows are data: client, endpoint, scenario and mode. A client joins with a driver (drivers.py);
 an endpoint (``/responses``, ``/messages``) joins by adding its name to a driver's ``endpoints``
-and its calls there. Each row asserts what the user's code sees, errors included: the typed
+and branching on ``conn.endpoint`` in its calls. Each row asserts what the user's code sees, errors included: the typed
 error behind whatever the client raises.
 """
 
@@ -35,7 +35,7 @@ class Row:
 
 
 async def _conn(stack: Stack, row: Row, monthly_usd: str | None = "1", model: str = MINI) -> Conn:
-    return Conn(row.mode, await stack.user(monthly_usd), stack.api_url, stack.secret_key, model)
+    return Conn(row.mode, await stack.user(monthly_usd), stack.api_url, stack.secret_key, model, row.endpoint)
 
 
 async def plain(driver: Driver, row: Row, stack: Stack) -> None:
