@@ -18,7 +18,7 @@ WEB_BUILT := $(WEB)/dist/index.html
 WEB_SOURCES := $(wildcard $(WEB)/src/*.ts $(WEB)/src/*.tsx) $(WEB)/index.html $(WEB)/vite.config.ts $(WEB)/tsconfig.json
 NPM_QUIET := --no-audit --no-fund --loglevel=error
 
-.PHONY: test lint typecheck pytest js js-check js-static react-chat-build react-chat demo demo-hosted bench clean
+.PHONY: test lint typecheck pytest pytest-openai3 js js-check js-static react-chat-build react-chat demo demo-hosted bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,22 @@ $(DEMO_STAMP): pyproject.toml
 	@echo "Installing wattfare-embed with its demo extra (FastAPI, the openai SDK, the consent domain)..."
 	@$(BIN)/pip install --quiet --disable-pip-version-check ".[demo]"
 	@touch $(DEMO_STAMP)
+
+# The client packages installed together hold the openai SDK to its 2.x line (see pyproject's
+# `clients`), so the openai SDK's own rows, pydantic-ai's and the in-process handles also run
+# against the 3.x line, in an environment of their own.
+VENV3 := .venv-openai3
+STAMP3 := $(VENV3)/.installed
+OPENAI3_TESTS := tests/clients/test_matrix.py tests/clients/test_sync_handle.py \
+	tests/e2e/test_server_client.py tests/e2e/test_openai_errors_in_host_routes.py
+OPENAI3_ROWS := openai-async or openai-sync or pydantic-ai or test_sync_handle or test_server_client or host_routes
+
+$(STAMP3): pyproject.toml
+	$(PYTHON) -m venv $(VENV3)
+	$(VENV3)/bin/pip install --quiet --upgrade pip
+	$(VENV3)/bin/pip install --quiet -e ".[postgres,openai,pydantic-ai,fastapi,litestar]" "openai>=3" \
+		pytest pytest-asyncio pytest-timeout
+	touch $(STAMP3)
 
 lint: $(STAMP)
 	$(BIN)/ruff check wattfare_embed tests example_apps bench
@@ -89,7 +105,10 @@ pytest: $(STAMP)
 	else echo "Node.js is missing: the JavaScript tests will skip (CI installs Debian's nodejs and npm)"; fi
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-test: lint typecheck pytest
+pytest-openai3: $(STAMP3)
+	$(VENV3)/bin/python -m pytest -q -p no:cacheprovider $(OPENAI3_TESTS) -k "$(OPENAI3_ROWS)"
+
+test: lint typecheck pytest pytest-openai3
 
 demo: $(DEMO_STAMP)
 	@$(BIN)/python -m example_apps.fastapi_chat.run_demo $(if $(CONSENT),--consent $(CONSENT))
@@ -101,4 +120,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) .demo *.egg-info $(JS)/node_modules $(JS)/dist $(JS)/*.tgz $(WEB)/node_modules $(WEB)/dist
+	rm -rf $(VENV) $(VENV3) .demo *.egg-info $(JS)/node_modules $(JS)/dist $(JS)/*.tgz $(WEB)/node_modules $(WEB)/dist

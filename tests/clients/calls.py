@@ -103,6 +103,12 @@ class Driver:
     calls: ClassVar[frozenset[str]] = frozenset({"plain", "stream", "tools", "structured"})
     # The call the error rows make: the one this client's users make most.
     first_call: ClassVar[str] = "plain"
-    # What the user's code catches (by class name) when a call is refused, and when a stream is cut.
-    raises: ClassVar[str] = "APIStatusError"
-    raises_mid_stream: ClassVar[str] = "APIError"
+    # What the user's code catches when a call is refused, and when a stream is cut: class names,
+    # any of which is in the exception's MRO (a library's newer versions may wrap differently).
+    raises: ClassVar[tuple[str, ...]] = ("APIStatusError",)
+    raises_mid_stream: ClassVar[tuple[str, ...]] = ("APIError",)
+
+
+def catches(names: tuple[str, ...], exc: BaseException) -> bool:
+    """True when ``except`` with one of the classes named ``names`` catches ``exc``."""
+    return bool(set(names) & {cls.__name__ for cls in type(exc).__mro__})

@@ -222,7 +222,7 @@ class Instructor(Driver):
     name, package, module = "instructor", "instructor", "instructor"
     calls = frozenset({"stream", "structured"})
     first_call = "structured"
-    raises = "InstructorRetryException"
+    raises = ("InstructorRetryException",)
 
     def client(self, conn: Conn) -> Any:
         import instructor
@@ -247,7 +247,7 @@ class Instructor(Driver):
 
 class LiteLLM(Driver):
     name, package, module = "litellm", "litellm", "litellm"
-    raises, raises_mid_stream = "APIError", "MidStreamFallbackError"  # LiteLLM's own, over the openai SDK's
+    raises, raises_mid_stream = ("APIError",), ("MidStreamFallbackError",)  # LiteLLM's own, over the openai SDK's
 
     def options(self, conn: Conn) -> dict[str, Any]:
         if conn.mode == "http":
@@ -296,7 +296,8 @@ class LiteLLM(Driver):
 
 class PydanticAI(Driver):
     name, package, module = "pydantic-ai", "pydantic-ai-slim[openai]", "pydantic_ai"
-    raises = "ModelHTTPError"
+    # ModelHTTPError (2.3x) or ModelQuotaExceededError (2.6x); a cut stream is wrapped from 2.6x on.
+    raises, raises_mid_stream = ("ModelAPIError",), ("APIError", "ModelAPIError")
 
     def model(self, conn: Conn) -> Any:
         from pydantic_ai.models.openai import OpenAIChatModel
