@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import openai
 
@@ -20,10 +20,21 @@ class MeteredOpenAI(openai.OpenAI):
     as a bare "Connection error."; refused here, the ``RuntimeError`` says what to do instead.
     """
 
-    def __init__(self, *, embed_loop: Callable[[], asyncio.AbstractEventLoop], **options: Any) -> None:
+    _embed_loop: Callable[[], asyncio.AbstractEventLoop] | None = None
+
+    def __init__(self, *, embed_loop: Callable[[], asyncio.AbstractEventLoop] | None = None, **options: Any) -> None:
         super().__init__(**options)
         self._embed_loop = embed_loop
 
     def _prepare_request(self, request: Any) -> None:
-        refuse_on_loop_thread(self._embed_loop())
+        if self._embed_loop is not None:
+            refuse_on_loop_thread(self._embed_loop())
         super()._prepare_request(request)
+
+    def copy(self, *args: Any, **kwargs: Any) -> Self:
+        # The SDK makes the copy with its own arguments only: carry the loop over.
+        copied = super().copy(*args, **kwargs)
+        copied._embed_loop = self._embed_loop
+        return copied
+
+    with_options = copy

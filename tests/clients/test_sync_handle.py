@@ -68,6 +68,12 @@ async def test_on_the_loops_own_thread_the_sync_client_refuses_instead_of_deadlo
     # The same client is fine from a worker thread.
     reply = await asyncio.to_thread(client.chat.completions.create, model=MINI, messages=HELLO)
     assert reply.choices[0].message.content == REPLY
+    # A copy with other options (the SDK's with_options) is the same kind of client.
+    tuned = client.with_options(timeout=30)
+    with pytest.raises(RuntimeError, match="event loop's own thread"):
+        tuned.chat.completions.create(model=MINI, messages=HELLO)  # type: ignore[arg-type]
+    reply = await asyncio.to_thread(tuned.chat.completions.create, model=MINI, messages=HELLO)
+    assert reply.choices[0].message.content == REPLY
 
 
 @pytest.mark.asyncio(loop_scope="module")
