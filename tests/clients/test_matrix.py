@@ -119,6 +119,22 @@ async def cut_off(driver: Driver, row: Row, stack: Stack) -> None:
     assert status.spent <= status.monthly_cap  # never past the cap
 
 
+async def upstream_cut(driver: Driver, row: Row, stack: Stack) -> None:
+    """The provider drops the stream: the proxy ends it with our ``upstream`` error; the client raises."""
+    stack.fake.reply_text = OVERRUN_REPLY
+    stack.fake.inject(drop_after=20)
+    conn = await _conn(stack, row)
+    pieces: list[str] = []
+    with pytest.raises(Exception) as raised:  # the type is the client's own: asserted below
+        await driver.stream(conn, pieces)
+    exc = raised.value
+    assert catches(driver.raises_mid_stream, exc), repr(exc)
+    error = to_wattfare_error(exc)
+    assert error is not None and error.code == "upstream", repr(exc)
+    assert not is_budget_exceeded(exc) and not is_not_connected(exc)
+    await stack.nothing_held(conn.user)
+
+
 SCENARIOS: dict[str, Callable[[Driver, Row, Stack], Awaitable[None]]] = {
     "plain": plain,
     "stream": stream,
@@ -127,15 +143,17 @@ SCENARIOS: dict[str, Callable[[Driver, Row, Stack], Awaitable[None]]] = {
     "not_connected": not_connected,
     "over_cap": over_cap,
     "cut_off": cut_off,
+    "upstream_cut": upstream_cut,
 }
-ERROR_SCENARIOS = {"not_connected", "over_cap"}
+ERROR_SCENARIOS = {"not_connected", "over_cap"}  # made with the client's first call
+STREAM_SCENARIOS = {"cut_off", "upstream_cut"}  # made with its stream
 
 
 def _rows() -> list[Row]:
     rows = []
     for driver in DRIVERS.values():
         for scenario in SCENARIOS:
-            needs = "stream" if scenario == "cut_off" else None if scenario in ERROR_SCENARIOS else scenario
+            needs = "stream" if scenario in STREAM_SCENARIOS else None if scenario in ERROR_SCENARIOS else scenario
             if needs is not None and needs not in driver.calls:
                 continue
             rows.extend(

@@ -41,7 +41,7 @@ class NodeRow:
 
 
 PROVIDERS = {"openai-chat": ("chat",), "openai-compatible": ("chat",)}
-SCENARIOS = ("plain", "stream", "tools", "not_connected", "over_cap", "cut_off")
+SCENARIOS = ("plain", "stream", "tools", "not_connected", "over_cap", "cut_off", "upstream_cut")
 ROWS = [
     NodeRow(provider, endpoint, scenario)
     for provider, endpoints in PROVIDERS.items()
@@ -107,6 +107,14 @@ async def test_ai_sdk_row(row: NodeRow, stack: Stack, node_clients: str) -> None
         assert result["ok"] and result["text"] == "", result
         [error] = result["errors"]
         assert (error["name"], error["statusCode"], error["code"]) == ("AI_APICallError", 402, "budget_exceeded")
+    elif row.scenario == "upstream_cut":
+        stack.fake.reply_text = OVERRUN_REPLY
+        stack.fake.inject(drop_after=20)  # the provider drops the stream after twenty pieces
+        ai = await stack.user("1")
+        result = await _run(node, row, stack, scenario="stream", user=ai.app_user_id, model=MINI)
+        assert result["ok"] and len(result["pieces"]) == 20, result
+        [error] = result["errors"]
+        assert error["code"] == "upstream" and result["finishReason"] == "error", result
     else:
         stack.fake.reply_text = OVERRUN_REPLY
         stack.fake.inject(ignore_max_tokens=True)
