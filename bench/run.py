@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("WATTFARE_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"),
-        help="a server and a database beside which the run creates (and drops) <database>_bench",
+        help="a server and a database beside which the run creates (and drops) <database>_bench_<random>",
     )
     parser.add_argument("--litellm", metavar="PATH", help="LiteLLM's `litellm` command: add its proxy to the table")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")

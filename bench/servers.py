@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -137,12 +138,13 @@ def _asyncpg_args(url: str) -> dict[str, Any]:
 
 
 async def fresh_postgres(base_url: str, suffix: str) -> str:
-    """A new, empty database named ``<base database>_<suffix>`` beside the base one; its URL.
+    """A new, empty database named ``<base database>_<suffix>_<random>`` beside the base one; its URL.
 
-    A run never reuses the rows of an earlier run (a growing ledger would slow later runs)."""
+    A run never reuses the rows of an earlier run (a growing ledger would slow later runs), and two
+    runs at once (a test and a bench) never share one."""
     import asyncpg
 
-    name = f"{make_url(base_url).database}_{suffix}"
+    name = f"{make_url(base_url).database}_{suffix}_{secrets.token_hex(3)}"
     connection = await asyncpg.connect(**_asyncpg_args(base_url))
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
