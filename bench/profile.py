@@ -40,7 +40,8 @@ PROFILES = Path(__file__).resolve().parent / "profiles"
 
 # Innermost first: a sample belongs to the first layer found walking from its leaf to its root.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("database driver: sqlite3 / asyncpg", ("sqlite3/", "asyncpg/")),
+    # SQLAlchemy's do_execute / do_commit are the calls into the C driver: their time is the driver's.
+    ("database driver: sqlite3 / asyncpg", ("sqlite3/", "asyncpg/", "DefaultDialect.do_", "do_execute")),
     ("SQLAlchemy (executing the store's statements)", ("sqlalchemy/",)),
     ("store: our transaction code", ("wattfare_embed/store/",)),
     ("money: Decimal", ("decimal.py", "_pydecimal", "wattfare_embed/money.py")),
@@ -58,19 +59,19 @@ OTHER = "event loop and the rest"
 
 # Steps of a request: a sample counts for every step whose function is on its stack.
 STEPS: list[tuple[str, str]] = [
-    ("authenticate (model_caller)", "model_caller"),
-    ("read and parse the body", "parse_request"),
-    ("price the request (PriceBook.for_request)", "for_request"),
-    ("plan the hold (plan_admission)", "plan_admission"),
-    ("reserve (store transaction)", "_reserve"),
-    ("build the upstream request (clamp, hmac, credential, json)", "_upstream_request"),
-    ("send upstream and read its head (aiohttp post)", "_request"),
-    ("relay a non-streamed body", "_relay_body"),
-    ("relay a stream", "_relay_stream"),
-    ("meter the reply (ResponseMeter)", "observe"),
-    ("settle (store transaction)", "_settle"),
-    ("money conversion (micros_from_usd)", "micros_from_usd"),
-    ("Starlette Router / Mount / ExceptionMiddleware", "starlette/routing.py"),
+    ("authenticate (model_caller)", "model_caller ("),
+    ("read and parse the body", "parse_request ("),
+    ("price the request (PriceBook.for_request)", "PriceBook.for_request ("),
+    ("plan the hold (plan_admission)", "plan_admission ("),
+    ("reserve (store transaction, shielded)", "Proxy._reserve_shielded ("),
+    ("build the upstream request (clamp, hmac, credential, json)", "Proxy._upstream_request ("),
+    ("send upstream and read its head (aiohttp)", "ClientSession._request ("),
+    ("relay a non-streamed body (settle included)", "Proxy._relay_body ("),
+    ("relay a stream (settle included)", "Proxy._relay_stream ("),
+    ("meter the reply (ResponseMeter)", "ResponseMeter."),
+    ("settle (store transaction)", "SqlStore.settle ("),
+    ("money conversion (micros_from_usd)", "micros_from_usd ("),
+    ("the proxy's own work (Proxy._metered and below)", "Proxy._metered ("),
 ]
 
 

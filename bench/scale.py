@@ -45,11 +45,14 @@ class Sizes:
     prompt_bytes: int
     samples: int  # timed requests per side and measure
     repeats: int  # runs of each store operation
+    pause: float  # seconds over which idle CPU is measured, and for closed streams to settle
 
 
 SIZES = {
-    "full": Sizes(users=10_000, ledger_rows=1_000_000, streams=1_000, prompt_bytes=1_000_000, samples=300, repeats=30),
-    "quick": Sizes(users=50, ledger_rows=2_000, streams=10, prompt_bytes=50_000, samples=10, repeats=2),
+    "full": Sizes(
+        users=10_000, ledger_rows=1_000_000, streams=1_000, prompt_bytes=1_000_000, samples=300, repeats=30, pause=4.0
+    ),
+    "quick": Sizes(users=50, ledger_rows=2_000, streams=10, prompt_bytes=50_000, samples=10, repeats=2, pause=0.5),
 }
 MB = 1024 * 1024
 
@@ -209,9 +212,10 @@ async def open_streams(scale: Scale, proxy: Server, slow: Server, keys: AppKeys)
     me = _embed(proxy, keys, FAST_USER)
     quiet = await scale.latency(me)
     proxy_rss, fake_rss = procfs.rss_bytes(proxy.pid), procfs.rss_bytes(slow.pid)
+    pause = scale.sizes.pause
     idle_start = procfs.cpu_seconds([proxy.pid])
-    await asyncio.sleep(3)
-    idle_cpu = (procfs.cpu_seconds([proxy.pid]) - idle_start) / 3
+    await asyncio.sleep(pause)
+    idle_cpu = (procfs.cpu_seconds([proxy.pid]) - idle_start) / pause
     opened, counter = asyncio.Semaphore(50), [0]
     streams = [
         asyncio.ensure_future(_hold_stream(scale.session, _embed(proxy, keys, SLOW_USER), opened, counter))
@@ -224,13 +228,13 @@ async def open_streams(scale: Scale, proxy: Server, slow: Server, keys: AppKeys)
         raise RuntimeError(f"only {counter[0]} of {count} streams opened")
     open_rss, open_fake = procfs.rss_bytes(proxy.pid), procfs.rss_bytes(slow.pid)
     busy_start = procfs.cpu_seconds([proxy.pid])
-    await asyncio.sleep(4)
-    busy_cpu = (procfs.cpu_seconds([proxy.pid]) - busy_start) / 4
+    await asyncio.sleep(pause)
+    busy_cpu = (procfs.cpu_seconds([proxy.pid]) - busy_start) / pause
     busy = await scale.latency(me)
     for stream in streams:
         stream.cancel()
     await asyncio.gather(*streams, return_exceptions=True)
-    await asyncio.sleep(3)
+    await asyncio.sleep(pause)
     after = await scale.latency(me)
     none, many = table.columns
     per_stream = (open_rss - proxy_rss) / count / 1024
