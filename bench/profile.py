@@ -34,7 +34,7 @@ from .report import Table
 from .run import FAST_USER, SLOW_USER, _run
 from .servers import Fleet, Server, connect_users, drop_postgres, fresh_postgres
 
-__all__ = ["LAYERS", "classify", "main", "parse_raw"]
+__all__ = ["EVENT_LOOP", "LAYERS", "OTHER", "classify", "main", "parse_raw"]
 
 PROFILES = Path(__file__).resolve().parent / "profiles"
 
@@ -55,7 +55,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("proxy and embed glue", ("wattfare_embed/",)),
     ("asyncio: tasks, futures, shield", ("asyncio/",)),
 ]
-OTHER = "event loop and the rest"
+OTHER = "the rest"
+# A sample whose innermost Python frame is the loop runner is time in the loop's own C code
+# (uvloop: polling, callbacks, socket reads and writes not attributed to a caller).
+EVENT_LOOP = "event loop itself (uvloop, in C)"
 
 # Steps of a request: a sample counts for every step whose function is on its stack.
 STEPS: list[tuple[str, str]] = [
@@ -63,15 +66,16 @@ STEPS: list[tuple[str, str]] = [
     ("read and parse the body", "parse_request ("),
     ("price the request (PriceBook.for_request)", "PriceBook.for_request ("),
     ("plan the hold (plan_admission)", "plan_admission ("),
-    ("reserve (store transaction, shielded)", "Proxy._reserve_shielded ("),
+    ("reserve (its own task: Proxy._reserve)", "Proxy._reserve ("),
     ("build the upstream request (clamp, hmac, credential, json)", "Proxy._upstream_request ("),
     ("send upstream and read its head (aiohttp)", "ClientSession._request ("),
     ("relay a non-streamed body (settle included)", "Proxy._relay_body ("),
     ("relay a stream (settle included)", "Proxy._relay_stream ("),
     ("meter the reply (ResponseMeter)", "ResponseMeter."),
-    ("settle (store transaction)", "SqlStore.settle ("),
+    ("settle (its own task: Proxy._settle)", "Proxy._settle ("),
+    ("store transactions (SqlStore.reserve and .settle)", "SqlStore."),
     ("money conversion (micros_from_usd)", "micros_from_usd ("),
-    ("the proxy's own work (Proxy._metered and below)", "Proxy._metered ("),
+    ("Proxy._metered's task (reserve and settle run in their own)", "Proxy._metered ("),
 ]
 
 
@@ -86,6 +90,8 @@ def parse_raw(text: str) -> Counter[tuple[str, ...]]:
 
 
 def classify(stack: tuple[str, ...]) -> str:
+    if stack and stack[-1].startswith("Runner.run (asyncio/runners.py"):
+        return EVENT_LOOP
     for frame in reversed(stack):
         for layer, markers in LAYERS:
             if any(marker in frame for marker in markers):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.peers import _on_this_machine, _remote
-from bench.profile import OTHER, classify, parse_raw
+from bench.profile import EVENT_LOOP, OTHER, classify, parse_raw
 from bench.report import Table, percentile, ratio, spread
 from tests.conftest import POSTGRES_URL, postgres_reachable, require_postgres
 
@@ -84,15 +84,16 @@ def test_profile_samples_go_to_their_innermost_layer() -> None:
         "run (asyncio/runners.py);_metered (wattfare_embed/proxy.py);run (wattfare_embed/store/_runner.py);"
         "execute (sqlalchemy/engine/base.py) 7\n"
         "run (asyncio/runners.py);_metered (wattfare_embed/proxy.py) 2\n"
-        "run (asyncio/runners.py) 1\n"
+        "Runner.run (asyncio/runners.py) 1\n"
     )
     assert sum(stacks.values()) == 10
     layers = {classify(stack): count for stack, count in stacks.items()}
     assert layers == {
         "SQLAlchemy (executing the store's statements)": 7,
         "proxy and embed glue": 2,
-        "asyncio: tasks, futures, shield": 1,
+        EVENT_LOOP: 1,
     }
+    assert classify(("run (asyncio/runners.py)", "shield (asyncio/tasks.py)")) == "asyncio: tasks, futures, shield"
     assert classify(("<module> (uvloop/__init__.py)",)) == OTHER
 
 
