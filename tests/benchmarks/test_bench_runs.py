@@ -47,7 +47,7 @@ def test_quick_bench_prints_every_measure_against_direct_on_both_databases() -> 
         # Each embed column carries its multiple of (or share of) the direct figure.
         assert len(re.findall(r"\d\.\dx|\d+% of direct", line)) >= 2, line
     assert "embed, SQLite" in output and "embed, PostgreSQL" in output
-    assert "| whole reply: p50 |" in output  # the Markdown table for the README
+    assert "| whole reply: p50 [round range] |" in output  # the Markdown table for the README
 
 
 def test_quick_scale_bench_reports_growth_and_query_plans() -> None:
