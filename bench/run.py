@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import tempfile
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,29 +47,35 @@ PLANS = {
 }
 
 
-def _embed_target(name: str, proxy: Server, keys: AppKeys, database_pids: Any = None) -> Target:
+def _embed_target(
+    name: str, proxy: Server, keys: AppKeys, database_pids: Callable[[], list[int]] | None = None
+) -> Target:
     url = proxy.base + "/wattfare/api/v1/chat/completions"
 
     def as_user(user: str) -> Endpoint:
         return Endpoint(url, {"authorization": f"Bearer {keys.secret_key}", "x-wattfare-user": user})
 
-    return Target(
-        name, as_user(FAST_USER), as_user(SLOW_USER), lambda: [proxy.pid], database_pids or (lambda: [])
-    )  # fmt: skip
+    return Target(name, as_user(FAST_USER), as_user(SLOW_USER), lambda: [proxy.pid], database_pids or (lambda: []))
 
 
-async def _fake_requests(fake: Server) -> int:
+async def _peer_calls_seen(fake: Server) -> int:
+    """Chat completions the fake received from anything but aiohttp (the load generator and the embed)."""
     async with aiohttp.ClientSession() as session, session.get(fake.base + "/_fake/requests") as answer:
-        return len((await answer.json())["requests"])
+        received = (await answer.json())["requests"]
+    return sum(
+        1
+        for request in received
+        if request["path"] == "/api/v1/chat/completions" and "aiohttp" not in request["headers"].get("user-agent", "")
+    )
 
 
 async def _checked_peer_warm_up(session: aiohttp.ClientSession, target: Target, fake: Server, plan: Plan) -> None:
     """Warm the peer up, and make sure every call it answered was really made to our fake."""
-    before = await _fake_requests(fake)
+    before = await _peer_calls_seen(fake)
     body = chat_body(target.fast, stream=False)
     calls = 20
     await latencies(lambda: timed_call(session, target.fast, body), calls)
-    reached = await _fake_requests(fake) - before
+    reached = await _peer_calls_seen(fake) - before
     if reached != calls:
         raise RuntimeError(f"{target.name} answered {calls} calls but the fake upstream saw {reached}")
     await warm_up(session, target, plan)
@@ -114,8 +121,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
         for label, proxy in proxies:
             database_pids = None
             if label == "PostgreSQL" and postgres_url is not None:
-                name = postgres_url.rsplit("/", 1)[-1]
-                database_pids = lambda name=name: procfs.postgres_backends(name)  # noqa: E731
+                database_pids = functools.partial(procfs.postgres_backends, postgres_url.rsplit("/", 1)[-1])
             targets.append(_embed_target(f"embed, {label}", proxy, keys, database_pids))
         peer_name = None
         if peer is not None and peer.server is not None:
