@@ -18,7 +18,7 @@ WEB_BUILT := $(WEB)/dist/index.html
 WEB_SOURCES := $(wildcard $(WEB)/src/*.ts $(WEB)/src/*.tsx) $(WEB)/index.html $(WEB)/vite.config.ts $(WEB)/tsconfig.json
 NPM_QUIET := --no-audit --no-fund --loglevel=error
 
-.PHONY: test lint typecheck pytest pytest-openai3 js js-check js-static react-chat-build react-chat demo demo-hosted bench clean
+.PHONY: test lint typecheck pytest pytest-openai3 js js-check js-static react-chat-build react-chat demo demo-hosted bench bench-peers bench-scale bench-profile clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -116,8 +116,28 @@ demo: $(DEMO_STAMP)
 demo-hosted: $(DEMO_STAMP)
 	@$(BIN)/python -m example_apps.fastapi_chat.run_demo --consent hosted
 
+# The benchmark (how it measures: bench/run.py). BENCH_ARGS=--quick for a check, --markdown for the README.
 bench: $(STAMP)
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# LiteLLM's proxy in the same table, from its own pinned virtual environment (not the project's).
+LITELLM_VENV := bench/.venv-litellm
+LITELLM_STAMP := $(LITELLM_VENV)/.installed
+$(LITELLM_STAMP): bench/litellm-requirements.txt
+	rm -rf $(LITELLM_VENV)
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install --quiet --no-deps -r bench/litellm-requirements.txt
+	touch $(LITELLM_STAMP)
+
+bench-peers: $(STAMP) $(LITELLM_STAMP)
+	$(BIN)/python -m bench.run --litellm $(LITELLM_VENV)/bin/litellm $(BENCH_ARGS)
+
+bench-scale: $(STAMP)
+	$(BIN)/python -m bench.scale $(BENCH_ARGS)
+
+bench-profile: $(STAMP)
+	$(BIN)/pip install --quiet "py-spy==0.4.3"
+	$(BIN)/python -m bench.profile $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(VENV3) .demo *.egg-info $(JS)/node_modules $(JS)/dist $(JS)/*.tgz $(WEB)/node_modules $(WEB)/dist
+	rm -rf $(VENV) $(VENV3) $(LITELLM_VENV) .demo *.egg-info $(JS)/node_modules $(JS)/dist $(JS)/*.tgz $(WEB)/node_modules $(WEB)/dist

@@ -1,226 +1,197 @@
-"""Measure what the metered proxy adds, on loopback, against the fake upstream.
+"""What the metered proxy adds, against calling the same fake upstream directly, in one run.
 
-Three processes: the fake OpenRouter, the proxy (uvicorn + the embed), and this
-load generator (aiohttp). Prints one table; see the README for a recorded run.
+    python -m bench.run                 # make bench: direct, the embed on SQLite and on PostgreSQL
+    python -m bench.run --litellm PATH  # make bench-peers: LiteLLM's proxy in the same table
+    python -m bench.run --quick         # a few requests of each kind, to check the bench works
+
+Processes, all on loopback: the fake OpenRouter (and a second one that pauses 50 ms between
+stream chunks), one proxy process per database (uvicorn, the embed mounted in Starlette), the
+peer if asked for, and this load generator (aiohttp on uvloop). Every figure is printed beside
+the direct figure of the same run, because the machine's speed moves between runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
-import platform
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
-from wattfare_embed import Wattfare, new_key_pair
-from wattfare_embed.store import NewConnection
-from wattfare_embed.testing.live_server import free_port
+from wattfare_embed import AppKeys, new_key_pair
 
-USER = "bench-user"
-MODEL = "openai/gpt-4o-mini"
-BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 8}
-STREAM_BODY = {**BODY, "stream": True}
+from . import machine, procfs
+from .load import Endpoint, chat_body, latencies, timed_call
+from .measures import Plan, Target, measure, warm_up
+from .peers import SLOW_MODEL, LiteLLM, non_loopback_peers
+from .servers import UPSTREAM_KEY, Fleet, Server, connect_users, drop_postgres, fresh_postgres, postgres_version
+from .summary import DIRECT, summarize
 
+__all__ = ["main"]
 
-def _spawn(*args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-async def _wait_ready(url: str) -> None:
-    deadline = time.monotonic() + 30
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            try:
-                async with session.get(url) as response:
-                    if response.status < 500:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
+FAST_USER, SLOW_USER = "bench-user", "bench-slow-user"
+PLANS = {
+    "full": Plan(
+        rounds=7, requests=300, seconds=2.0, concurrency=32, stream_rounds=3, long_streams=8, gap_streams=3, warmup=150
+    ),
+    "quick": Plan(
+        rounds=2, requests=10, seconds=0.3, concurrency=8, stream_rounds=1, long_streams=1, gap_streams=1, warmup=5
+    ),
+}
 
 
-async def _connect_user(database_url: str, secret: str, publishable: str) -> None:
-    """The benchmark's one user, connected with a cap it will not reach."""
-    wf = Wattfare(secret_key=secret, publishable_key=publishable, database_url=database_url)
-    async with wf:
-        sealed = wf.credentials.seal("sk-or-v1-bench", f"{wf.keys.app_id}/{USER}")
-        connection = NewConnection(wf.keys.app_id, USER, "dev", 900_000_000, sealed)
-        await wf.store.save_connection(connection, int(time.time()))
+def _embed_target(
+    name: str, proxy: Server, keys: AppKeys, database_pids: Callable[[], list[int]] | None = None
+) -> Target:
+    url = proxy.base + "/wattfare/api/v1/chat/completions"
+
+    def as_user(user: str) -> Endpoint:
+        return Endpoint(url, {"authorization": f"Bearer {keys.secret_key}", "x-wattfare-user": user})
+
+    return Target(name, as_user(FAST_USER), as_user(SLOW_USER), lambda: [proxy.pid], database_pids or (lambda: []))
 
 
-Call = Callable[[], Awaitable[float]]
+async def _peer_calls_seen(fake: Server) -> int:
+    """Chat completions the fake received from anything but aiohttp (the load generator and the embed)."""
+    async with aiohttp.ClientSession() as session, session.get(fake.base + "/_fake/requests") as answer:
+        received = (await answer.json())["requests"]
+    return sum(
+        1
+        for request in received
+        if request["path"] == "/api/v1/chat/completions" and "aiohttp" not in request["headers"].get("user-agent", "")
+    )
 
 
-async def _timed(
-    session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: object, stream: bool
-) -> float:
-    """Seconds to the whole body (non-streaming) or to the first content byte (streaming)."""
-    start = time.perf_counter()
-    async with session.post(url, json=body, headers=headers) as response:
-        if response.status != 200:
-            raise RuntimeError(f"{url} answered {response.status}: {await response.text()}")
-        if not stream:
-            await response.read()
-            return time.perf_counter() - start
-        first = None
-        async for chunk in response.content.iter_any():
-            if first is None and b"data:" in chunk:
-                first = time.perf_counter() - start
-        return first if first is not None else time.perf_counter() - start
+async def _checked_peer_warm_up(session: aiohttp.ClientSession, target: Target, fake: Server, plan: Plan) -> None:
+    """Warm the peer up, and make sure every call it answered was really made to our fake."""
+    before = await _peer_calls_seen(fake)
+    body = chat_body(target.fast, stream=False)
+    calls = 20
+    await latencies(lambda: timed_call(session, target.fast, body), calls)
+    reached = await _peer_calls_seen(fake) - before
+    if reached != calls:
+        raise RuntimeError(f"{target.name} answered {calls} calls but the fake upstream saw {reached}")
+    await warm_up(session, target, plan)
 
 
-async def _latencies(call: Call, count: int, concurrency: int) -> list[float]:
-    for _ in range(min(50, count)):
-        await call()
-    results: list[float] = []
-    remaining = count
-
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            results.append(await call())
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return results
-
-
-def _p(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
-
-
-async def _throughput(call: Call, seconds: float, concurrency: int) -> float:
-    done = 0
-    stop = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        nonlocal done
-        while time.perf_counter() < stop:
-            await call()
-            done += 1
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return done / (time.perf_counter() - start)
-
-
-async def _chunk_gaps(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> list[float]:
-    gaps: list[float] = []
-    last = None
-    async with session.post(url, json={**STREAM_BODY, "max_tokens": 12}, headers=headers) as response:
-        async for _chunk in response.content.iter_any():
-            now = time.perf_counter()
-            if last is not None:
-                gaps.append(now - last)
-            last = now
-    return gaps
-
-
-async def bench(args: argparse.Namespace) -> None:
-    pair = new_key_pair()
-    fake_port, slow_port = free_port(), free_port()
-    fake = _spawn("-m", "wattfare_embed.testing.fake_openrouter", "--port", str(fake_port))
-    slow = _spawn("-m", "wattfare_embed.testing.fake_openrouter", "--port", str(slow_port), "--chunk-delay", "0.05")
-    processes = [fake, slow]
-    rows: list[tuple[str, str]] = []
+async def bench(args: argparse.Namespace, workdir: Path) -> None:
+    plan = PLANS["quick" if args.quick else "full"]
+    if args.rounds:
+        plan = Plan(**{**plan.__dict__, "rounds": args.rounds})
+    started, load_before = time.monotonic(), machine.load_average()
+    keys = new_key_pair()
+    fleet = Fleet(workdir)
+    postgres_url: str | None = None
     try:
-        upstream = f"http://127.0.0.1:{fake_port}/api/v1"
-        await _wait_ready(upstream + "/models")
-        await _wait_ready(f"http://127.0.0.1:{slow_port}/api/v1/models")
-        direct_headers = {"authorization": "Bearer sk-or-v1-bench"}
-        proxy_headers = {"authorization": f"Bearer {pair.secret_key}", "x-wattfare-user": USER}
-        databases = [("SQLite", f"sqlite+aiosqlite:///{Path(args.workdir) / 'bench.db'}")]
+        fast = fleet.fake_upstream("fake upstream")
+        slow = fleet.fake_upstream("slow fake upstream", chunk_delay=0.05)
+        peer = LiteLLM(Path(args.litellm).absolute()) if args.litellm else None
+        if peer is not None:
+            peer.start(fleet, workdir, fast, slow)  # the slowest to start: first
+        databases = [("SQLite", f"sqlite+aiosqlite:///{workdir / 'bench.db'}")]
         if not args.no_postgres:
-            databases.append(("PostgreSQL", args.postgres_url))
-        slow_upstream = f"http://127.0.0.1:{slow_port}/api/v1"
+            postgres_url = await fresh_postgres(args.postgres_url, "bench")
+            databases.append(("PostgreSQL", postgres_url))
+        users = {FAST_USER: None, SLOW_USER: slow.base + "/api/v1"}
+        proxies: list[tuple[str, Server]] = []
         for label, database_url in databases:
-            await _connect_user(database_url, pair.secret_key, pair.publishable_key)
-            proxy_port, slow_proxy_port = free_port(), free_port()
-            common = ["--database-url", database_url, "--secret-key", pair.secret_key]
-            common += ["--publishable-key", pair.publishable_key]
-            proxy = _spawn("-m", "bench.serve_proxy", "--port", str(proxy_port), "--upstream-url", upstream, *common)
-            slow_proxy = _spawn(
-                "-m", "bench.serve_proxy", "--port", str(slow_proxy_port), "--upstream-url", slow_upstream, *common
-            )  # fmt: skip
-            processes += [proxy, slow_proxy]
-            proxy_url = f"http://127.0.0.1:{proxy_port}/wattfare/api/v1/chat/completions"
-            direct_url = upstream + "/chat/completions"
-            await _wait_ready(f"http://127.0.0.1:{proxy_port}/wattfare/api/v1/models")
-            await _wait_ready(f"http://127.0.0.1:{slow_proxy_port}/wattfare/api/v1/models")
-            connector = aiohttp.TCPConnector(limit=0)
-            async with aiohttp.ClientSession(connector=connector) as session:
+            await connect_users(database_url, keys, users)
+            proxies.append((label, fleet.proxy(f"embed {label}", database_url=database_url, upstream=fast, keys=keys)))
+        for server in (fast, slow):
+            await fleet.wait_ready(server, "/api/v1/models")
+        for _label, proxy in proxies:
+            await fleet.wait_ready(proxy, "/wattfare/api/v1/models")
 
-                def caller(url: str, headers: dict[str, str], body: object, stream: bool) -> Call:
-                    return lambda: _timed(session, url, headers, body, stream)
+        direct_headers = {"authorization": f"Bearer {UPSTREAM_KEY}"}
+        targets = [
+            Target(
+                DIRECT,
+                Endpoint(fast.base + "/api/v1/chat/completions", direct_headers),
+                Endpoint(slow.base + "/api/v1/chat/completions", direct_headers),
+                lambda: [fast.pid],
+            )
+        ]
+        for label, proxy in proxies:
+            database_pids = None
+            if label == "PostgreSQL" and postgres_url is not None:
+                database_pids = functools.partial(procfs.postgres_backends, postgres_url.rsplit("/", 1)[-1])
+            targets.append(_embed_target(f"embed, {label}", proxy, keys, database_pids))
+        peer_name = None
+        if peer is not None and peer.server is not None:
+            await fleet.wait_ready(peer.server, "/health/liveliness", timeout=120)
+            peer_name = f"LiteLLM {peer.version()}"
+            server = peer.server
+            targets.append(Target(peer_name, peer.endpoint(), peer.endpoint(SLOW_MODEL), lambda: [server.pid]))
 
-                for concurrency in (1, 32):
-                    if label != "SQLite" and concurrency == 32:
-                        continue
-                    for stream in (False, True):
-                        body = STREAM_BODY if stream else BODY
-                        count = args.requests
-                        direct = await _latencies(caller(direct_url, direct_headers, body, stream), count, concurrency)
-                        proxied = await _latencies(caller(proxy_url, proxy_headers, body, stream), count, concurrency)
-                        what = "first byte, streaming" if stream else "whole reply, non-streaming"
-                        added_p50 = _p(proxied, 0.5) - _p(direct, 0.5)
-                        added_p99 = _p(proxied, 0.99) - _p(direct, 0.99)
-                        result = f"p50 +{added_p50:.2f} ms, p99 +{added_p99:.2f} ms"
-                        result += f" (direct p50 {_p(direct, 0.5):.2f} ms)"
-                        rows.append((f"{label}: added latency, {what}, concurrency {concurrency}", result))
-                rate = await _throughput(caller(proxy_url, proxy_headers, BODY, False), args.seconds, 32)
-                rows.append((f"{label}: metered requests/s, one proxy process, concurrency 32", f"{rate:.0f}"))
-                if label == "SQLite":
-                    slow_url = f"http://127.0.0.1:{slow_proxy_port}/wattfare/api/v1/chat/completions"
-                    direct_gaps = await _chunk_gaps(session, f"{slow_upstream}/chat/completions", direct_headers)
-                    proxy_gaps = await _chunk_gaps(session, slow_url, proxy_headers)
-                    rows.append(
-                        (
-                            "chunk timing preserved (fake sends a chunk every 50 ms)",
-                            f"median gap direct {statistics.median(direct_gaps) * 1000:.1f} ms, "
-                            f"through the proxy {statistics.median(proxy_gaps) * 1000:.1f} ms, "
-                            f"largest single gap {max(proxy_gaps) * 1000:.1f} ms",
-                        )
-                    )
-            for process in (proxy, slow_proxy):
-                process.terminate()
-                process.wait(10)
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for target in targets:
+                if target.name == peer_name:
+                    await _checked_peer_warm_up(session, target, fast, plan)
+                else:
+                    await warm_up(session, target, plan)
+            results = await measure(session, targets, plan)
+        outside = non_loopback_peers(peer.server.pid) if peer is not None and peer.server is not None else []
+        if outside:
+            raise RuntimeError(f"{peer_name} held connections off this machine: {outside}")
+        version = await postgres_version(postgres_url) if postgres_url else None
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-                process.wait(10)
-    width = max(len(name) for name, _ in rows)
-    print(f"\nwattfare_embed benchmark — {platform.python_implementation()} {platform.python_version()}, "
-          f"{os.cpu_count()} CPUs, {platform.machine()}, loopback, fake upstream in its own process\n")  # fmt: skip
-    print(f"{'measure':<{width}}  result")
-    print(f"{'-' * width}  {'-' * 40}")
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+        fleet.stop()
+        if postgres_url is not None:
+            await drop_postgres(args.postgres_url, postgres_url)
+
+    table = summarize(results, targets, peer=peer_name, concurrency=plan.concurrency)
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"\nwattfare_embed bench, {when}, {time.monotonic() - started:.0f} s")
+    for line in machine.describe(version):
+        print("  " + line)
+    print(f"  load average (1/5/15 min): {load_before} before, {machine.load_average()} after")
+    print(
+        f"  method: {plan.rounds} rounds, target order rotated each round; per target and round {plan.requests} "
+        f"requests at concurrency 1 (each kind), {plan.seconds:g} s at concurrency {plan.concurrency}, "
+        f"{plan.long_streams} long and short streams in {plan.stream_rounds} rounds; "
+        f"{plan.warmup} warm-up requests of each kind first"
+    )
+    if peer_name:
+        print(f"  {peer_name}: one worker, no database, the same fake upstream; checked: every call reached the fake,")
+        print("  no connection off this machine")
+    print()
+    print(table.text())
+    if args.markdown:
+        print("\n" + table.markdown())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--seconds", type=float, default=5.0)
+def _run(coroutine: Coroutine[Any, Any, None]) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coroutine)
+        return
+    uvloop.run(coroutine)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny counts: checks that the bench works")
+    parser.add_argument("--rounds", type=int, help="rounds of every measure (default 7, quick 2)")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("WATTFARE_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"),
+        help="a server and a database beside which the run creates (and drops) <database>_bench_<random>",
     )
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as workdir:
-        args.workdir = workdir
-        asyncio.run(bench(args))
+    parser.add_argument("--litellm", metavar="PATH", help="LiteLLM's `litellm` command: add its proxy to the table")
+    parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="wattfare-bench-") as workdir:
+        _run(bench(args, Path(workdir)))
 
 
 if __name__ == "__main__":
