@@ -90,6 +90,8 @@ class Wattfare:
         credential_key: str | None = None,
         max_body_bytes: int = 4 * 1024 * 1024,
         upstream_timeout_seconds: float = 300.0,
+        max_request_hold_usd: float | int | str | Decimal | None = 1,
+        media_hold_usd: float | int | str | Decimal | None = None,
     ) -> None:
         secret = env_or(secret_key, "WATTFARE_SECRET_KEY")
         publishable = env_or(publishable_key, "WATTFARE_PUBLISHABLE_KEY")
@@ -113,6 +115,8 @@ class Wattfare:
             credential_key=credential_key,
             max_body_bytes=max_body_bytes,
             upstream_timeout_seconds=upstream_timeout_seconds,
+            max_request_hold_usd=max_request_hold_usd,
+            media_hold_usd=media_hold_usd,
         )
         if consent is None:
             if self.keys.live:

@@ -59,6 +59,8 @@ class Settings:
     reservation_ttl_seconds: int
     sweep_interval_seconds: float
     models_ttl_seconds: float
+    max_request_hold: Micros | None = None
+    media_hold: Micros | None = None
 
     @classmethod
     def build(
@@ -77,6 +79,8 @@ class Settings:
         credential_key: str | None,
         max_body_bytes: int,
         upstream_timeout_seconds: float,
+        max_request_hold_usd: float | int | str | Decimal | None = None,
+        media_hold_usd: float | int | str | Decimal | None = None,
     ) -> Settings:
         default_cap = _usd(default_monthly_usd, "default_monthly_usd")
         max_cap = _usd(max_monthly_usd, "max_monthly_usd")
@@ -105,6 +109,10 @@ class Settings:
             reservation_ttl_seconds=3600,
             sweep_interval_seconds=60.0,
             models_ttl_seconds=600.0,
+            max_request_hold=None
+            if max_request_hold_usd is None
+            else _usd(max_request_hold_usd, "max_request_hold_usd"),
+            media_hold=None if media_hold_usd is None else _usd(media_hold_usd, "media_hold_usd"),
         )
 
 

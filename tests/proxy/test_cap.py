@@ -6,12 +6,11 @@ import asyncio
 import json
 from typing import Any
 
-from wattfare_embed.metering.estimate import estimate_prompt_tokens
 from wattfare_embed.money import micros_from_usd
 from wattfare_embed.testing.fake_openrouter import Generation
 from wattfare_embed.testing.waiting import poll
 
-from .conftest import HELLO, SONNET, Proxied, error_of, sse_data, sse_events
+from .conftest import HELLO, SONNET, Proxied, error_of, estimate_prompt_tokens, sse_data, sse_events
 
 CUT_OFF_EVENT_KEYS = {"error", "choices"}
 OVERRUN_REPLY = " ".join(f"w{i}" for i in range(60))  # sixty pieces of at most four characters: one token each

@@ -1,0 +1,66 @@
+"""What the proxy changes in a request before it leaves: the output limits it clamped, the prices it pins.
+
+The upstream is told the most it may generate (every completion limit it honours) and the most
+it may charge per unit (``provider.max_price``), so it stops, or refuses, rather than bill past
+the hold: a provider dearer than the prices the estimate used is not routed to.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from typing import Any
+
+from .model_price import ModelPrice
+
+__all__ = ["COMPLETION_LIMIT_FIELDS", "clamp_output", "pin_prices"]
+
+COMPLETION_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens")
+_MICROS_PER_USD = Decimal(1_000_000)
+
+
+def clamp_output(payload: dict[str, Any], limit: int) -> None:
+    """Set every output limit the client sent (``max_tokens`` when it sent none) to ``limit``, and
+    keep a reasoning budget within it.
+
+    Reasoning tokens are output tokens, billed within ``max_tokens``; ``reasoning.effort`` is a
+    share of ``max_tokens`` (OpenRouter: 95% at max/xhigh down to 10% at minimal), so sending the
+    clamped ``max_tokens`` bounds it too, where an absent one would let effort size itself from
+    the model's whole output limit.
+    """
+    sent = [name for name in COMPLETION_LIMIT_FIELDS if payload.get(name) is not None]
+    for name in sent or ["max_tokens"]:
+        payload[name] = limit
+    reasoning = payload.get("reasoning")
+    if isinstance(reasoning, dict) and isinstance(reasoning.get("max_tokens"), int):
+        payload["reasoning"] = {**reasoning, "max_tokens": min(reasoning["max_tokens"], limit)}
+
+
+def _at_least(value: Decimal) -> float:
+    """The smallest float not below ``value``: a limit sent as a JSON number never undercuts the price."""
+    number = float(value)
+    return number if Decimal(number) >= value else math.nextafter(number, math.inf)
+
+
+def pin_prices(payload: dict[str, Any], price: ModelPrice, *, completes: bool, images: bool) -> None:
+    """Send ``provider.max_price`` from the prices the estimate used, keeping any lower one the client sent.
+
+    Units are OpenRouter's: prompt and completion in USD per million tokens (which is what
+    micro-dollars per token are), request and image in USD each.
+    """
+    ours = {"prompt": price.prompt, "request": price.request / _MICROS_PER_USD}
+    if completes:
+        ours["completion"] = price.completion
+    if images:
+        ours["image"] = price.image / _MICROS_PER_USD
+    provider = payload.get("provider")
+    provider = provider if isinstance(provider, dict) else {}
+    theirs = provider.get("max_price")
+    theirs = theirs if isinstance(theirs, dict) else {}
+    pinned: dict[str, Any] = dict(theirs)
+    for key, value in ours.items():
+        given = theirs.get(key)
+        if isinstance(given, (int, float)) and not isinstance(given, bool) and 0 <= given <= value:
+            continue  # the client's own limit is lower: it wins
+        pinned[key] = _at_least(value)
+    payload["provider"] = {**provider, "max_price": pinned}
