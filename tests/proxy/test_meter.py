@@ -197,3 +197,98 @@ def test_separator_ends_a_line_cut_in_the_middle() -> None:
     assert meter.separator() == b"\n\n"
     meter.feed(b'ta": {}}]}\n\n')
     assert meter.separator() == b""
+
+
+@pytest.mark.parametrize("end", [b"\r", b"\n", b"\r\n"], ids=["cr", "lf", "crlf"])
+@pytest.mark.parametrize("split", [1, 2, 5, 10_000], ids=["byte-by-byte", "pairs", "odd", "one-chunk"])
+def test_meter_splits_lines_on_cr_lf_and_crlf_however_the_stream_is_cut(end: bytes, split: int) -> None:
+    raw = _stream(end + end, "empty_choices").replace(b"\n\n", end + end)
+    meter = _meter(10)
+
+    for start in range(0, len(raw), split):
+        meter.feed(raw[start : start + split])
+
+    assert (meter.generation_id, meter.finish_reason, meter.done) == ("gen-1", "stop", True)
+    assert meter.trusted_cost() == 13
+    assert meter.output_chars == len("Hello there")
+    assert meter.output_events == 1  # a CRLF split across two reads is one line end, not two
+
+
+def test_a_cut_after_a_lone_cr_ends_the_event_for_any_reader() -> None:
+    meter = _meter(0, hold=1)
+
+    cut = meter.feed(b'data: {"choices":[{"delta":{"content":"' + b"x" * 60 + b'"}}]}\r')
+
+    assert cut is not None
+    assert meter.separator() == b"\n\n"  # a reader taking the next LF as the rest of a CRLF still sees a blank line
+
+
+@pytest.mark.parametrize(
+    ("delta", "chars", "media"),
+    [
+        ({"content": "abc"}, 3, 0),
+        ({"reasoning": "thinking"}, 8, 0),
+        ({"reasoning_content": "thinking"}, 8, 0),
+        # OpenRouter sends the same reasoning in both fields: counted once.
+        ({"reasoning": "thinking", "reasoning_details": [{"type": "reasoning.text", "text": "thinking"}]}, 8, 0),
+        ({"reasoning_details": [{"type": "reasoning.summary", "summary": "in short"}]}, 8, 0),
+        ({"reasoning_details": [{"type": "reasoning.encrypted", "data": "QUJDREVGR0g="}]}, 9, 0),  # a byte a char
+        ({"tool_calls": [{"function": {"name": "get", "arguments": '{"q":1}'}}]}, 10, 0),
+        ({"refusal": "no"}, 2, 0),
+        ({"images": [{"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 4_000}}]}, 0, 2),
+        ({"audio": {"data": "A" * 2_560, "transcript": "hi"}}, 2, 2),
+        ({"content": [{"type": "text", "text": "parts"}]}, 5, 0),
+    ],
+    ids=[
+        "content",
+        "reasoning",
+        "reasoning_content",
+        "reasoning-twice",
+        "summary",
+        "encrypted",
+        "tool-call",
+        "refusal",
+        "image",
+        "audio",
+        "content-parts",
+    ],
+)
+def test_the_meter_counts_every_billable_output(delta: dict[str, Any], chars: int, media: int) -> None:
+    meter = _meter(0)
+
+    meter.feed(_event({"choices": [{"index": 0, "delta": delta}]}))
+
+    assert (meter.output_chars, meter.media_tokens, meter.output_events) == (chars, media, 1)
+
+
+def test_reasoning_that_overruns_the_hold_is_cut_off() -> None:
+    meter = _meter(0, hold=6)  # ten tokens at 0.6 µ$
+    events = [
+        _event({"choices": [{"delta": {"reasoning": f"r{i}", "reasoning_details": [{"text": f"r{i}"}]}}]})
+        for i in range(20)
+    ]
+
+    cut = meter.feed(b"".join(events))
+
+    assert cut == sum(len(event) for event in events[:11]) - 1
+    assert meter.output_events == 11
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        ({"cost": 0.0001, "is_byok": True, "cost_details": {"upstream_inference_cost": 0.002}}, 2_100),
+        ({"cost": 0.0001, "is_byok": True, "cost_details": {"upstream_inference_cost": None}}, None),
+        ({"cost": 0.0001, "is_byok": True}, None),
+        ({"cost": 0.0001, "is_byok": False, "cost_details": {"upstream_inference_cost": 0.002}}, 100),
+    ],
+    ids=["byok", "byok-without-the-provider-bill", "byok-without-details", "not-byok"],
+)
+def test_byok_usage_charges_the_providers_bill_as_well_as_openrouters_fee(
+    usage: dict[str, Any], expected: int | None
+) -> None:
+    meter = _meter(0)
+
+    meter.observe({"choices": [{"finish_reason": "stop", "delta": {}}], "usage": usage})
+
+    assert meter.trusted_cost() == expected

@@ -37,9 +37,12 @@ def clamp_output(payload: dict[str, Any], limit: int) -> None:
 
 
 def _at_least(value: Decimal) -> float:
-    """The smallest float not below ``value``: a limit sent as a JSON number never undercuts the price."""
+    """A JSON number that reads (as the decimal it prints as) no lower than ``value``: a limit sent
+    upstream never undercuts the very price it pins."""
     number = float(value)
-    return number if Decimal(number) >= value else math.nextafter(number, math.inf)
+    while Decimal(repr(number)) < value:
+        number = math.nextafter(number, math.inf)
+    return number
 
 
 def pin_prices(payload: dict[str, Any], price: ModelPrice, *, completes: bool, images: bool) -> None:

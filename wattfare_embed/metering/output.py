@@ -17,10 +17,10 @@ from ..money import Micros, micros_from_usd
 
 __all__ = ["BYTES_PER_AUDIO_TOKEN", "BYTES_PER_IMAGE_TOKEN", "charged_cost", "chat_output"]
 
-# Image output is billed in tokens (Gemini: 1,290 for a 1024x1024 image, whose PNG is ~1.3 MB):
-# a thousand bytes a token counts a typical PNG near its real figure and a JPEG below it, so a
-# reply within its max_tokens is never mistaken for an overrun.
-BYTES_PER_IMAGE_TOKEN = 1_000
+# Image output is billed in tokens (Gemini: 1,290 for a 1024x1024 image, whose PNG runs from about
+# 1.3 to 3 MB): two thousand bytes a token counts it at or below its real figure, so a reply within
+# its max_tokens is never mistaken for an overrun (one overrunning with images is cut a little late).
+BYTES_PER_IMAGE_TOKEN = 2_000
 # Audio output: 16-bit PCM at 24 kHz (48,000 bytes a second, the largest format streamed) at 50
 # audio tokens a second (OpenAI's ~$0.24 a minute at $80 per million).
 BYTES_PER_AUDIO_TOKEN = 960

@@ -314,10 +314,12 @@ def serve_model(
     *,
     providers: dict[str, list[tuple[str, JSONObject]]] | None = None,
     max_price: object = None,
+    only: object = None,
     dearest: bool = False,
 ) -> ServedModel:
     """Pick the model, then its provider: the top (cheapest) one, or the dearest when routing prefers
-    it (`dearest`, `:nitro`). Only providers within `max_price` are eligible; none left is a 404."""
+    it (`dearest`, `:nitro`). Only providers named in `only` (when given) and within `max_price`
+    are eligible; none left is a 404."""
     if not isinstance(requested, str) or not requested:
         raise OpenRouterError(400, "No model specified")
     model = _find(models, requested)
@@ -336,6 +338,9 @@ def serve_model(
     listed: JSONObject = dict(model.get("pricing") or {})
     candidates = [(_PROVIDER_BY_AUTHOR.get(author, author.capitalize()), listed)]
     candidates += [(name, {**listed, **pricing}) for name, pricing in (providers or {}).get(model_id, [])]
+    if isinstance(only, list):
+        slugs = {str(slug).lower() for slug in only}
+        candidates = [(name, pricing) for name, pricing in candidates if name.lower().replace(" ", "-") in slugs]
     if isinstance(max_price, dict):
         candidates = [(name, pricing) for name, pricing in candidates if _of(pricing).fits(max_price)]
         if not candidates:

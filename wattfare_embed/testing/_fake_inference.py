@@ -36,6 +36,7 @@ def inference_routes(fake: FakeOpenRouter) -> list[Route]:
             fake.auto_router_target,
             providers=fake.providers,
             max_price=provider.get("max_price"),
+            only=provider.get("only"),
             dearest=fake.route_to_dearest,
         )
         messages = _messages(body)
