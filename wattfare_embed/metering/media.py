@@ -41,8 +41,9 @@ class DataUrl:
 
     @property
     def size(self) -> int:
-        """The decoded size in bytes (an upper bound: padding is not subtracted)."""
-        return len(self.payload) * 3 // 4
+        """The decoded size in bytes, from the payload's length (nothing is decoded)."""
+        padding = len(self.payload) - len(self.payload.rstrip("="))
+        return len(self.payload) * 3 // 4 - min(padding, 2)
 
     def data(self) -> bytes | None:
         """The decoded bytes, or ``None`` when the payload is not valid base64."""
