@@ -29,6 +29,8 @@ _RESULT_CHARS_BY_CONTEXT = {"low": 5_000, "medium": 15_000, "high": 30_000}
 # Plugins that bill nothing of their own (the file parser's cost is part of each file's bound).
 _UNBILLED_PLUGINS = frozenset({"file-parser", "response-healing", "context-compression"})
 _TEXT_PARTS = frozenset({None, "text", "input_text", "refusal"})
+_OUTPUT_MODALITIES = frozenset({"image", "audio"})
+_SEARCH_OR_TOOL_KEYS = ("plugins", "web_search_options", "tools")
 _TEXT_KEYS = ("messages", "prompt", "input", "tools", "tool_choice", "response_format", "functions")
 
 
@@ -125,16 +127,16 @@ def read_chat_request(payload: dict[str, Any]) -> BillableRequest:
     for i, message in enumerate(messages if isinstance(messages, list) else ()):
         if not isinstance(message, dict):
             continue
-        content = message.get("content")
-        parts = (
-            [(f"messages[{i}].content[{j}]", part) for j, part in enumerate(content)]
-            if isinstance(content, list)
-            else []
-        )
-        images = message.get("images")  # images an assistant made, sent back in a later turn
-        parts += (
-            [(f"messages[{i}].images[{j}]", part) for j, part in enumerate(images)] if isinstance(images, list) else []
-        )
+        content, images = message.get("content"), message.get("images")
+        if isinstance(content, str) and images is None:
+            continue  # plain text: nothing but its bytes to count
+        parts = [
+            (f"messages[{i}].content[{j}]", part) for j, part in enumerate(content or ()) if isinstance(content, list)
+        ]
+        # Images an assistant made, sent back in a later turn.
+        parts += [
+            (f"messages[{i}].images[{j}]", part) for j, part in enumerate(images or ()) if isinstance(images, list)
+        ]
         for where, part in parts:
             if not isinstance(part, dict):
                 continue
@@ -159,7 +161,7 @@ def read_chat_request(payload: dict[str, Any]) -> BillableRequest:
         searches=searches,
         choices=n or 1,
         completion_limit=min(limits) if limits else None,
-        output_modalities=frozenset(modalities if isinstance(modalities, list) else ()) & {"image", "audio"},
+        output_modalities=frozenset(modalities) & _OUTPUT_MODALITIES if isinstance(modalities, list) else frozenset(),
         cache_write_1h=cache_1h,
         unbounded=unbounded,
     )
@@ -226,6 +228,8 @@ def _searches_and_tools(
     payload: dict[str, Any], models: tuple[str, ...]
 ) -> tuple[tuple[SearchAllowance, ...], tuple[str, ...]]:
     """Web searches the request allows, and the parts that bill without any bound we can state."""
+    if not any(key in payload for key in _SEARCH_OR_TOOL_KEYS) and not any(":" in model for model in models):
+        return (), ()
     searches: list[SearchAllowance] = []
     unbounded: list[str] = []
     plugins = payload.get("plugins")

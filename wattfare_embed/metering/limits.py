@@ -7,8 +7,6 @@ the hold: a provider dearer than the prices the estimate used is not routed to.
 
 from __future__ import annotations
 
-import math
-from decimal import Decimal
 from typing import Any
 
 from .model_price import ModelPrice
@@ -16,7 +14,6 @@ from .model_price import ModelPrice
 __all__ = ["COMPLETION_LIMIT_FIELDS", "clamp_output", "pin_prices"]
 
 COMPLETION_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens")
-_MICROS_PER_USD = Decimal(1_000_000)
 
 
 def clamp_output(payload: dict[str, Any], limit: int) -> None:
@@ -36,34 +33,19 @@ def clamp_output(payload: dict[str, Any], limit: int) -> None:
         payload["reasoning"] = {**reasoning, "max_tokens": min(reasoning["max_tokens"], limit)}
 
 
-def _at_least(value: Decimal) -> float:
-    """A JSON number that reads (as the decimal it prints as) no lower than ``value``: a limit sent
-    upstream never undercuts the very price it pins."""
-    number = float(value)
-    while Decimal(repr(number)) < value:
-        number = math.nextafter(number, math.inf)
-    return number
-
-
 def pin_prices(payload: dict[str, Any], price: ModelPrice, *, completes: bool, images: bool) -> None:
-    """Send ``provider.max_price`` from the prices the estimate used, keeping any lower one the client sent.
-
-    Units are OpenRouter's: prompt and completion in USD per million tokens (which is what
-    micro-dollars per token are), request and image in USD each.
-    """
-    ours = {"prompt": price.prompt, "request": price.request / _MICROS_PER_USD}
-    if completes:
-        ours["completion"] = price.completion
-    if images:
-        ours["image"] = price.image / _MICROS_PER_USD
+    """Send ``provider.max_price`` from the prices the estimate used (``ModelPrice.pins``, in
+    OpenRouter's units), keeping any lower one the client sent."""
+    keys = ("prompt", "request", "completion", "image") if images else ("prompt", "request", "completion")
     provider = payload.get("provider")
     provider = provider if isinstance(provider, dict) else {}
     theirs = provider.get("max_price")
     theirs = theirs if isinstance(theirs, dict) else {}
     pinned: dict[str, Any] = dict(theirs)
-    for key, value in ours.items():
+    for key in keys if completes else keys[:2]:
+        ours = price.pins[key]
         given = theirs.get(key)
-        if isinstance(given, (int, float)) and not isinstance(given, bool) and 0 <= given <= value:
+        if isinstance(given, (int, float)) and not isinstance(given, bool) and 0 <= given <= ours:
             continue  # the client's own limit is lower: it wins
-        pinned[key] = _at_least(value)
+        pinned[key] = ours
     payload["provider"] = {**provider, "max_price": pinned}

@@ -34,6 +34,15 @@ _CR, _LF = 13, 10
 OutputReader = Callable[[dict[str, Any]], tuple[int, int]]
 
 
+def _tokens_within(budget: Micros, per_token: Decimal) -> int:
+    """The most tokens for which ``ceil(tokens * per_token) <= budget`` (-1 when not even none fit)."""
+    if budget < 0:
+        return -1
+    if per_token <= 0:
+        return 2**62
+    return int(Decimal(budget) // per_token)
+
+
 class ResponseMeter:
     """Follows one response and knows what it has cost so far.
 
@@ -55,6 +64,9 @@ class ResponseMeter:
         self._hold = hold
         self._free = free
         self._read_output = read_output
+        # The most output the hold pays for, worked out once: `estimated_cost() > hold` exactly when
+        # more tokens than this have streamed (the per-event check is then one comparison).
+        self._allowed_tokens = None if hold is None else _tokens_within(hold - prompt_cost, output_price)
         self._pending: list[bytes] = []
         self._in_event = False  # a complete line of an event not yet ended by a blank line
         self._after_cr = False  # the last read ended on CR: an LF opening the next one ends nothing
@@ -88,10 +100,13 @@ class ResponseMeter:
                 start = 1  # the LF of a CRLF split across two reads
         cr = chunk.find(b"\r", start)
         while True:
-            lf = chunk.find(b"\n", start)
-            if 0 <= cr < start:
-                cr = chunk.find(b"\r", start)
-            end = lf if cr < 0 or (0 <= lf < cr) else cr
+            if cr < 0:  # LF line ends only, from here on: the common case, one search a line
+                end = chunk.find(b"\n", start)
+            else:
+                if cr < start:
+                    cr = chunk.find(b"\r", start)
+                lf = chunk.find(b"\n", start, cr if cr >= 0 else size)
+                end = lf if lf >= 0 else cr
             if end < 0:
                 break
             line = chunk[start:end]
@@ -99,7 +114,7 @@ class ResponseMeter:
                 line = b"".join([*self._pending, line])
                 self._pending.clear()
             start = end + 1
-            if chunk[end] == _CR:
+            if end == cr:
                 if start < size:
                     start += chunk[start] == _LF
                 else:
@@ -130,10 +145,10 @@ class ResponseMeter:
     def passes_hold(self) -> bool:
         """True when the output so far costs more than the hold and no final bill is known."""
         return (
-            self._hold is not None
+            self._allowed_tokens is not None
+            and self.output_tokens > self._allowed_tokens
             and not self.done
             and self.trusted_cost() is None
-            and self.estimated_cost() > self._hold
         )
 
     def separator(self) -> bytes:

@@ -14,6 +14,7 @@ deliberately not applied.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
@@ -42,6 +43,7 @@ _REQUIRED = frozenset({"prompt", "completion"})
 # OpenRouter models without a stated output limit still stop somewhere; this is what we reserve for.
 DEFAULT_MAX_COMPLETION_TOKENS = 4096
 _ZERO = Decimal(0)
+_MICROS_PER_USD = Decimal(1_000_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,15 +72,27 @@ class ModelPrice:
     input_cache_write_1h: Decimal = _ZERO
     unknown: frozenset[str] = frozenset()
     tiers: tuple[tuple[int, ModelPrice], ...] = field(default=(), repr=False)
+    # Worked out once per price (per list load), not per request:
+    free: bool = field(init=False, repr=False, compare=False)
+    pins: dict[str, float] = field(init=False, repr=False, compare=False)  # `provider.max_price` values
+
+    def __post_init__(self) -> None:
+        free = not self.unknown and not self.tiers and all(self.rate(key) == 0 for key in PRICE_KEYS)
+        object.__setattr__(self, "free", free)
+        # OpenRouter's units: prompt and completion in USD per million tokens (micro-dollars per
+        # token), request and image in USD each.
+        pins = {
+            "prompt": _at_least(self.prompt),
+            "completion": _at_least(self.completion),
+            "request": _at_least(self.request / _MICROS_PER_USD),
+            "image": _at_least(self.image / _MICROS_PER_USD),
+        }
+        object.__setattr__(self, "pins", pins)
 
     @property
     def known(self) -> bool:
         """The base prices every request pays (prompt, completion, per request) are stated."""
         return not self.unknown & {"prompt", "completion", "request"}
-
-    @property
-    def free(self) -> bool:
-        return not self.unknown and all(self.rate(key) == 0 for key in PRICE_KEYS) and not self.tiers
 
     def rate(self, key: str) -> Decimal:
         value: Decimal = getattr(self, key)
@@ -102,6 +116,15 @@ class ModelPrice:
         values: dict[str, Any] = {key: max(self.rate(key), ceiling.at(2**62).rate(key)) for key in missing}
         tiers = tuple((minimum, tier.filled(missing, ceiling)) for minimum, tier in self.tiers)
         return replace(self, **values, unknown=self.unknown - missing, tiers=tiers)
+
+
+def _at_least(value: Decimal) -> float:
+    """A JSON number that reads (as the decimal it prints as) no lower than ``value``: a limit sent
+    upstream never undercuts the very price it pins."""
+    number = float(value)
+    while Decimal(repr(number)) < value:
+        number = math.nextafter(number, math.inf)
+    return number
 
 
 def _micros_per_unit(text: Any) -> Decimal | None:

@@ -40,9 +40,15 @@ def _base64_bytes(value: Any) -> int:
     return (len(value) - value.find(",") - 1) * 3 // 4 if value.startswith("data:") else len(value) * 3 // 4
 
 
+_PLAIN = frozenset({"role", "content"})
+
+
 def chat_output(body: dict[str, Any]) -> tuple[int, int]:
     """``(characters of text, tokens of media)`` that one delta or message adds to the bill."""
-    chars = _text(body.get("content")) + _text(body.get("refusal"))
+    content = body.get("content")
+    if body.keys() <= _PLAIN:  # by far the most common delta: text alone
+        return (len(content) if isinstance(content, str) else _text(content)), 0
+    chars = _text(content) + _text(body.get("refusal"))
     # OpenRouter sends reasoning both as `reasoning` and as `reasoning_details` entries: the same
     # tokens, counted once.
     plain = max(_text(body.get("reasoning")), _text(body.get("reasoning_content")))
