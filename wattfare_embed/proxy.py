@@ -190,7 +190,10 @@ class Proxy:
             ) from None
         if isinstance(result, Reservation):
             return result
-        status = await self._embed.status(user) if needs_status(result) else None
+        status = None
+        if needs_status(result):
+            with contextlib.suppress(Exception):  # the figures only make the message clearer
+                status = await self._embed.status(user)
         raise refusal_error(result, status, minimum)
 
     # -- forwarding -------------------------------------------------------------------------

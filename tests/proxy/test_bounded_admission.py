@@ -314,3 +314,20 @@ async def test_fifty_concurrent_clients_of_every_dimension_never_pass_the_cap(
         assert record.spent == sum(billed)  # every charge the upstream's own figure
         for row, charged in zip(rows, billed, strict=True):
             assert charged <= row.reserved
+
+
+async def test_a_byok_charge_reconciled_from_the_generation_record_counts_the_providers_bill(
+    lite: Proxied, user_id: str
+) -> None:
+    await lite.connect(user_id, "1")
+    lite.fake.reply_text = REPLY
+    lite.fake.billing.byok = True
+    lite.fake.inject(no_usage=True)
+
+    _, raw = await lite.stream_bytes(user_id, max_tokens=50)
+
+    assert sse_data(raw)[-1] == "[DONE]"
+    [row] = await lite.settled(user_id, 1, reconciled=True)
+    generation = lite.generation(row.generation_id)
+    assert generation.upstream_cost is not None and generation.upstream_cost > generation.total_cost
+    assert (row.cost_source, row.cost) == ("reported", micros_from_usd(generation.billed))

@@ -24,16 +24,18 @@ def refusal_error(refusal: Refusal, status: ConnectionStatus | None, minimum: Mi
         return NotConnectedError("this user disconnected their AI budget; ask them to connect again")
     if refusal is Refusal.FUNDING_INVALID:
         return FundingInvalidError("the upstream refused this user's funding; ask them to connect again")
-    if refusal is Refusal.CONTENDED or status is None:
+    if refusal is Refusal.CONTENDED:
         return RateLimitedError("too many requests for this user at once; try again", headers={"Retry-After": "1"})
     needs = f"this request needs at least ${usd_text(minimum)}"
     if refusal is Refusal.HELD_IN_FLIGHT:
         # Nothing is spent: other requests of this user hold the rest until they finish (OpenRouter's
         # own 402 says `limit_source: openrouter_in_flight_budget` for the same), so a retry is safe.
+        held = f"${usd_text(status.held)} of the ${usd_text(status.remaining)} left" if status else "what is left"
         return BudgetExceededError(
-            f"requests in flight hold ${usd_text(status.held)} of the ${usd_text(status.remaining)} left "
-            f"this month; {needs}: try again when they finish",
+            f"requests in flight hold {held} this month; {needs}: try again when they finish",
             headers={"Retry-After": str(IN_FLIGHT_RETRY_SECONDS), "x-should-retry": "true"},
         )
+    if status is None:
+        return BudgetExceededError(f"the monthly cap is reached: {needs}")
     cap, left = usd_text(status.monthly_cap), usd_text(status.remaining)
     return BudgetExceededError(f"the monthly cap of ${cap} is reached: ${left} left, {needs}")
