@@ -89,6 +89,7 @@ class Proxy:
         self._user_key = derive_key(embed.keys.secret_key, b"wattfare upstream user ids v1")
         self._open = OpenStreams()
         embed.on_connection_ended(self._open.stop)
+        embed.on_startup(self._start_revocation_watch)
 
     # -- ASGI entry points ------------------------------------------------------------------
 
@@ -131,7 +132,7 @@ class Proxy:
         )
         # Revocable from the moment money is held: a revoke while the upstream is still thinking
         # must stop the call before its first byte, not after its last.
-        control = OpenStream(reservation.connection.id)
+        control = OpenStream(reservation.connection.id, user)
         exchange = _Exchange(user, dialect, reservation, admission, meter, control)
         self._open.add(control)
         try:
@@ -220,16 +221,6 @@ class Proxy:
             exchange.refused_upstream = True
             await send_error(send, exc)
             return
-        # From here until the answer is out, a revoke in another process stops the call too.
-        revocations = asyncio.get_running_loop().create_task(self._watch_revocation(exchange.control, exchange.user))
-        try:
-            await self._exchange(exchange, url, body, headers, receive, send)
-        finally:
-            revocations.cancel()
-
-    async def _exchange(
-        self, exchange: _Exchange, url: str, body: bytes, headers: dict[str, str], receive: Receive, send: Send
-    ) -> None:
         try:
             response = await self._embed.http.post(url, data=body, headers=headers)
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
@@ -337,21 +328,25 @@ class Proxy:
         await self._settle_before_answering(exchange)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _watch_revocation(self, control: OpenStream, user: str) -> None:
-        """Re-read the connection of a call in flight now and then, so a revoke handled by another
-        process (another worker got the webhook or the DELETE) also stops it, within seconds.
-        A revoke in this process stops it at once through ``connection_ended``. A store error
-        skips one look, never the rest: the call stays revocable."""
+    async def _start_revocation_watch(self) -> None:
+        self._embed.run_in_background(self._watch_revocations)
+
+    async def _watch_revocations(self) -> None:
+        """Re-read, every couple of seconds, the connections that have calls in flight, so a revoke
+        handled by another process (another worker got the webhook or the DELETE) also stops them
+        within seconds; one read per connection, not per call. A revoke in this process stops them
+        at once through ``connection_ended``. A store error skips one look, never the rest."""
         store, app_id = self._embed.store, self._embed.keys.app_id
-        while not control.revoked:
+        while True:
             await asyncio.sleep(REVOCATION_POLL_SECONDS)
-            try:
-                record = await store.get_connection(app_id, user, int(time.time()))
-            except Exception:
-                logger.warning("checking a call's connection for a revoke failed; trying again", exc_info=True)
-                continue
-            if record is None or record.status is not ConnectionState.ACTIVE:
-                control.stop()
+            for connection_id, user in self._open.in_flight():
+                try:
+                    record = await store.get_connection(app_id, user, int(time.time()))
+                except Exception:
+                    logger.warning("checking a connection for a revoke failed; trying again", exc_info=True)
+                    continue
+                if record is None or record.status is not ConnectionState.ACTIVE:
+                    self._open.stop(connection_id)
 
     # -- settling ---------------------------------------------------------------------------
 
