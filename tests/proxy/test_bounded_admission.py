@@ -331,3 +331,24 @@ async def test_a_byok_charge_reconciled_from_the_generation_record_counts_the_pr
     generation = lite.generation(row.generation_id)
     assert generation.upstream_cost is not None and generation.upstream_cost > generation.total_cost
     assert (row.cost_source, row.cost) == ("reported", micros_from_usd(generation.billed))
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"modalities": [{"image": True}, ["audio"]]},
+        {"messages": [{"role": "user", "content": [{"type": {"nested": 1}}]}]},
+        {"messages": [{"role": "user", "content": "hi", "images": "not a list"}]},
+        {"plugins": [{"id": ["web"]}]},
+        {"tools": [{"type": {"a": 1}}]},
+        {"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": 5}}]}]},
+    ],
+    ids=["modalities", "part-type", "images", "plugin-id", "tool-type", "audio-data"],
+)
+async def test_odd_shapes_never_answer_500(lite: Proxied, user_id: str, odd: dict[str, Any]) -> None:
+    await lite.connect(user_id, "1")
+
+    response = await lite.chat(user_id, max_tokens=10, **odd)
+
+    assert response.status_code in (200, 400), response.text
+    await lite.settled(user_id, len(await lite.ledger(user_id)))

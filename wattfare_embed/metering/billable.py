@@ -130,13 +130,9 @@ def read_chat_request(payload: dict[str, Any]) -> BillableRequest:
         content, images = message.get("content"), message.get("images")
         if isinstance(content, str) and images is None:
             continue  # plain text: nothing but its bytes to count
-        parts = [
-            (f"messages[{i}].content[{j}]", part) for j, part in enumerate(content or ()) if isinstance(content, list)
-        ]
+        parts = [(f"messages[{i}].content[{j}]", part) for j, part in enumerate(_list(content))]
         # Images an assistant made, sent back in a later turn.
-        parts += [
-            (f"messages[{i}].images[{j}]", part) for j, part in enumerate(images or ()) if isinstance(images, list)
-        ]
+        parts += [(f"messages[{i}].images[{j}]", part) for j, part in enumerate(_list(images))]
         for where, part in parts:
             if not isinstance(part, dict):
                 continue
@@ -161,10 +157,14 @@ def read_chat_request(payload: dict[str, Any]) -> BillableRequest:
         searches=searches,
         choices=n or 1,
         completion_limit=min(limits) if limits else None,
-        output_modalities=frozenset(modalities) & _OUTPUT_MODALITIES if isinstance(modalities, list) else frozenset(),
+        output_modalities=_OUTPUT_MODALITIES.intersection(m for m in _list(modalities) if isinstance(m, str)),
         cache_write_1h=cache_1h,
         unbounded=unbounded,
     )
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _caches_for_an_hour(control: Any) -> bool:
@@ -181,6 +181,8 @@ def _url_of(value: Any, key: str = "url") -> str:
 def _media_part(where: str, part: dict[str, Any]) -> tuple[MediaPart | None, int]:
     """The media item a content part is (``None`` for text), and the characters of its inline payload."""
     kind = part.get("type")
+    if not isinstance(kind, str | None):
+        return MediaPart(repr(kind)[:40], where), 0  # not a type anyone knows: cannot be sized
     if kind in _TEXT_PARTS:
         return None, 0
     if kind == "image_url":
@@ -238,10 +240,11 @@ def _searches_and_tools(
     for index, plugin in enumerate(plugins or ()):
         if not isinstance(plugin, dict) or plugin.get("enabled") is False:
             continue
-        if plugin.get("id") == "web":
+        plugin_id = plugin.get("id")
+        if plugin_id == "web":
             searches.append(SearchAllowance(f"plugins[{index}]", 1, _results(plugin), _result_chars(plugin)))
-        elif plugin.get("id") not in _UNBILLED_PLUGINS:
-            unbounded.append(f"plugins[{index}] (plugin {plugin.get('id')!r})")
+        elif not (isinstance(plugin_id, str) and plugin_id in _UNBILLED_PLUGINS):
+            unbounded.append(f"plugins[{index}] (plugin {plugin_id!r:.40})")
     if any(":online" in model for model in models) and not searches:
         # `:online` is the web plugin with its defaults.
         searches.append(SearchAllowance("the :online model variant", 1, DEFAULT_SEARCH_RESULTS, DEFAULT_RESULT_CHARS))
@@ -262,5 +265,5 @@ def _searches_and_tools(
         elif kind == "openrouter:web_search":
             unbounded.append(f"{where} (openrouter:web_search without parameters.max_uses)")
         else:
-            unbounded.append(f"{where} (server tool {kind!r})")
+            unbounded.append(f"{where} (server tool {kind!r:.40})")
     return tuple(searches), tuple(unbounded)
