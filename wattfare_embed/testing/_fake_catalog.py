@@ -291,6 +291,8 @@ class ServedModel:
     def prices_for(self, prompt_tokens: int, utc_hhmm: int) -> ModelPrices:
         """The prices that apply to this request: the listed ones, with every override whose
         conditions hold (above `min_prompt_tokens`, inside its `utc_start`-`utc_end` window)."""
+        if not (self.pricing or {}).get("overrides"):
+            return self.prices
         pricing = dict(self.pricing or {})
         for override in pricing.pop("overrides", None) or ():
             minimum = override.get("min_prompt_tokens")
@@ -300,7 +302,7 @@ class ServedModel:
             if start is not None and end is not None and not _in_window(utc_hhmm, start, end):
                 continue
             pricing.update({key: value for key, value in override.items() if key in _PRICE_KEYS})
-        return ModelPrices.of({"pricing": pricing}) if self.pricing is not None else self.prices
+        return ModelPrices.of({"pricing": pricing})
 
 
 def _in_window(hhmm: int, start: int, end: int) -> bool:

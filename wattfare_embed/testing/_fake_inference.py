@@ -42,8 +42,10 @@ def inference_routes(fake: FakeOpenRouter) -> list[Route]:
         messages = _messages(body)
         requested_max = _requested_max_tokens(body)
         knobs = fake.billing
-        served_prices = served.prices_for(read_prompt(body, messages, served.prices, knobs).prompt_tokens, _hhmm(fake))
-        prompt = read_prompt(body, messages, served_prices, knobs)
+        prompt = read_prompt(body, messages, served.prices, knobs)
+        served_prices = served.prices_for(prompt.prompt_tokens, _hhmm(fake))
+        if served_prices != served.prices:  # an override applies: its prices may bill images differently
+            prompt = read_prompt(body, messages, served_prices, knobs)
         reply_text = fake.reply_text if fake.reply_text is not None else _simulated_reply(messages)
         planned = plan_output(body, served, reply_text, knobs)
         check_affordable(
