@@ -92,6 +92,8 @@ class Wattfare:
         upstream_timeout_seconds: float = 300.0,
         auto_migrate: bool | None = None,
         pool_sizes: PoolSizes | None = None,
+        max_request_hold_usd: float | int | str | Decimal | None = 1,
+        media_hold_usd: float | int | str | Decimal | None = None,
     ) -> None:
         secret = env_or(secret_key, "WATTFARE_SECRET_KEY")
         publishable = env_or(publishable_key, "WATTFARE_PUBLISHABLE_KEY")
@@ -117,6 +119,8 @@ class Wattfare:
             upstream_timeout_seconds=upstream_timeout_seconds,
             auto_migrate=auto_migrate,
             pool_sizes=pool_sizes,
+            max_request_hold_usd=max_request_hold_usd,
+            media_hold_usd=media_hold_usd,
         )
         if consent is None:
             if self.keys.live:

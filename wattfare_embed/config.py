@@ -75,6 +75,8 @@ class Settings:
     models_ttl_seconds: float
     auto_migrate: bool
     pool_sizes: PoolSizes
+    max_request_hold: Micros | None = None
+    media_hold: Micros | None = None
 
     @classmethod
     def build(
@@ -95,6 +97,8 @@ class Settings:
         upstream_timeout_seconds: float,
         auto_migrate: bool | None = None,
         pool_sizes: PoolSizes | None = None,
+        max_request_hold_usd: float | int | str | Decimal | None = None,
+        media_hold_usd: float | int | str | Decimal | None = None,
     ) -> Settings:
         default_cap = _usd(default_monthly_usd, "default_monthly_usd")
         max_cap = _usd(max_monthly_usd, "max_monthly_usd")
@@ -125,6 +129,10 @@ class Settings:
             models_ttl_seconds=600.0,
             auto_migrate=_flag(auto_migrate, "WATTFARE_AUTO_MIGRATE", True),
             pool_sizes=pool_sizes or PoolSizes(),
+            max_request_hold=None
+            if max_request_hold_usd is None
+            else _usd(max_request_hold_usd, "max_request_hold_usd"),
+            media_hold=None if media_hold_usd is None else _usd(media_hold_usd, "media_hold_usd"),
         )
 
 

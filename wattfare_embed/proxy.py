@@ -25,23 +25,26 @@ from starlette.types import Receive, Scope, Send
 
 from .auth import model_caller
 from .crypto import derive_key
-from .errors import (
-    BudgetExceededError,
-    FundingInvalidError,
-    NotConnectedError,
-    RateLimitedError,
-    UpstreamError,
-    WattfareError,
-)
-from .metering.estimate import Admission, affordable_tokens, plan_admission
+from .errors import FundingInvalidError, NotConnectedError, RateLimitedError, UpstreamError, WattfareError
+from .metering.dialects import CHAT, EMBEDDINGS, Dialect
+from .metering.estimate import Admission, HoldPolicy, affordable_tokens, plan_admission
+from .metering.limits import pin_prices
 from .metering.meter import ResponseMeter
-from .metering.pricing import ModelPrice, PriceBook
+from .metering.pricing import PriceBook
 from .metering.reconcile import Reconciler
+from .metering.refusals import needs_status, refusal_error
 from .metering.streams import OpenStream, OpenStreams, watch_disconnect
 from .metering.upstream_errors import error_for_upstream_status
-from .metering.wire import COMPLETION_LIMIT_FIELDS, cut_off_event, parse_request, read_body, send_bytes, send_error
-from .money import usd_text
-from .store import ConnectionRecord, ConnectionState, Refusal, Reservation, ReservationRequest
+from .metering.wire import (
+    cut_off_event,
+    parse_request,
+    read_body,
+    relayed_headers,
+    send_bytes,
+    send_error,
+    upstream_headers,
+)
+from .store import ConnectionRecord, ConnectionState, Reservation, ReservationRequest
 
 if TYPE_CHECKING:
     from .app import Wattfare
@@ -51,13 +54,6 @@ __all__ = ["Proxy"]
 logger = logging.getLogger("wattfare_embed")
 
 REVOCATION_POLL_SECONDS = 2.0
-# Headers that belong to one hop, or that we change (length, encoding), are not relayed.
-_NOT_RELAYED = frozenset(
-    {
-        "connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "content-length",
-        "content-encoding", "proxy-authenticate", "proxy-authorization", "set-cookie", "date", "server",
-    }
-)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -65,8 +61,8 @@ class _Exchange:
     """One metered request in flight."""
 
     user: str
+    dialect: Dialect
     reservation: Reservation
-    price: ModelPrice
     admission: Admission
     meter: ResponseMeter
     control: OpenStream
@@ -89,17 +85,19 @@ class Proxy:
             ttl_seconds=embed.settings.models_ttl_seconds,
         )
         self.reconciler = Reconciler(embed, self._credential)
+        self._hold_policy = HoldPolicy(embed.settings.max_request_hold, embed.settings.media_hold)
         self._user_key = derive_key(embed.keys.secret_key, b"wattfare upstream user ids v1")
         self._open = OpenStreams()
         embed.on_connection_ended(self._open.stop)
+        embed.on_startup(self._start_revocation_watch)
 
     # -- ASGI entry points ------------------------------------------------------------------
 
     async def chat_completions(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._metered(scope, receive, send, kind="chat")
+        await self._metered(scope, receive, send, CHAT)
 
     async def embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._metered(scope, receive, send, kind="embeddings")
+        await self._metered(scope, receive, send, EMBEDDINGS)
 
     async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -112,25 +110,33 @@ class Proxy:
 
     # -- one metered request ----------------------------------------------------------------
 
-    async def _metered(self, scope: Scope, receive: Receive, send: Send, *, kind: str) -> None:
+    async def _metered(self, scope: Scope, receive: Receive, send: Send, dialect: Dialect) -> None:
         try:
             user = self._caller(Headers(scope=scope))
-            payload = parse_request(await read_body(receive, self._settings.max_body_bytes), kind)
-            price = await self.prices.for_request(payload, allow_unpriced=self._settings.allow_unpriced_models)
-            admission = plan_admission(payload, price, completion=kind == "chat")
-            reservation = await self._reserve_shielded(user, payload["model"], kind, price, admission)
+            payload = parse_request(await read_body(receive, self._settings.max_body_bytes), dialect.kind)
+            # Bounded admission: every billable part of the request priced at its dearest, or refused.
+            request = dialect.read_request(payload)
+            price = await self.prices.for_request(request, allow_unpriced=self._settings.allow_unpriced_models)
+            admission = plan_admission(request, price, self._hold_policy)
+            reservation = await self._reserve_shielded(user, payload["model"], dialect.kind, admission)
         except WattfareError as exc:
             await send_error(send, exc)
             return
 
-        meter = ResponseMeter(price, admission.prompt_cost, hold=reservation.amount)
+        meter = ResponseMeter(
+            admission.prompt_cost,
+            admission.output_price,
+            hold=reservation.amount,
+            free=price.free,
+            read_output=dialect.read_output,
+        )
         # Revocable from the moment money is held: a revoke while the upstream is still thinking
-        # must stop the stream before its first byte, not after its last.
-        control = OpenStream(reservation.connection.id)
-        exchange = _Exchange(user, reservation, price, admission, meter, control)
+        # must stop the call before its first byte, not after its last.
+        control = OpenStream(reservation.connection.id, user)
+        exchange = _Exchange(user, dialect, reservation, admission, meter, control)
         self._open.add(control)
         try:
-            await self._forward(exchange, payload, kind, receive, send)
+            await self._forward(exchange, payload, receive, send)
         finally:
             self._open.discard(control)
             # Shielded: a cancelled request (client gone, server stopping) still settles.
@@ -145,11 +151,9 @@ class Proxy:
             allow_anonymous_user=allow_anonymous_user,
         )
 
-    async def _reserve_shielded(
-        self, user: str, model: str, kind: str, price: ModelPrice, admission: Admission
-    ) -> Reservation:
+    async def _reserve_shielded(self, user: str, model: str, kind: str, admission: Admission) -> Reservation:
         """Reserve; if the request is cancelled meanwhile, the hold (committed or not) is released."""
-        task = asyncio.ensure_future(self._reserve(user, model, kind, price, admission))
+        task = asyncio.ensure_future(self._reserve(user, model, kind, admission))
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -164,75 +168,55 @@ class Proxy:
         held = task.result()
         _keep(asyncio.ensure_future(self._embed.store.settle(held.ledger_id, 0, "none", int(time.time()))))
 
-    async def _reserve(self, user: str, model: str, kind: str, price: ModelPrice, admission: Admission) -> Reservation:
+    async def _reserve(self, user: str, model: str, kind: str, admission: Admission) -> Reservation:
         # Absurd asks (max_tokens in the billions) stay within a 64-bit column.
         wanted, minimum = min(admission.wanted, MAX_HOLD), min(admission.minimum, MAX_HOLD)
         now = int(time.time())
-        result = await self._embed.store.reserve(
-            ReservationRequest(
-                app_id=self._embed.keys.app_id,
-                app_user_id=user,
-                wanted=wanted,
-                minimum=minimum,
-                kind=kind,
-                model=model,
-                ttl_seconds=self._settings.reservation_ttl_seconds,
-            ),
-            now,
+        request = ReservationRequest(
+            app_id=self._embed.keys.app_id,
+            app_user_id=user,
+            wanted=wanted,
+            minimum=minimum,
+            kind=kind,
+            model=model,
+            ttl_seconds=self._settings.reservation_ttl_seconds,
         )
+        try:
+            result = await self._embed.store.reserve(request, now)
+        except Exception:
+            # Nothing is forwarded without a committed hold; the client may try again.
+            logger.exception("reserving for a request failed")
+            raise RateLimitedError(
+                "the budget store could not take this request; try again shortly", headers={"Retry-After": "1"}
+            ) from None
         if isinstance(result, Reservation):
             return result
-        if result is Refusal.NOT_CONNECTED:
-            raise NotConnectedError("this user has not connected an AI budget yet")
-        if result is Refusal.REVOKED:
-            raise NotConnectedError("this user disconnected their AI budget; ask them to connect again")
-        if result is Refusal.FUNDING_INVALID:
-            raise FundingInvalidError("the upstream refused this user's funding; ask them to connect again")
-        if result is Refusal.CONTENDED:
-            raise RateLimitedError("too many requests for this user at once; try again", headers={"Retry-After": "1"})
-        status = await self._embed.status(user)
-        raise BudgetExceededError(
-            f"the monthly cap of ${usd_text(status.monthly_cap)} is reached: ${usd_text(status.remaining)} left, "
-            f"this request needs at least ${usd_text(minimum)}"
-        )
+        status = None
+        if needs_status(result):
+            with contextlib.suppress(Exception):  # the figures only make the message clearer
+                status = await self._embed.status(user)
+        raise refusal_error(result, status, minimum)
 
     # -- forwarding -------------------------------------------------------------------------
 
-    def _upstream_request(
-        self, exchange: _Exchange, payload: dict[str, Any], kind: str
-    ) -> tuple[str, bytes, dict[str, str]]:
-        reservation = exchange.reservation
-        if kind == "chat":
-            limit = affordable_tokens(exchange.admission, reservation.amount, exchange.price)
-            # The cap is enforced before the call: the upstream stops at what the user can afford.
-            # Every limit the client sent is clamped, so no provider can pick an unclamped one.
-            sent = [name for name in COMPLETION_LIMIT_FIELDS if payload.get(name) is not None]
-            for name in sent or ["max_tokens"]:
-                payload[name] = limit
-            if payload.get("stream") is True:
-                payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
+    def _upstream_request(self, exchange: _Exchange, payload: dict[str, Any]) -> tuple[str, bytes, dict[str, str]]:
+        reservation, admission, dialect = exchange.reservation, exchange.admission, exchange.dialect
+        if dialect.prepare is not None:
+            # The cap is enforced before the call: the upstream stops at what the hold pays for.
+            dialect.prepare(payload, affordable_tokens(admission, reservation.amount))
+        # ... and is told the prices the hold assumed, so it refuses rather than route dearer.
+        pin_prices(payload, admission.price, completes=dialect.prepare is not None, images=admission.images)
         payload["user"] = hmac.new(self._user_key, exchange.user.encode(), hashlib.sha256).hexdigest()[:32]
         credential = self._credential(reservation.connection)
         if credential is None:
             raise FundingInvalidError("this user's funding credential cannot be read; ask them to connect again")
-        headers = {
-            "authorization": f"Bearer {credential}",
-            "content-type": "application/json",
-            "accept-encoding": "identity",
-            "x-openrouter-title": self._settings.app_name,
-            "x-title": self._settings.app_name,
-        }
-        if self._settings.public_url:
-            headers["http-referer"] = self._settings.public_url
+        headers = upstream_headers(credential, self._settings.app_name, self._settings.public_url)
         base = reservation.connection.upstream_url or self._settings.upstream_url
-        path = "/chat/completions" if kind == "chat" else "/embeddings"
-        return base + path, json.dumps(payload, separators=(",", ":")).encode(), headers
+        return base + dialect.upstream_path, json.dumps(payload, separators=(",", ":")).encode(), headers
 
-    async def _forward(
-        self, exchange: _Exchange, payload: dict[str, Any], kind: str, receive: Receive, send: Send
-    ) -> None:
+    async def _forward(self, exchange: _Exchange, payload: dict[str, Any], receive: Receive, send: Send) -> None:
         try:
-            url, body, headers = self._upstream_request(exchange, payload, kind)
+            url, body, headers = self._upstream_request(exchange, payload)
         except WattfareError as exc:
             exchange.refused_upstream = True
             await send_error(send, exc)
@@ -260,17 +244,26 @@ class Proxy:
                 await send_error(send, error)
                 return
             exchange.meter.generation_id = response.headers.get("x-generation-id")
-            relayed = [
-                (name.lower().encode(), value.encode())
-                for name, value in response.headers.items()
-                if name.lower() not in _NOT_RELAYED
-            ]
-            if "text/event-stream" in response.headers.get("content-type", ""):
+            relayed = relayed_headers(response.headers)
+            # A revoke from here on closes the upstream, so the relay stops at its next read.
+            exchange.control.upstream = response
+            if exchange.control.revoked:  # revoked while the upstream was preparing its first byte
+                await self._answer_revoked(exchange, send)
+            elif "text/event-stream" in response.headers.get("content-type", ""):
                 await self._relay_stream(exchange, response, relayed, receive, send)
             else:
                 await self._relay_body(exchange, response, relayed, send)
         finally:
             response.close()
+
+    async def _answer_revoked(self, exchange: _Exchange, send: Send) -> None:
+        """402 for a call revoked before its answer went out. The upstream may bill it in full (a
+        non-streamed answer is billed even when nobody reads it), so it is settled as estimated
+        and reconciled from the generation record, or charged its hold when there is none."""
+        if exchange.meter.generation_id is None:
+            exchange.outcome_unknown = True
+        await self._settle_before_answering(exchange)
+        await send_error(send, NotConnectedError("the user disconnected their AI budget; the call was stopped"))
 
     async def _relay_body(
         self, exchange: _Exchange, response: aiohttp.ClientResponse, headers: list[tuple[bytes, bytes]], send: Send
@@ -278,6 +271,9 @@ class Proxy:
         try:
             body = await response.read()
         except (aiohttp.ClientError, TimeoutError):
+            if exchange.control.revoked:
+                await self._answer_revoked(exchange, send)
+                return
             if exchange.meter.generation_id is None:
                 exchange.outcome_unknown = True  # no record to ask later: charge the hold
             await send_error(send, UpstreamError("the model provider dropped the response"))
@@ -285,7 +281,10 @@ class Proxy:
         with contextlib.suppress(ValueError):
             parsed = json.loads(body)
             if isinstance(parsed, dict):
-                exchange.meter.observe(parsed)
+                exchange.meter.observe(parsed, whole=True)
+        if exchange.control.revoked:
+            await self._answer_revoked(exchange, send)
+            return
         await self._settle_before_answering(exchange)
         await send_bytes(send, response.status, body, [*headers, (b"content-length", str(len(body)).encode())])
 
@@ -298,13 +297,7 @@ class Proxy:
         send: Send,
     ) -> None:
         meter, control = exchange.meter, exchange.control
-        if control.revoked:  # revoked while the upstream was preparing its first byte
-            await send_error(send, NotConnectedError("the user disconnected their AI budget; the call was stopped"))
-            return
-        control.upstream = response
-        loop = asyncio.get_running_loop()
-        watcher = loop.create_task(watch_disconnect(receive, control))
-        revocations = loop.create_task(self._watch_revocation(control, exchange.user))
+        watcher = asyncio.get_running_loop().create_task(watch_disconnect(receive, control))
         try:
             await send({"type": "http.response.start", "status": response.status, "headers": headers})
             async for chunk in response.content.iter_any():
@@ -320,7 +313,6 @@ class Proxy:
             pass  # closed by us (client gone, revoked) or dropped by the provider: told apart below
         finally:
             watcher.cancel()
-            revocations.cancel()
             response.close()
         if exchange.control.disconnected:
             return
@@ -336,16 +328,25 @@ class Proxy:
         await self._settle_before_answering(exchange)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _watch_revocation(self, control: OpenStream, user: str) -> None:
-        """Re-read a long stream's connection now and then, so a revoke handled by another
-        process (another worker got the webhook or the DELETE) also stops it, within seconds.
-        A revoke in this process stops it at once through ``connection_ended``."""
+    async def _start_revocation_watch(self) -> None:
+        self._embed.run_in_background(self._watch_revocations)
+
+    async def _watch_revocations(self) -> None:
+        """Re-read, every couple of seconds, the connections that have calls in flight, so a revoke
+        handled by another process (another worker got the webhook or the DELETE) also stops them
+        within seconds; one read per connection, not per call. A revoke in this process stops them
+        at once through ``connection_ended``. A store error skips one look, never the rest."""
         store, app_id = self._embed.store, self._embed.keys.app_id
-        while not control.revoked:
+        while True:
             await asyncio.sleep(REVOCATION_POLL_SECONDS)
-            record = await store.get_connection(app_id, user, int(time.time()))
-            if record is None or record.status is not ConnectionState.ACTIVE:
-                control.stop()
+            for connection_id, user in self._open.in_flight():
+                try:
+                    record = await store.get_connection(app_id, user, int(time.time()))
+                except Exception:
+                    logger.warning("checking a connection for a revoke failed; trying again", exc_info=True)
+                    continue
+                if record is None or record.status is not ConnectionState.ACTIVE:
+                    self._open.stop(connection_id)
 
     # -- settling ---------------------------------------------------------------------------
 

@@ -143,6 +143,8 @@ def build_host_app(keys: AppKeys, database_url: str, upstream_url: str) -> tuple
         resolve_user=lambda request: request.cookies.get(LOGIN_COOKIE),
         app_name=APP_NAME,
         upstream_url=upstream_url,
+        # The demo model costs $0.10 a token: a 20-token reply holds $2, above the default ceiling.
+        max_request_hold_usd=None,
     )
 
     async def home(request: Request) -> HTMLResponse:

@@ -205,7 +205,7 @@ async def test_200_concurrent_reserves_never_pass_the_cap(store: SqlStore, app_i
     results = await asyncio.gather(*(store.reserve(_request(app_id, "u", each), MARCH) for _ in range(200)))
     granted = [result for result in results if isinstance(result, Reservation)]
     assert len(granted) == 142 and {held.amount for held in granted} == {each}
-    assert [result for result in results if not isinstance(result, Reservation)] == [Refusal.BUDGET_EXCEEDED] * 58
+    assert [result for result in results if not isinstance(result, Reservation)] == [Refusal.HELD_IN_FLIGHT] * 58
     assert await _balance(store, app_id, "u") == (0, 142 * each)
     # Each grant saw the row as it stood after the grants before it: the reads are serialised.
     assert sorted(held.connection.reserved for held in granted) == [i * each for i in range(142)]
@@ -285,7 +285,7 @@ async def test_a_reserve_that_waited_for_the_lock_sees_room_freed_meanwhile(stor
     assert await _balance(store, app_id, "u") == (0, 60_000)
 
 
-@pytest.mark.parametrize(("minimum", "expected"), [(50_000, Refusal.BUDGET_EXCEEDED), (1, 20_000)])
+@pytest.mark.parametrize(("minimum", "expected"), [(50_000, Refusal.HELD_IN_FLIGHT), (1, 20_000)])
 async def test_a_reserve_that_waited_for_the_lock_never_uses_room_taken_meanwhile(
     store: SqlStore, app_id: str, minimum: int, expected: Refusal | int
 ) -> None:
@@ -371,13 +371,17 @@ async def test_refusals_say_why(store: SqlStore, app_id: str) -> None:
         await store.set_status(app_id, user, status, MARCH, drop_credential=False)
         assert await store.reserve(_request(app_id, user, 1), MARCH) == Refusal(status.value)
     await _connect(store, app_id, "u", 100_000)
-    await _reserve(store, _request(app_id, "u", 70_000))
-    assert await store.reserve(_request(app_id, "u", 40_000, minimum=30_001), MARCH) == Refusal.BUDGET_EXCEEDED
+    held = await _reserve(store, _request(app_id, "u", 70_000))
+    # Only the hold in flight stands in the way: it would fit once that request settles.
+    assert await store.reserve(_request(app_id, "u", 40_000, minimum=30_001), MARCH) == Refusal.HELD_IN_FLIGHT
     clamped = await _reserve(store, _request(app_id, "u", 40_000, minimum=30_000))
     assert clamped.amount == 30_000
-    assert await store.reserve(_request(app_id, "u", 1, minimum=0), MARCH) == Refusal.BUDGET_EXCEEDED  # no room
+    assert await store.reserve(_request(app_id, "u", 1, minimum=0), MARCH) == Refusal.HELD_IN_FLIGHT  # no room now
     assert await _balance(store, app_id, "u") == (0, 100_000)
     assert len(await store.ledger(app_id)) == 2
+    await store.settle(held.ledger_id, 70_000, "reported", MARCH)
+    # Spent for good: no retry can help.
+    assert await store.reserve(_request(app_id, "u", 40_000, minimum=30_001), MARCH) == Refusal.BUDGET_EXCEEDED
 
 
 async def test_an_expired_entry_settles_the_difference_once(store: SqlStore, app_id: str) -> None:

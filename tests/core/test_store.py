@@ -100,7 +100,7 @@ async def test_200_concurrent_reservations_never_jointly_pass_the_cap(
     assert len(granted) == cap // each == 142
     assert sum(held.amount for held in granted) <= cap
     assert all(held.amount == each for held in granted)
-    assert set(refused) == {Refusal.BUDGET_EXCEEDED}
+    assert set(refused) == {Refusal.HELD_IN_FLIGHT}  # nothing is spent: the holds in flight stand in the way
     assert await _balance(store, keys.app_id, user_id) == (cap, 0, 142 * each)
     entries = await store.ledger(keys.app_id, user_id, limit=500)
     assert len(entries) == 142 and {entry.state for entry in entries} == {"reserved"}
@@ -164,10 +164,13 @@ async def test_reserve_clamps_to_the_headroom_but_not_below_the_minimum(
     first = await _reserve(store, _request(keys.app_id, user_id, 700_000))
     clamped = await _reserve(store, _request(keys.app_id, user_id, 700_000, minimum=100_000))
     assert (first.amount, clamped.amount) == (700_000, 300_000)
-    assert await store.reserve(_request(keys.app_id, user_id, 1), int(time.time())) is Refusal.BUDGET_EXCEEDED
+    assert await store.reserve(_request(keys.app_id, user_id, 1), int(time.time())) is Refusal.HELD_IN_FLIGHT
     await store.settle(first.ledger_id, 0, "none", int(time.time()))
     refused = await store.reserve(_request(keys.app_id, user_id, 800_000), int(time.time()))
-    assert refused is Refusal.BUDGET_EXCEEDED  # 700_000 left, minimum 800_000
+    assert refused is Refusal.HELD_IN_FLIGHT  # 700_000 free, minimum 800_000: it fits once the 300_000 hold ends
+    await store.settle(clamped.ledger_id, 300_000, "reported", int(time.time()))
+    refused = await store.reserve(_request(keys.app_id, user_id, 800_000), int(time.time()))
+    assert refused is Refusal.BUDGET_EXCEEDED  # 700_000 left for good
 
 
 async def test_users_and_apps_have_separate_budgets(store: SqlStore, keys: AppKeys, user_id: str) -> None:
@@ -214,7 +217,7 @@ async def test_concurrent_settles_of_one_reservation_apply_once(store: SqlStore,
 async def test_release_frees_the_hold_and_charges_nothing(store: SqlStore, keys: AppKeys, user_id: str) -> None:
     await _connect(store, keys.app_id, user_id, USD)
     held = await _reserve(store, _request(keys.app_id, user_id, USD))
-    assert await store.reserve(_request(keys.app_id, user_id, 1), int(time.time())) is Refusal.BUDGET_EXCEEDED
+    assert await store.reserve(_request(keys.app_id, user_id, 1), int(time.time())) is Refusal.HELD_IN_FLIGHT
     assert await store.settle(held.ledger_id, 0, "none", int(time.time())) is True
     assert await _balance(store, keys.app_id, user_id) == (USD, 0, 0)
     [entry] = await store.ledger(keys.app_id, user_id)

@@ -23,6 +23,8 @@ from starlette.routing import Mount
 from starlette.types import Message, Receive, Scope, Send
 
 from wattfare_embed import AppKeys, Wattfare
+from wattfare_embed.metering.billable import read_chat_request
+from wattfare_embed.metering.estimate import prompt_text_tokens
 from wattfare_embed.money import micros_from_usd
 from wattfare_embed.store import ConnectionRecord, LedgerEntry, NewConnection
 from wattfare_embed.testing.fake_openrouter import FakeKey, FakeOpenRouter, Generation, ReceivedRequest
@@ -266,3 +268,8 @@ def error_of(response: httpx2.Response) -> tuple[int, str]:
 
 def usd_micros(amount: Decimal) -> int:
     return micros_from_usd(amount)
+
+
+def estimate_prompt_tokens(body: dict[str, Any]) -> int:
+    """The prompt tokens the admission counts for a chat body's text."""
+    return prompt_text_tokens(read_chat_request({"model": MINI, **body}))

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from wattfare_embed.metering.estimate import estimate_prompt_tokens
 from wattfare_embed.money import micros_from_usd
 
-from .conftest import HELLO, MINI, SONNET, Proxied, error_of, running_proxy
+from .conftest import HELLO, MINI, SONNET, Proxied, error_of, estimate_prompt_tokens, running_proxy
 
 SONNET_PROMPT = 3  # µ$ a token
 SONNET_COMPLETION = 15

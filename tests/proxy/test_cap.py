@@ -6,12 +6,11 @@ import asyncio
 import json
 from typing import Any
 
-from wattfare_embed.metering.estimate import estimate_prompt_tokens
 from wattfare_embed.money import micros_from_usd
 from wattfare_embed.testing.fake_openrouter import Generation
 from wattfare_embed.testing.waiting import poll
 
-from .conftest import HELLO, SONNET, Proxied, error_of, sse_data, sse_events
+from .conftest import HELLO, SONNET, Proxied, error_of, estimate_prompt_tokens, sse_data, sse_events
 
 CUT_OFF_EVENT_KEYS = {"error"}  # bare: every client surfaces it (tests/clients/)
 OVERRUN_REPLY = " ".join(f"w{i}" for i in range(60))  # sixty pieces of at most four characters: one token each
@@ -139,3 +138,37 @@ def _content_pieces(events: list[dict[str, Any]]) -> list[str]:
 async def _cancelled(proxy: Proxied, generation_id: str) -> Generation | None:
     found = [record for record in proxy.fake.ledger.records if record.id == generation_id and record.cancelled]
     return found[0] if found else None
+
+
+async def test_a_stream_overrunning_with_reasoning_is_cut_off_too(lite: Proxied, user_id: str) -> None:
+    await lite.connect(user_id, "1")
+    lite.fake.billing.reasoning_text = OVERRUN_REPLY  # sixty one-token pieces of reasoning
+    lite.fake.inject(ignore_max_tokens=True)
+
+    _, raw = await lite.stream_bytes(user_id, model="deepseek/deepseek-r1", max_tokens=20, reasoning={"effort": "low"})
+
+    events = sse_events(raw)
+    reasoning = [c["delta"]["reasoning"] for e in events for c in e["choices"] if c["delta"].get("reasoning")]
+    assert len(reasoning) == 21  # the 20 tokens paid for, and the one event that crossed the hold
+    assert events[-1]["error"]["code"] == "budget_exceeded"
+    assert sse_data(raw)[-1] == "[DONE]"
+    await lite.settled(user_id, 1, reconciled=True)
+
+
+async def test_a_stream_overrunning_with_images_is_cut_off_too(lite: Proxied, user_id: str) -> None:
+    await lite.connect(user_id, "1")
+    lite.fake.reply_text = "Here you go"
+    lite.fake.billing.output_images = 5
+    lite.fake.billing.output_image_tokens = 100
+    lite.fake.billing.output_image_bytes = 200_000  # the size the meter counts as 100 tokens
+    lite.fake.inject(ignore_max_tokens=True)
+
+    _, raw = await lite.stream_bytes(
+        user_id, model="google/gemini-2.5-flash-image", modalities=["image", "text"], max_tokens=150
+    )
+
+    events = sse_events(raw)
+    images = [i for e in events for c in e["choices"] for i in c["delta"].get("images", [])]
+    assert len(images) == 2  # one image fits 150 tokens; the second crossed the hold and was the last
+    assert events[-1]["error"]["code"] == "budget_exceeded"
+    await lite.settled(user_id, 1, reconciled=True)

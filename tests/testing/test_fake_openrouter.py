@@ -770,3 +770,75 @@ async def test_cli_serves_the_fake_on_the_port_it_prints() -> None:
     finally:
         process.terminate()
         await asyncio.wait_for(process.wait(), timeout=10)
+
+
+# -- the dimensions beyond prompt and completion tokens ---------------------------------------------
+
+
+async def test_reasoning_streams_in_both_fields_and_bills_at_internal_reasoning() -> None:
+    fake = FakeOpenRouter(reply_text="Yes")
+    fake.billing.reasoning_text = "Think hard now"
+    async with live(fake) as http:
+        _, stream = await stream_chat(http, chat(model="deepseek/deepseek-r1", reasoning={"effort": "low"}))
+    deltas = [c["choices"][0]["delta"] for c in stream.chunks if c["choices"]]
+    reasoning = [d for d in deltas if d.get("reasoning")]
+    assert [d["reasoning"] for d in reasoning] == ["Thin", "k", " har", "d", " now"]
+    assert all(
+        d["reasoning_details"][0] == {"type": "reasoning.text", "text": d["reasoning"], "format": "unknown", "index": 0}
+        for d in reasoning
+    )
+    usage = stream.chunks[-1]["usage"]
+    assert usage["completion_tokens_details"]["reasoning_tokens"] == 5
+    [generation] = fake.ledger.records
+    prompt_cost = generation.prompt.cost(generation.prices)
+    assert generation.total_cost == prompt_cost + 5 * Decimal("0.000004") + 1 * Decimal("0.000002")
+
+
+async def test_images_are_billed_per_image_or_as_tokens_as_the_model_lists() -> None:
+    fake = FakeOpenRouter(reply_text="ok")
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+    body = {"messages": [{"role": "user", "content": [{"type": "text", "text": "see"}, image, image]}]}
+    async with in_process(fake) as client:
+        await client.post("/api/v1/chat/completions", json={"model": "openai/gpt-4o-mini", **body}, headers=AUTH)
+        await client.post("/api/v1/chat/completions", json={"model": "google/gemini-2.5-flash", **body}, headers=AUTH)
+    per_image, as_tokens = fake.ledger.records
+    assert (per_image.prompt.images, per_image.prompt.image_tokens) == (2, 0)
+    assert (as_tokens.prompt.images, as_tokens.prompt.image_tokens) == (0, 2 * fake.billing.image_tokens)
+    assert per_image.total_cost > 2 * Decimal("0.007225")
+
+
+async def test_byok_usage_reports_the_fee_as_cost_and_the_providers_bill_apart() -> None:
+    fake = FakeOpenRouter(reply_text="ok")
+    fake.billing.byok = True
+    async with in_process(fake) as client:
+        response = await client.post("/api/v1/chat/completions", json=chat(), headers=AUTH)
+        generation_id = response.json()["id"]
+        fake.generation_404_polls = 0
+        answer = await client.get("/api/v1/generation", params={"id": generation_id}, headers=AUTH)
+        record = decimal_json(answer.text)["data"]
+    usage = decimal_json(response.text)["usage"]
+    [generation] = fake.ledger.records
+    assert usage["is_byok"] is True and record["is_byok"] is True
+    upstream = usage["cost_details"]["upstream_inference_cost"]
+    assert upstream == record["upstream_inference_cost"] == generation.upstream_cost > 0
+    assert usage["cost"] == record["total_cost"] == generation.upstream_cost * Decimal("0.05")
+    assert fake.total_spend() == generation.upstream_cost * Decimal("1.05")
+
+
+async def test_max_price_excludes_dearer_providers_and_refuses_when_none_is_left() -> None:
+    fake = FakeOpenRouter(reply_text="ok")
+    fake.add_provider("openai/gpt-4o-mini", "Pricey", completion="0.0000012")
+    fake.route_to_dearest = True
+    async with in_process(fake) as client:
+        unpinned = await client.post("/api/v1/chat/completions", json=chat(), headers=AUTH)
+        pinned = await client.post(
+            "/api/v1/chat/completions",
+            json=chat(provider={"max_price": {"prompt": 0.15, "completion": 0.6}}),
+            headers=AUTH,
+        )
+        refused = await client.post(
+            "/api/v1/chat/completions", json=chat(provider={"max_price": {"completion": 0.1}}), headers=AUTH
+        )
+    assert unpinned.json()["provider"] == "Pricey" and pinned.json()["provider"] == "OpenAI"
+    assert refused.status_code == 404 and "max_price" in refused.json()["error"]["message"]
+    assert len(fake.ledger.records) == 2

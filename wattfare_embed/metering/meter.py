@@ -1,48 +1,82 @@
 """Reading a response on the side: usage, cost, generation id, output so far, errors.
 
-The bytes themselves are forwarded untouched by the proxy; the meter only
-looks. For streams it splits SSE lines incrementally (CRLF or LF), skips
-comment lines such as ``: OPENROUTER PROCESSING``, and reads ``usage`` from
-whichever chunk carries it (after the ``finish_reason`` chunk, with empty or
-non-empty ``choices``). Given a ``hold``, it also says where in a chunk the
-running estimate first passed it, so the proxy can cut the stream at that
-event rather than after whatever else the same network read carried.
+The bytes themselves are forwarded untouched by the proxy; the meter only looks. For streams
+it splits SSE lines incrementally on any of the line ends SSE allows (CRLF, LF or a lone CR,
+even split across reads), skips comment lines such as ``: OPENROUTER PROCESSING``, and reads
+``usage`` from whichever chunk carries it. A usage is final only with or after a
+``finish_reason``: one sent earlier cannot count the output still to come, so it is not the bill
+and does not stop the cut-off. Given a ``hold``, the meter also says where in a chunk the running estimate first
+passed it, so the proxy can cut the stream at that event rather than after whatever else the
+same network read carried.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from ..money import Micros, micros_from_usd
-from .pricing import ModelPrice
+from ..money import Micros
+from .output import charged_cost, chat_output
 
 __all__ = ["ResponseMeter"]
 
-# An event that carries content is at least one token. Providers that send one token per event
+# An event that carries output is at least one token. Providers that send one token per event
 # (most) are counted exactly by events; for providers that bundle several tokens into an event,
 # six characters count as one. Real tokens average about four characters, so this never runs
 # ahead of a reply that stays within its max_tokens (a cut-off there would be a false alarm);
 # the cost is that a provider overrunning max_tokens with bundled events is cut a little late.
 _CHARS_PER_TOKEN = 6
+_CR, _LF = 13, 10
+
+OutputReader = Callable[[dict[str, Any]], tuple[int, int]]
+
+
+def _tokens_within(budget: Micros, per_token: Decimal) -> int:
+    """The most tokens for which ``ceil(tokens * per_token) <= budget`` (-1 when not even none fit)."""
+    if budget < 0:
+        return -1
+    if per_token <= 0:
+        return 2**62
+    return int(Decimal(budget) // per_token)
 
 
 class ResponseMeter:
-    """Follows one response and knows what it has cost so far."""
+    """Follows one response and knows what it has cost so far.
 
-    def __init__(self, price: ModelPrice, prompt_cost: Micros, hold: Micros | None = None) -> None:
-        self._price = price
+    ``output_price`` is micro-dollars per output token at the dearest output dimension the
+    request can use; ``free`` says a reported cost of zero is believable (a free model).
+    """
+
+    def __init__(
+        self,
+        prompt_cost: Micros,
+        output_price: Decimal,
+        *,
+        hold: Micros | None = None,
+        free: bool = False,
+        read_output: OutputReader = chat_output,
+    ) -> None:
         self._prompt_cost = prompt_cost
+        self._output_price = output_price
         self._hold = hold
+        self._free = free
+        self._read_output = read_output
+        # The most output the hold pays for, worked out once: `estimated_cost() > hold` exactly when
+        # more tokens than this have streamed (the per-event check is then one comparison).
+        self._allowed_tokens = None if hold is None else _tokens_within(hold - prompt_cost, output_price)
         self._pending: list[bytes] = []
         self._in_event = False  # a complete line of an event not yet ended by a blank line
+        self._after_cr = False  # the last read ended on CR: an LF opening the next one ends nothing
+        self._usage_final = False
+        self._usage_cost: Micros | None = None
         self.generation_id: str | None = None
-        self.reported_cost: Micros | None = None
         self.usage: dict[str, Any] | None = None
         self.output_chars = 0
         self.output_events = 0
+        self.media_tokens = 0
         self.finish_reason: str | None = None
         self.error: dict[str, Any] | None = None
         self.done = False
@@ -59,16 +93,35 @@ class ResponseMeter:
         Work is proportional to the chunk: a line split over many chunks is
         joined once, when its end arrives, never re-scanned chunk after chunk.
         """
-        start = 0
-        while (end := chunk.find(b"\n", start)) >= 0:
+        start, size = 0, len(chunk)
+        if self._after_cr and size:
+            self._after_cr = False
+            if chunk[0] == _LF:
+                start = 1  # the LF of a CRLF split across two reads
+        cr = chunk.find(b"\r", start)
+        while True:
+            if cr < 0:  # LF line ends only, from here on: the common case, one search a line
+                end = chunk.find(b"\n", start)
+            else:
+                if cr < start:
+                    cr = chunk.find(b"\r", start)
+                lf = chunk.find(b"\n", start, cr if cr >= 0 else size)
+                end = lf if lf >= 0 else cr
+            if end < 0:
+                break
             line = chunk[start:end]
             if self._pending:
                 line = b"".join([*self._pending, line])
                 self._pending.clear()
             start = end + 1
-            if self._line(line.rstrip(b"\r")) and self.passes_hold():
+            if end == cr:
+                if start < size:
+                    start += chunk[start] == _LF
+                else:
+                    self._after_cr = True
+            if self._line(line) and self.passes_hold():
                 return start
-        if start < len(chunk):
+        if start < size:
             self._pending.append(chunk[start:])
         return None
 
@@ -90,32 +143,29 @@ class ResponseMeter:
         return True
 
     def passes_hold(self) -> bool:
-        """True when the output so far costs more than the hold and nothing better is known."""
+        """True when the output so far costs more than the hold and no final bill is known."""
         return (
-            self._hold is not None
+            self._allowed_tokens is not None
+            and self.output_tokens > self._allowed_tokens
             and not self.done
             and self.trusted_cost() is None
-            and self.estimated_cost() > self._hold
         )
 
     def separator(self) -> bytes:
         """What ends the event (or line) forwarded last, so that an event of ours can follow it."""
         if self._pending:
             return b"\n\n"  # the stream stopped mid-line
-        return b"\n" if self._in_event else b""
+        if self._in_event:
+            # After a lone CR a reader may take our LF as the rest of a CRLF: one more ends the event.
+            return b"\n\n" if self._after_cr else b"\n"
+        return b""
 
     # -- any JSON body or event -------------------------------------------------------------
 
-    def observe(self, event: dict[str, Any]) -> None:
-        """Take one parsed chunk (stream) or the whole body (non-streaming)."""
+    def observe(self, event: dict[str, Any], *, whole: bool = False) -> None:
+        """Take one parsed chunk (stream) or the whole body (non-streaming: ``whole=True``)."""
         if self.generation_id is None and isinstance(event.get("id"), str):
             self.generation_id = event["id"]
-        usage = event.get("usage")
-        if isinstance(usage, dict):
-            self.usage = usage
-            cost = usage.get("cost")
-            if isinstance(cost, (int, float)) and not isinstance(cost, bool) and math.isfinite(cost) and cost >= 0:
-                self.reported_cost = micros_from_usd(cost)
         error = event.get("error")
         if isinstance(error, dict):
             self.error = error
@@ -125,49 +175,47 @@ class ResponseMeter:
                 continue
             body = choice.get("delta") or choice.get("message") or {}
             if isinstance(body, dict):
-                counted = _text_size(body)
-                if counted:
-                    self.output_chars += counted
+                chars, media = self._read_output(body)
+                if chars or media:
+                    self.output_chars += chars
+                    self.media_tokens += media
                     self.output_events += 1
             reason = choice.get("finish_reason")
             if isinstance(reason, str):
                 self.finish_reason = reason
                 if reason == "error" and isinstance(choice.get("error"), dict):
                     self.error = choice["error"]
+        usage = event.get("usage")
+        if isinstance(usage, dict):
+            self.usage = usage
+            self._usage_cost = charged_cost(usage)
+            # Final once the generation has finished: with (or after) a finish_reason, or a whole body.
+            self._usage_final = whole or self.finish_reason is not None
 
     # -- what it cost -----------------------------------------------------------------------
 
     @property
     def output_tokens(self) -> int:
-        return max(self.output_events, math.ceil(self.output_chars / _CHARS_PER_TOKEN))
+        text = max(self.output_events, math.ceil(self.output_chars / _CHARS_PER_TOKEN))
+        return text + self.media_tokens
+
+    @property
+    def reported_cost(self) -> Micros | None:
+        """The cost the last usage stated (BYOK included), final or not."""
+        return self._usage_cost
 
     def estimated_cost(self) -> Micros:
-        """Prompt estimate plus the output seen so far, at list price."""
-        return self._prompt_cost + math.ceil(Decimal(self.output_tokens) * self._price.completion)
+        """Prompt estimate plus the output seen so far, at the dearest output price."""
+        return self._prompt_cost + math.ceil(Decimal(self.output_tokens) * self._output_price)
 
     def trusted_cost(self) -> Micros | None:
-        """The upstream's own figure, when it gave one that means something.
+        """The upstream's own final figure, when it gave one that means something.
 
-        A reported ``0`` for a priced model is treated as unknown (the upstream
-        failed to cost it), never as free.
+        A usage before the generation finished is not final; a reported ``0`` for a
+        priced model is treated as unknown (the upstream failed to cost it), never as free.
         """
-        if self.reported_cost is None:
+        if self._usage_cost is None or not self._usage_final:
             return None
-        if self.reported_cost == 0 and not self._price.free:
+        if self._usage_cost == 0 and not self._free:
             return None
-        return self.reported_cost
-
-
-def _text_size(body: dict[str, Any]) -> int:
-    size = 0
-    for key in ("content", "reasoning", "refusal"):
-        value = body.get(key)
-        if isinstance(value, str):
-            size += len(value)
-    calls = body.get("tool_calls")
-    for call in calls if isinstance(calls, list) else ():
-        if isinstance(call, dict):
-            function = call.get("function") or {}
-            if isinstance(function, dict):
-                size += len(str(function.get("arguments") or "")) + len(str(function.get("name") or ""))
-    return size
+        return self._usage_cost

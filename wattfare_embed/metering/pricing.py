@@ -1,8 +1,9 @@
-"""Prices from the upstream's model list, cached and refreshed in the background.
+"""The upstream's model list, cached and refreshed in the background, and the price of a request.
 
-Prices are decimal strings in USD per token (``"0.00000015"``); a price of
-``"-1"`` or a missing one means the upstream cannot say in advance (routers
-such as ``openrouter/auto``), which the embed treats as *unknown*, never free.
+``model_price`` reads each entry's prices; here a request's models (variants and fallbacks
+included) are looked up, and prices the upstream cannot state (a router such as
+``openrouter/auto``, or a key listed as unknown) are refused under a cap unless the app allows
+them, then taken at the dearest listed.
 """
 
 from __future__ import annotations
@@ -11,80 +12,18 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from collections.abc import Callable
+from dataclasses import replace
 
 import aiohttp
 
 from ..errors import InvalidRequestError, UpstreamError
+from .billable import BillableRequest
+from .model_price import ModelPrice, most_expensive, price_of
 
-__all__ = ["ModelPrice", "PriceBook", "most_expensive"]
+__all__ = ["ModelPrice", "PriceBook"]
 
 logger = logging.getLogger("wattfare_embed")
-
-# OpenRouter models without a stated output limit still stop somewhere; this is what we reserve for.
-DEFAULT_MAX_COMPLETION_TOKENS = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class ModelPrice:
-    """Micro-dollars per token and per request, exact (Decimal), for estimates only."""
-
-    model: str
-    prompt: Decimal
-    completion: Decimal
-    request: Decimal
-    max_completion_tokens: int
-    known: bool = True
-
-    @property
-    def free(self) -> bool:
-        return self.known and self.prompt == 0 and self.completion == 0 and self.request == 0
-
-
-def _micros_per_unit(text: Any) -> Decimal | None:
-    if text is None or text == "":
-        return Decimal(0)
-    try:
-        value = Decimal(str(text))
-    except InvalidOperation:
-        return None
-    if not value.is_finite() or value < 0:
-        return None  # "-1" is the upstream's way of saying "variable"
-    return value * 1_000_000
-
-
-def most_expensive(model: str, prices: list[ModelPrice]) -> ModelPrice:
-    """Each price at its highest among ``prices``: what a request that may run on any of them costs."""
-    return ModelPrice(
-        model=model,
-        prompt=max(price.prompt for price in prices),
-        completion=max(price.completion for price in prices),
-        request=max(price.request for price in prices),
-        max_completion_tokens=max(price.max_completion_tokens for price in prices),
-        known=all(price.known for price in prices),
-    )
-
-
-def price_of(model: Mapping[str, Any]) -> ModelPrice:
-    pricing = model.get("pricing") or {}
-    prompt = _micros_per_unit(pricing.get("prompt")) if "prompt" in pricing else None
-    completion = _micros_per_unit(pricing.get("completion")) if "completion" in pricing else None
-    request = _micros_per_unit(pricing.get("request"))
-    top = model.get("top_provider") or {}
-    limit = top.get("max_completion_tokens") or DEFAULT_MAX_COMPLETION_TOKENS
-    known = prompt is not None and completion is not None and request is not None
-    # A `discount` is deliberately not applied: estimates stay on the high side.
-    return ModelPrice(
-        model=str(model.get("id")),
-        prompt=prompt or Decimal(0),
-        completion=completion or Decimal(0),
-        request=request or Decimal(0),
-        max_completion_tokens=int(limit),
-        known=known,
-    )
 
 
 class PriceBook:
@@ -154,11 +93,13 @@ class PriceBook:
             self._refreshing = None
 
     async def price(self, model: str) -> ModelPrice | None:
-        """The price of a model id (variant suffixes such as ``:nitro`` fall back to the base model)."""
+        """The price of a model id. A variant not listed on its own (``:nitro``, ``:online``,
+        ``:free``, ...) is priced as its base model; what a variant adds (the web search of
+        ``:online``) is part of the request, not of the price."""
         await self._ensure()
-        found = self._prices.get(model)
-        if found is None and ":" in model:
-            found = self._prices.get(model.split(":", 1)[0])
+        name = model
+        while (found := self._prices.get(name)) is None and ":" in name:
+            name = name.rsplit(":", 1)[0]
         return found
 
     async def listing(self) -> bytes:
@@ -167,33 +108,29 @@ class PriceBook:
         assert self._raw is not None
         return self._raw
 
-    async def for_request(self, payload: dict[str, Any], *, allow_unpriced: bool) -> ModelPrice:
-        """What a request may cost per token: its model's price or, with an OpenRouter fallback
+    async def for_request(self, request: BillableRequest, *, allow_unpriced: bool) -> ModelPrice:
+        """What a request may cost per unit: its model's prices or, with an OpenRouter fallback
         list (``models``), the dearest of them, since the upstream bills whichever one ran."""
-        model: str = payload["model"]
-        fallbacks = payload.get("models")
-        if fallbacks is not None and not (
-            isinstance(fallbacks, list) and all(isinstance(name, str) and name for name in fallbacks)
-        ):
-            raise InvalidRequestError("`models` must be a list of model ids")
         prices: list[ModelPrice] = []
-        for name in dict.fromkeys([model, *(fallbacks or [])]):
+        for name in request.models:
             price = await self.price(name)
             if price is None:
                 raise InvalidRequestError(f"unknown model {name!r}; GET /api/v1/models lists what is available")
-            if not price.known:
+            unknown = sorted(price.unknown & request.dimensions)
+            if unknown:
                 if not allow_unpriced:
                     raise InvalidRequestError(
-                        f"model {name!r} has no price to meter in advance, so it cannot run under a cap "
-                        "(Wattfare(allow_unpriced_models=True) meters it at the highest listed prices)"
+                        f"model {name!r} states no {'/'.join(unknown)} price to meter in advance, so this "
+                        "request cannot run under a cap (Wattfare(allow_unpriced_models=True) meters it at "
+                        "the highest listed prices)"
                     )
-                price = self.ceiling(name)
+                price = self.ceiling(name) if not price.known else price.filled(unknown, self.ceiling(name))
             prices.append(price)
-        return prices[0] if len(prices) == 1 else most_expensive(model, prices)
+        return prices[0] if len(prices) == 1 else most_expensive(request.models[0], prices)
 
     def ceiling(self, model: str) -> ModelPrice:
         """The highest listed prices, for a model that cannot state its own (a router such as
         ``openrouter/auto`` may pick any listed model, so it is metered as the dearest)."""
         if self._dearest is None:
-            return ModelPrice(model, Decimal(0), Decimal(0), Decimal(0), 0, known=False)
+            raise UpstreamError("the upstream lists no priced model to meter an unpriced one by")
         return replace(self._dearest, model=model)

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import aiohttp
 
-from ..money import micros_from_usd
 from ..store import ConnectionRecord
+from .output import charged_cost
 
 if TYPE_CHECKING:
     from ..app import Wattfare
@@ -69,23 +68,25 @@ class Reconciler:
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return False
         record = answer.get("data") if isinstance(answer, dict) else None
-        total = record.get("total_cost") if isinstance(record, dict) else None
-        if not isinstance(total, (int, float)) or isinstance(total, bool) or not math.isfinite(total) or total < 0:
+        # BYOK: OpenRouter's fee plus what the provider billed the user's own key.
+        total = charged_cost(record, "total_cost") if isinstance(record, dict) else None
+        if total is None:
             return False
-        await self._embed.store.reconcile(ledger_id, micros_from_usd(total), int(time.time()))
+        await self._embed.store.reconcile(ledger_id, total, int(time.time()))
         return True
 
     async def sweep(self) -> None:
         """Settle reservations orphaned by a dead process; retry reconciliations still open."""
-        store, now = self._embed.store, int(time.time())
-        swept = await store.sweep_expired(now)
+        store, now, app_id = self._embed.store, int(time.time()), self._embed.keys.app_id
+        # Only this app's rows: apps sharing a database each sweep and reconcile their own.
+        swept = await store.sweep_expired(now, app_id=app_id)
         if swept:
             logger.warning("settled %d reservations left open by a process that stopped", swept)
-        for entry in await store.pending_reconciliations(limit=100):
+        for entry in await store.pending_reconciliations(100, app_id=app_id):
             if now - entry.created_at > _GIVE_UP_SECONDS or not entry.generation_id:
                 await store.give_up_reconciliation(entry.id)
                 continue
-            record = await store.get_connection(self._embed.keys.app_id, entry.app_user_id, now)
+            record = await store.get_connection(app_id, entry.app_user_id, now)
             credential = self._credential(record) if record is not None else None
             if record is None or credential is None:
                 # Oldest first, a page at a time: rows nobody can ask about would block the rest.

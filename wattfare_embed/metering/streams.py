@@ -15,6 +15,7 @@ class OpenStream:
     """One metered request, from its reservation to its last chunk."""
 
     connection_id: str
+    app_user_id: str = ""
     revoked: bool = False
     disconnected: bool = False
     upstream: aiohttp.ClientResponse | None = None
@@ -45,6 +46,12 @@ class OpenStreams:
     def stop(self, connection_id: str) -> None:
         for stream in list(self._by_connection.get(connection_id, ())):
             stream.stop()
+
+    def in_flight(self) -> list[tuple[str, str]]:
+        """``(connection id, app user id)`` of every connection with a request open now."""
+        return [
+            (connection_id, next(iter(streams)).app_user_id) for connection_id, streams in self._by_connection.items()
+        ]
 
 
 async def watch_disconnect(receive: Receive, stream: OpenStream) -> None:

@@ -6,6 +6,7 @@ Everything else in a response is the upstream's, forwarded as it came.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.types import Receive, Send
@@ -18,10 +19,25 @@ from ..errors import (
     UpstreamError,
     WattfareError,
 )
+from .limits import COMPLETION_LIMIT_FIELDS
 
-__all__ = ["COMPLETION_LIMIT_FIELDS", "cut_off_event", "parse_request", "read_body", "send_bytes", "send_error"]
+__all__ = [
+    "cut_off_event",
+    "parse_request",
+    "read_body",
+    "relayed_headers",
+    "send_bytes",
+    "send_error",
+    "upstream_headers",
+]
 
-COMPLETION_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens")
+# Headers that belong to one hop, or that we change (length, encoding), are not relayed.
+_NOT_RELAYED = frozenset(
+    {
+        "connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "content-length",
+        "content-encoding", "proxy-authenticate", "proxy-authorization", "set-cookie", "date", "server",
+    }
+)  # fmt: skip
 
 
 def parse_request(body: bytes, kind: str) -> dict[str, Any]:
@@ -43,14 +59,42 @@ def parse_request(body: bytes, kind: str) -> dict[str, Any]:
             raise InvalidRequestError("`stream` must be true or false")
         if payload.get("stream_options") is not None and not isinstance(payload["stream_options"], dict):
             raise InvalidRequestError("`stream_options` must be an object")
-        for name in (*COMPLETION_LIMIT_FIELDS, "n"):
+        reasoning = payload.get("reasoning")
+        if reasoning is not None and not isinstance(reasoning, dict):
+            raise InvalidRequestError("`reasoning` must be an object")
+        limits = {name: payload.get(name) for name in (*COMPLETION_LIMIT_FIELDS, "n")}
+        limits["reasoning.max_tokens"] = (reasoning or {}).get("max_tokens")
+        for name, value in limits.items():
             # A limit we cannot read must not be replaced by a larger one of ours.
-            value = payload.get(name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise InvalidRequestError(f"`{name}` must be a positive integer")
     elif not isinstance(payload.get("input"), (str, list)):
         raise InvalidRequestError("`input` must be a string or a list")
+    provider = payload.get("provider")
+    if provider is not None and not (isinstance(provider, dict) and isinstance(provider.get("max_price") or {}, dict)):
+        raise InvalidRequestError("`provider` must be an object, and its `max_price` too")
     return payload
+
+
+def upstream_headers(credential: str, app_name: str, public_url: str | None) -> dict[str, str]:
+    """What the upstream call carries: the user's funding credential and the app's attribution."""
+    headers = {
+        "authorization": f"Bearer {credential}",
+        "content-type": "application/json",
+        "accept-encoding": "identity",
+        "x-openrouter-title": app_name,
+        "x-title": app_name,
+    }
+    if public_url:
+        headers["http-referer"] = public_url
+    return headers
+
+
+def relayed_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    """The upstream's response headers that go on to the client, as ASGI wants them."""
+    return [
+        (name.lower().encode(), value.encode()) for name, value in headers.items() if name.lower() not in _NOT_RELAYED
+    ]
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:

@@ -23,6 +23,7 @@ on SQLAlchemy. The SQL text is built once, with the table and column names of ``
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +31,7 @@ from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import URL, make_url
 
-from .base import ConnectionRecord, ConnectionState, Refusal, Reservation, ReservationRequest
+from .base import ConnectionRecord, ConnectionState, Refusal, Reservation, ReservationRequest, refusal_for_headroom
 from .pools import PoolSizes
 from .schema import connections, ledger
 
@@ -63,16 +64,22 @@ _L = _Names(ledger)
 
 
 def _spent_in_period(alias: str, period: str) -> str:
-    return f"CASE WHEN {alias}.{_C.period} = {period} THEN {alias}.{_C.spent} ELSE 0 END"
+    """This period's spend; a counter already in a later period keeps its own (periods never move back)."""
+    return f"CASE WHEN {alias}.{_C.period} >= {period} THEN {alias}.{_C.spent} ELSE 0 END"
+
+
+def _latest_period(alias: str, period: str) -> str:
+    return f"GREATEST({alias}.{_C.period}, {period})"
 
 
 # $1 app_id, $2 app_user_id, $3 period, $4 wanted, $5 minimum, $6 now,
 # $7 ledger id, $8 kind, $9 model, $10 expires_at.
-# Returns the user's row as read (locked) with `spent_now` (this period's spend) and `amount`,
-# the hold taken, NULL when none was: no row at all means the user is not connected.
+# Returns the user's row as read (locked) with `spent_now` (this period's spend), `period_now`
+# (its period after this write) and `amount`, the hold taken, NULL when none was: no row at all
+# means the user is not connected.
 RESERVE = f"""
 WITH cur AS MATERIALIZED (
-    SELECT {_C.all}, {_spent_in_period("c", "$3")} AS spent_now
+    SELECT {_C.all}, {_spent_in_period("c", "$3")} AS spent_now, {_latest_period("c", "$3")} AS period_now
     FROM {_C.table} AS c
     WHERE {_C.app_id} = $1 AND {_C.app_user_id} = $2
     FOR UPDATE
@@ -85,19 +92,19 @@ WITH cur AS MATERIALIZED (
 ), held AS (
     UPDATE {_C.table} AS c
     SET {_C.spent} = {_spent_in_period("c", "$3")},
-        {_C.period} = $3,
+        {_C.period} = {_latest_period("c", "$3")},
         {_C.reserved} = c.{_C.reserved} + g.amount,
         {_C.updated_at} = $6::bigint
     FROM granted AS g
     WHERE c.{_C.id} = g.{_C.id}
-    RETURNING c.{_C.id} AS id, g.amount AS amount
+    RETURNING c.{_C.id} AS id, g.amount AS amount, c.{_C.period} AS period
 ), entry AS (
     INSERT INTO {_L.table} (
         {_L.id}, {_L.connection_id}, {_L.app_id}, {_L.app_user_id}, {_L.kind}, {_L.model}, {_L.state},
         {_L.reserved}, {_L.reconcile}, {_L.period}, {_L.created_at}, {_L.expires_at}
     )
     SELECT $7::varchar, held.id, $1, $2, $8::varchar, $9::varchar, 'reserved',
-           held.amount, false, $3, $6::bigint, $10::bigint
+           held.amount, false, held.period, $6::bigint, $10::bigint
     FROM held
 )
 SELECT cur.*, held.amount FROM cur LEFT JOIN held ON true
@@ -107,12 +114,24 @@ SELECT cur.*, held.amount FROM cur LEFT JOIN held ON true
 # $7 now, $8 period. Returns one row, `settled`: whether this call finalised the entry.
 # Only an entry still `reserved` (or `expired`: swept after a stall, its whole hold already
 # charged, so only the difference applies) is finalised; the lock makes that exactly once.
+# The ledger row records the month the charge landed in: the counter's period once charged.
 SETTLE = f"""
 WITH open_entry AS MATERIALIZED (
-    SELECT {_L.id}, {_L.connection_id}, {_L.state}, {_L.reserved}, {_L.cost}
+    SELECT {_L.id}, {_L.connection_id}, {_L.state}, {_L.reserved}, {_L.cost},
+           CASE WHEN {_L.state} = 'reserved' THEN {_L.reserved} ELSE 0 END AS hold,
+           CASE WHEN {_L.state} = 'reserved' THEN 0 ELSE COALESCE({_L.cost}, 0) END AS charged
     FROM {_L.table}
     WHERE {_L.id} = $1 AND {_L.state} IN ('reserved', 'expired')
     FOR UPDATE
+), charge AS (
+    UPDATE {_C.table} AS c
+    SET {_C.spent} = GREATEST(0, {_spent_in_period("c", "$8::varchar")} + $3::bigint - e.charged),
+        {_C.period} = {_latest_period("c", "$8::varchar")},
+        {_C.reserved} = c.{_C.reserved} - e.hold,
+        {_C.updated_at} = $7::bigint
+    FROM open_entry AS e
+    WHERE c.{_C.id} = e.{_L.connection_id}
+    RETURNING c.{_C.period} AS period
 ), final AS (
     UPDATE {_L.table} AS l
     SET {_L.state} = $2::varchar,
@@ -121,20 +140,10 @@ WITH open_entry AS MATERIALIZED (
         {_L.generation_id} = $5::varchar,
         {_L.reconcile} = $6::boolean,
         {_L.settled_at} = $7::bigint,
-        {_L.period} = $8::varchar
+        {_L.period} = COALESCE((SELECT period FROM charge), $8::varchar)
     FROM open_entry AS e
     WHERE l.{_L.id} = e.{_L.id}
-    RETURNING e.{_L.connection_id} AS connection_id,
-              CASE WHEN e.{_L.state} = 'reserved' THEN e.{_L.reserved} ELSE 0 END AS hold,
-              CASE WHEN e.{_L.state} = 'reserved' THEN 0 ELSE COALESCE(e.{_L.cost}, 0) END AS charged
-), charge AS (
-    UPDATE {_C.table} AS c
-    SET {_C.spent} = GREATEST(0, {_spent_in_period("c", "$8::varchar")} + $3::bigint - f.charged),
-        {_C.period} = $8::varchar,
-        {_C.reserved} = c.{_C.reserved} - f.hold,
-        {_C.updated_at} = $7::bigint
-    FROM final AS f
-    WHERE c.{_C.id} = f.connection_id
+    RETURNING l.{_L.id}
 )
 SELECT count(*) > 0 AS settled FROM final
 """
@@ -170,6 +179,10 @@ async def _keep_session(_connection: Any) -> None:
     """Release a connection without asyncpg's reset query: these statements leave no session state."""
 
 
+# Serialization failures and deadlocks (SQLSTATE class 40): the statement did nothing and can run again.
+_RETRIES = 5
+
+
 class PostgresFastPath:
     """``reserve`` and ``settle`` for ``SqlStore`` on PostgreSQL, one round trip each."""
 
@@ -181,17 +194,34 @@ class PostgresFastPath:
         import asyncpg  # the `postgres` extra: only PostgreSQL deployments need it
 
         sizes = pool_sizes or PoolSizes()
+        options = _connect_kwargs(url)
+        # The reasoning above holds under READ COMMITTED, whatever the server's default: a server
+        # set to REPEATABLE READ would fail concurrent statements with serialization errors.
+        settings = {**(options.pop("server_settings", None) or {}), "default_transaction_isolation": "read committed"}
         pool = await asyncpg.create_pool(
             min_size=1,
             max_size=sizes.fast_path,
             max_inactive_connection_lifetime=sizes.idle_seconds,
             reset=_keep_session,
-            **_connect_kwargs(url),
+            server_settings=settings,
+            **options,
         )
         return cls(pool)
 
     async def close(self) -> None:
         await self._pool.close()
+
+    async def _run(self, method: str, *arguments: Any) -> Any:
+        import asyncpg
+
+        for attempt in range(_RETRIES):
+            try:
+                return await getattr(self._pool, method)(*arguments)
+            except asyncpg.exceptions.TransactionRollbackError:
+                if attempt == _RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.005 * 2**attempt)
+        raise AssertionError("unreachable")
 
     async def reserve(
         self, request: ReservationRequest, ledger_id: str, period: str, now: int, *, attempts: int = 8
@@ -209,9 +239,9 @@ class PostgresFastPath:
             now + request.ttl_seconds,
         )
         for _attempt in range(attempts):
-            row = await self._pool.fetchrow(RESERVE, *arguments)
+            row = await self._run("fetchrow", RESERVE, *arguments)
             try:
-                return _reservation(row, request, ledger_id, period)
+                return _reservation(row, request, ledger_id)
             except _Contended:
                 continue
         return Refusal.CONTENDED
@@ -227,24 +257,24 @@ class PostgresFastPath:
         period: str,
         now: int,
     ) -> bool:
-        settled = await self._pool.fetchval(
-            SETTLE, ledger_id, state, cost, cost_source, generation_id, reconcile, now, period
+        settled = await self._run(
+            "fetchval", SETTLE, ledger_id, state, cost, cost_source, generation_id, reconcile, now, period
         )
         return bool(settled)
 
 
-def _reservation(row: Any, request: ReservationRequest, ledger_id: str, period: str) -> Reservation | Refusal:
+def _reservation(row: Any, request: ReservationRequest, ledger_id: str) -> Reservation | Refusal:
     if row is None:
         return Refusal.NOT_CONNECTED
     if row["status"] != _ACTIVE:
         return Refusal(row["status"])
     amount = row["amount"]
     if amount is None:
-        headroom = row["monthly_cap"] - row["spent_now"] - row["reserved"]
-        if headroom <= 0 or headroom < request.minimum:
-            return Refusal.BUDGET_EXCEEDED
+        refusal = refusal_for_headroom(row["monthly_cap"], row["spent_now"], row["reserved"], request.minimum)
+        if refusal is not None:
+            return refusal
         raise _Contended
-    return Reservation(ledger_id=ledger_id, amount=amount, connection=_record(row, period))
+    return Reservation(ledger_id=ledger_id, amount=amount, connection=_record(row, row["period_now"]))
 
 
 def _record(row: Any, period: str) -> ConnectionRecord:

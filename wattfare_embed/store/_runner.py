@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -118,16 +118,37 @@ def _sqlite_engine(url: URL, memory: bool, busy_timeout_ms: int) -> Engine:
     return engine
 
 
+# SQLSTATE 40001 (serialization failure) and 40P01 (deadlock): nothing was done; run it again.
+_RETRYABLE_STATES = frozenset({"40001", "40P01"})
+_RETRIES = 5
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return state in _RETRYABLE_STATES
+
+
 class AsyncEngineRunner:
-    """Any SQLAlchemy async URL (``postgresql+asyncpg://…``); one ``run_sync`` per transaction."""
+    """Any SQLAlchemy async URL (``postgresql+asyncpg://…``); one ``run_sync`` per transaction.
+
+    Every operation is a plain function of its connection, so a transaction the database
+    aborted as a serialization failure or a deadlock is simply run again.
+    """
 
     def __init__(self, url: URL, **engine_options: Any) -> None:
         self._engine: AsyncEngine = create_async_engine(url, **engine_options)
         self.dialect_name = self._engine.dialect.name
 
     async def run(self, operation: Callable[[Connection], T]) -> T:
-        async with self._engine.begin() as connection:
-            return await connection.run_sync(operation)
+        for attempt in range(_RETRIES):
+            try:
+                async with self._engine.begin() as connection:
+                    return await connection.run_sync(operation)
+            except DBAPIError as exc:
+                if attempt == _RETRIES - 1 or not _retryable(exc):
+                    raise
+            await asyncio.sleep(0.005 * 2**attempt)
+        raise AssertionError("unreachable")
 
     async def dispose(self) -> None:
         await self._engine.dispose()
@@ -147,4 +168,7 @@ def runner_for_url(database_url: str, pool_sizes: PoolSizes | None = None) -> Tr
         # Every transaction ends in COMMIT or ROLLBACK inside `begin()`, so the pool's extra
         # rollback on each return is a wasted round trip.
         options["pool_reset_on_return"] = None
+        # The store's statements are written for READ COMMITTED (row locks, then the newest row
+        # version); a server defaulting to REPEATABLE READ would abort them under concurrency.
+        options["isolation_level"] = "READ COMMITTED"
     return AsyncEngineRunner(url, **options)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from sqlalchemy import bindparam, case, insert, select, update
+from sqlalchemy import bindparam, case, func, insert, select, update
 
 from .base import ConnectionRecord, ConnectionState, LedgerEntry
 from .schema import connections, ledger
@@ -23,12 +23,22 @@ def _new_id(prefix: str) -> str:
     return prefix + secrets.token_hex(12)
 
 
-def _spent_in(period: str) -> Any:
-    """This period's spend as a SQL expression: the stored figure, or 0 once the month turned."""
-    return case((_C.period == period, _C.spent), else_=0)
+def _spent_in(period: Any) -> Any:
+    """This period's spend as a SQL expression: the stored figure, or 0 once the month turned.
+
+    A counter already in a later period (written by a clock ahead of this one) keeps its spend:
+    the period never moves back.
+    """
+    return case((_C.period >= period, _C.spent), else_=0)
+
+
+def _latest_period(period: Any) -> Any:
+    """The counter's period after a write at ``period``: never earlier than it was."""
+    return case((_C.period > period, _C.period), else_=period)
 
 
 def _connection(row: Any, period: str) -> ConnectionRecord:
+    """The record as of ``period``, or of the counter's own period if that is later."""
     return ConnectionRecord(
         id=row.id,
         app_id=row.app_id,
@@ -36,8 +46,8 @@ def _connection(row: Any, period: str) -> ConnectionRecord:
         status=ConnectionState(row.status),
         authority=row.authority,
         monthly_cap=row.monthly_cap,
-        period=period,
-        spent=row.spent if row.period == period else 0,
+        period=max(row.period, period),
+        spent=row.spent if row.period >= period else 0,
         reserved=row.reserved,
         grant_id=row.grant_id,
         upstream_url=row.upstream_url,
@@ -92,6 +102,9 @@ _LEDGER_INSERT = insert(ledger)
 _LEDGER_ROW_FOR_UPDATE = (
     select(_L.connection_id, _L.reserved, _L.state, _L.cost).where(_L.id == bindparam("b_id")).with_for_update()
 )
+# The month the charge lands in, so a later reconcile adjusts the same month: the counter's
+# period once charged (run after `_CHARGE`), which a clock behind cannot move back.
+_CHARGED_PERIOD = select(_C.period).where(_C.id == bindparam("b_connection_id")).scalar_subquery()
 _LEDGER_FINAL = (
     update(ledger)
     .where(_L.id == bindparam("b_id"), _L.state == bindparam("b_old_state"))
@@ -102,17 +115,16 @@ _LEDGER_FINAL = (
         generation_id=bindparam("b_generation_id"),
         reconcile=bindparam("b_reconcile"),
         settled_at=bindparam("b_now"),
-        # The month the charge lands in, so a later reconcile adjusts the same month.
-        period=bindparam("b_period"),
+        period=func.coalesce(_CHARGED_PERIOD, bindparam("b_period")),
     )
 )
-_CHARGED_SPEND = case((_C.period == bindparam("b_period"), _C.spent), else_=0) + bindparam("b_delta")
+_CHARGED_SPEND = _spent_in(bindparam("b_period")) + bindparam("b_delta")
 _CHARGE = (
     update(connections)
     .where(_C.id == bindparam("b_id"))
     .values(
         spent=case((_CHARGED_SPEND < 0, 0), else_=_CHARGED_SPEND),
-        period=bindparam("b_period"),
+        period=_latest_period(bindparam("b_period")),
         reserved=_C.reserved - bindparam("b_hold"),
         updated_at=bindparam("b_now"),
     )

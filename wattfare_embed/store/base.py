@@ -22,6 +22,7 @@ __all__ = [
     "Reservation",
     "ReservationRequest",
     "Store",
+    "refusal_for_headroom",
 ]
 
 
@@ -53,6 +54,12 @@ class ConnectionRecord:
 
     @property
     def remaining(self) -> Micros:
+        """What is left of the cap this period: the cap less what was charged (holds not counted)."""
+        return max(0, self.monthly_cap - self.spent)
+
+    @property
+    def available(self) -> Micros:
+        """What a new request could hold now: the cap less what was charged and what is held."""
         return max(0, self.monthly_cap - self.spent - self.reserved)
 
 
@@ -99,7 +106,19 @@ class Refusal(StrEnum):
     REVOKED = "revoked"
     FUNDING_INVALID = "funding_invalid"
     BUDGET_EXCEEDED = "budget_exceeded"
+    # Only the holds of other requests in flight stand in the way: try again when they finish.
+    HELD_IN_FLIGHT = "held_in_flight"
     CONTENDED = "contended"  # the row kept changing under us; try again shortly
+
+
+def refusal_for_headroom(cap: Micros, spent: Micros, reserved: Micros, minimum: Micros) -> Refusal | None:
+    """Why a hold of at least ``minimum`` cannot be taken from this counter now, if it cannot."""
+    headroom = cap - spent - reserved
+    if headroom > 0 and headroom >= minimum:
+        return None
+    if reserved > 0 and cap - spent >= max(minimum, 1):
+        return Refusal.HELD_IN_FLIGHT  # it would fit once the requests in flight settle
+    return Refusal.BUDGET_EXCEEDED
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,15 +196,19 @@ class Store(Protocol):
         """Finalise a reservation exactly once: charge ``cost``, free the hold. False if already final."""
 
     async def reconcile(self, ledger_id: str, actual: Micros, now: int) -> bool:
-        """Replace an estimated charge by the upstream's figure, applying the difference once."""
+        """Replace an estimated charge by the upstream's figure, applying the difference once, to the
+        month of the charge (or the current month once that month's counter has rolled over)."""
 
-    async def pending_reconciliations(self, limit: int) -> list[LedgerEntry]: ...
+    async def pending_reconciliations(self, limit: int, *, app_id: str | None = None) -> list[LedgerEntry]:
+        """Estimated rows still waiting for the upstream's figure, oldest first (of one app, when given)."""
 
     async def give_up_reconciliation(self, ledger_id: str) -> None:
         """Keep the estimated charge for good (the upstream never produced a record)."""
 
-    async def sweep_expired(self, now: int) -> int:
-        """Charge reservations whose process died (their full hold) and free them; returns how many."""
+    async def sweep_expired(self, now: int, *, app_id: str | None = None) -> int:
+        """Charge reservations whose process died (their full hold) and free them; returns how many.
+
+        ``app_id`` limits the sweep to one app's rows: apps sharing a database sweep their own."""
 
     async def ledger(self, app_id: str, app_user_id: str | None = None, limit: int = 100) -> list[LedgerEntry]: ...
 

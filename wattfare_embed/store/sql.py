@@ -27,6 +27,7 @@ from ._statements import (
     _LEDGER_ROW_FOR_UPDATE,
     _USER_ROW_FOR_UPDATE,
     _connection,
+    _latest_period,
     _ledger_entry,
     _new_id,
     _nonnegative,
@@ -40,6 +41,7 @@ from .base import (
     Refusal,
     Reservation,
     ReservationRequest,
+    refusal_for_headroom,
 )
 from .pools import PoolSizes
 from .revisions import migrations
@@ -131,7 +133,9 @@ class SqlStore(ConsentRecords):
             where = and_(_C.app_id == new.app_id, _C.app_user_id == new.app_user_id)
             # A reconnect keeps this month's spend: connecting again must not reset the cap.
             updated = db.execute(
-                update(connections).where(where).values(spent=_spent_in(period), period=period, **values)
+                update(connections)
+                .where(where)
+                .values(spent=_spent_in(period), period=_latest_period(period), **values)
             )
             if updated.rowcount == 0:
                 db.execute(
@@ -213,11 +217,13 @@ class SqlStore(ConsentRecords):
                 return Refusal.NOT_CONNECTED
             if row.status != ConnectionState.ACTIVE.value:
                 return Refusal(row.status)
-            spent = row.spent if row.period == period else 0
-            headroom = row.monthly_cap - spent - row.reserved
-            if headroom <= 0 or headroom < request.minimum:
-                return Refusal.BUDGET_EXCEEDED
-            amount = min(request.wanted, headroom)
+            # A counter a clock ahead already moved on stays in its period: it never moves back.
+            current = max(row.period, period)
+            spent = row.spent if row.period >= period else 0
+            refusal = refusal_for_headroom(row.monthly_cap, spent, row.reserved, request.minimum)
+            if refusal is not None:
+                return refusal
+            amount = min(request.wanted, row.monthly_cap - spent - row.reserved)
             result = db.execute(
                 _HOLD,
                 {
@@ -226,7 +232,7 @@ class SqlStore(ConsentRecords):
                     "b_old_spent": row.spent,
                     "b_old_period": row.period,
                     "b_spent": spent,
-                    "b_period": period,
+                    "b_period": current,
                     "b_reserved": row.reserved + amount,
                     "b_now": now,
                 },
@@ -245,12 +251,12 @@ class SqlStore(ConsentRecords):
                     "state": "reserved",
                     "reserved": amount,
                     "reconcile": False,
-                    "period": period,
+                    "period": current,
                     "created_at": now,
                     "expires_at": now + request.ttl_seconds,
                 },
             )
-            return Reservation(ledger_id=ledger_id, amount=amount, connection=_connection(row, period))
+            return Reservation(ledger_id=ledger_id, amount=amount, connection=_connection(row, current))
 
         for _attempt in range(8):
             try:
@@ -285,6 +291,16 @@ class SqlStore(ConsentRecords):
             else:  # the sweeper charged the whole hold after a stall; apply the difference
                 hold, already_charged = 0, row.cost or 0
             db.execute(
+                _CHARGE,
+                {
+                    "b_id": row.connection_id,
+                    "b_period": period,
+                    "b_delta": cost - already_charged,
+                    "b_hold": hold,
+                    "b_now": now,
+                },
+            )
+            db.execute(
                 _LEDGER_FINAL,
                 {
                     "b_id": ledger_id,
@@ -296,16 +312,7 @@ class SqlStore(ConsentRecords):
                     "b_reconcile": reconcile,
                     "b_now": now,
                     "b_period": period,
-                },
-            )
-            db.execute(
-                _CHARGE,
-                {
-                    "b_id": row.connection_id,
-                    "b_period": period,
-                    "b_delta": cost - already_charged,
-                    "b_hold": hold,
-                    "b_now": now,
+                    "b_connection_id": row.connection_id,
                 },
             )
             return True
@@ -313,11 +320,9 @@ class SqlStore(ConsentRecords):
         return await self._run_handle().run(operation)
 
     async def reconcile(self, ledger_id: str, actual: int, now: int) -> bool:
-        period = period_of(now)
-
         def operation(db: Connection) -> bool:
             row = db.execute(
-                select(_L.connection_id, _L.cost, _L.period)
+                select(_L.connection_id, _L.cost)
                 .where(_L.id == ledger_id, _L.reconcile.is_(True), _L.state == "settled")
                 .with_for_update()
             ).first()
@@ -326,12 +331,13 @@ class SqlStore(ConsentRecords):
             db.execute(
                 update(ledger).where(_L.id == ledger_id).values(cost=actual, cost_source="reported", reconcile=False)
             )
-            if row.period == period:  # a charge from a closed month stays in that month
-                db.execute(
-                    update(connections)
-                    .where(_C.id == row.connection_id)
-                    .values(spent=_nonnegative(_spent_in(period) + (actual - (row.cost or 0))), period=period)
-                )
+            # The difference lands on the counter as it stands: still the month of the charge, or,
+            # once that month's counter has rolled over, the current one. Never nowhere, never back.
+            db.execute(
+                update(connections)
+                .where(_C.id == row.connection_id)
+                .values(spent=_nonnegative(_C.spent + (actual - (row.cost or 0))), updated_at=now)
+            )
             return True
 
         return await self._run_handle().run(operation)
@@ -342,37 +348,46 @@ class SqlStore(ConsentRecords):
 
         await self._run_handle().run(operation)
 
-    async def pending_reconciliations(self, limit: int) -> list[LedgerEntry]:
+    async def pending_reconciliations(self, limit: int, *, app_id: str | None = None) -> list[LedgerEntry]:
         def operation(db: Connection) -> list[LedgerEntry]:
-            rows = db.execute(select(ledger).where(_L.reconcile.is_(True)).order_by(_L.created_at).limit(limit)).all()
+            query = select(ledger).where(_L.reconcile.is_(True))
+            if app_id is not None:
+                query = query.where(_L.app_id == app_id)
+            rows = db.execute(query.order_by(_L.created_at).limit(limit)).all()
             return [_ledger_entry(row) for row in rows]
 
         return await self._run_handle().run(operation)
 
-    async def sweep_expired(self, now: int) -> int:
+    async def sweep_expired(self, now: int, *, app_id: str | None = None) -> int:
         period = period_of(now)
 
         def operation(db: Connection) -> int:
-            rows = db.execute(
-                select(_L.id, _L.connection_id, _L.reserved)
-                .where(_L.state == "reserved", _L.expires_at < now)
-                .with_for_update()
-            ).all()
+            query = select(_L.id, _L.connection_id, _L.reserved).where(_L.state == "reserved", _L.expires_at < now)
+            if app_id is not None:
+                query = query.where(_L.app_id == app_id)
+            rows = db.execute(query.with_for_update()).all()
             for row in rows:
-                # The upstream may have billed a request whose process died, so the whole
-                # hold is charged (never more than was reserved under the cap).
-                db.execute(
-                    update(ledger)
-                    .where(_L.id == row.id, _L.state == "reserved")
-                    .values(state="expired", cost=row.reserved, cost_source="estimated", settled_at=now)
-                )
                 db.execute(
                     update(connections)
                     .where(_C.id == row.connection_id)
                     .values(
                         spent=_spent_in(period) + row.reserved,
-                        period=period,
+                        period=_latest_period(period),
                         reserved=_C.reserved - row.reserved,
+                    )
+                )
+                # The upstream may have billed a request whose process died, so the whole
+                # hold is charged (never more than was reserved under the cap).
+                charged_in = select(_C.period).where(_C.id == row.connection_id).scalar_subquery()
+                db.execute(
+                    update(ledger)
+                    .where(_L.id == row.id, _L.state == "reserved")
+                    .values(
+                        state="expired",
+                        cost=row.reserved,
+                        cost_source="estimated",
+                        settled_at=now,
+                        period=func.coalesce(charged_in, period),
                     )
                 )
             return len(rows)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ._fake_catalog import serve_model
-from ._fake_chat import CompletionStream, ReplyPlan, complete_in_one_body, word_pieces
+from ._fake_billing import FakeBilling, PromptBill, read_prompt
+from ._fake_catalog import ServedModel, serve_model
+from ._fake_chat import CompletionStream, OutputPiece, ReplyPlan, complete_in_one_body, media_payload, word_pieces
 from ._fake_faults import fault_of
 from ._fake_ledger import check_affordable
 from ._fake_tools import structured_reply, tool_call_for
@@ -28,17 +30,41 @@ def inference_routes(fake: FakeOpenRouter) -> list[Route]:
     async def chat_completions(request: Request) -> Response:
         key = fake.keys.inference_caller(request.headers.get("authorization"))
         body = await json_object(request)
-        served = serve_model(fake.models, body.get("model"), fake.auto_router_target)
+        provider: JSONObject = body["provider"] if isinstance(body.get("provider"), dict) else {}
+        served = serve_model(
+            fake.models,
+            body.get("model"),
+            fake.auto_router_target,
+            providers=fake.providers,
+            max_price=provider.get("max_price"),
+            only=provider.get("only"),
+            dearest=fake.route_to_dearest,
+        )
         messages = _messages(body)
         requested_max = _requested_max_tokens(body)
-        prompt_tokens = estimate_tokens(messages)
+        knobs = fake.billing
+        prompt = read_prompt(body, messages, served.prices, knobs)
+        served_prices = served.prices_for(prompt.prompt_tokens, _hhmm(fake))
+        if served_prices != served.prices:  # an override applies: its prices may bill images differently
+            prompt = read_prompt(body, messages, served_prices, knobs)
+        # JSON fitting a requested schema streams like any other reply.
+        reply_text = structured_reply(body) or (
+            fake.reply_text if fake.reply_text is not None else _simulated_reply(messages)
+        )
+        planned = plan_output(body, served, reply_text, knobs)
         check_affordable(
             key,
             fake.account_remaining(),
-            served.prices,
-            prompt_tokens=prompt_tokens,
+            served_prices,
+            prompt=prompt,
             # Without max_tokens OpenRouter assumes the model's whole output budget (§5.4).
             max_output_tokens=requested_max or served.max_completion_tokens,
+            output_price=max(
+                served_prices.completion,
+                served_prices.internal_reasoning,
+                served_prices.image_output,
+                served_prices.audio_output,
+            ),
         )
         fault = fault_of(request.scope)
         overrun = fault is not None and fault.ignore_max_tokens
@@ -48,21 +74,21 @@ def inference_routes(fake: FakeOpenRouter) -> list[Route]:
             served,
             api_type="completions",
             streamed=streamed,
-            prompt_tokens=prompt_tokens,
+            prompt=prompt,
+            prices=served_prices,
             external_user=_optional_str(body.get("user")),
             http_referer=request.headers.get("http-referer"),
+            byok_fee_rate=knobs.byok_fee_rate if knobs.byok else None,
         )
-        # A tool call's arguments, or JSON fitting a requested schema, stream like any other reply.
+        # A tool call's arguments stream like any other reply.
         tool_call = tool_call_for(body, generation.id)
-        text = structured_reply(body) or (
-            fake.reply_text if fake.reply_text is not None else _simulated_reply(messages)
-        )
-        reply = word_pieces(tool_call.arguments if tool_call else text)
-        pieces = reply if requested_max is None or overrun else reply[:requested_max]
+        if tool_call is not None:
+            planned = [OutputPiece("text", text) for text in word_pieces(tool_call.arguments)]
+        pieces = planned if overrun else within(planned, requested_max or served.max_completion_tokens)
         plan = ReplyPlan(
             generation=generation,
             pieces=pieces,
-            finish_reason="length" if len(pieces) < len(reply) else "tool_calls" if tool_call else "stop",
+            finish_reason="length" if len(pieces) < len(planned) else "tool_calls" if tool_call else "stop",
             tool_call=tool_call,
             created=int(fake.clock()),
             fault=fault,
@@ -80,13 +106,14 @@ def inference_routes(fake: FakeOpenRouter) -> list[Route]:
         inputs = _embedding_inputs(body.get("input"))
         dimensions = _dimensions(body.get("dimensions"))
         prompt_tokens = estimate_tokens(body["input"])
-        check_affordable(key, fake.account_remaining(), served.prices, prompt_tokens=prompt_tokens, max_output_tokens=0)
+        prompt = PromptBill(text_tokens=prompt_tokens)
+        check_affordable(key, fake.account_remaining(), served.prices, prompt=prompt, max_output_tokens=0)
         generation = fake.ledger.admit(
             key,
             served,
             api_type="embeddings",
             streamed=False,
-            prompt_tokens=prompt_tokens,
+            prompt=prompt,
             external_user=_optional_str(body.get("user")),
             http_referer=request.headers.get("http-referer"),
         )
@@ -121,6 +148,54 @@ def inference_routes(fake: FakeOpenRouter) -> list[Route]:
         Route("/api/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/api/v1/embeddings", embeddings, methods=["POST"]),
     ]
+
+
+def _hhmm(fake: FakeOpenRouter) -> int:
+    moment = time.gmtime(fake.clock())
+    return moment.tm_hour * 100 + moment.tm_min
+
+
+def _wants_reasoning(body: JSONObject, served: ServedModel) -> bool:
+    reasoning = body.get("reasoning")
+    if isinstance(reasoning, dict):
+        return reasoning.get("enabled") is not False and reasoning.get("effort") != "none"
+    return body.get("reasoning_effort") not in (None, "none") or str(body.get("model")).endswith(":thinking")
+
+
+def plan_output(body: JSONObject, served: ServedModel, reply_text: str, knobs: FakeBilling) -> list[OutputPiece]:
+    """Everything the model would generate, unbounded: reasoning first, then the reply (as audio
+    when asked and able), then images when asked and able."""
+    pieces: list[OutputPiece] = []
+    if _wants_reasoning(body, served):
+        reasoning = word_pieces(knobs.reasoning_text)
+        budget = (body.get("reasoning") or {}).get("max_tokens") if isinstance(body.get("reasoning"), dict) else None
+        if isinstance(budget, int) and not isinstance(budget, bool):
+            reasoning = reasoning[:budget]
+        pieces += [OutputPiece("reasoning", text) for text in reasoning]
+    modalities: list[Any] = body["modalities"] if isinstance(body.get("modalities"), list) else []
+    if "audio" in modalities and "audio" in served.output_modalities:
+        audio_bytes = 960 * knobs.audio_tokens_per_word  # 16-bit PCM at 24 kHz, 50 tokens a second
+        payload = media_payload(audio_bytes, b"")
+        pieces += [
+            OutputPiece("audio", text, 1 + knobs.audio_tokens_per_word, payload) for text in word_pieces(reply_text)
+        ]
+    else:
+        pieces += [OutputPiece("text", text) for text in word_pieces(reply_text)]
+    if "image" in modalities and "image" in served.output_modalities:
+        payload = media_payload(knobs.output_image_bytes)
+        pieces += [OutputPiece("image", "", knobs.output_image_tokens, payload)] * knobs.output_images
+    return pieces
+
+
+def within(pieces: list[OutputPiece], max_tokens: int) -> list[OutputPiece]:
+    """The pieces that fit a completion limit: reasoning, text, audio and images all count in it."""
+    kept, used = [], 0
+    for piece in pieces:
+        if used + piece.tokens > max_tokens:
+            break
+        kept.append(piece)
+        used += piece.tokens
+    return kept
 
 
 def estimate_tokens(prompt: object) -> int:

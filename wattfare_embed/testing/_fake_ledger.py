@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
+from ._fake_billing import OutputBill, PromptBill
 from ._fake_catalog import ModelPrices, ServedModel
 from ._fake_keys import FakeKey
 from ._fake_wire import JSONObject, OpenRouterError, iso_time, new_generation_id, usd
@@ -17,7 +18,11 @@ _CREDITS_HINT = "https://openrouter.ai/settings/credits and upgrade to a paid ac
 
 @dataclass(eq=False)
 class Generation:
-    """One generation, from the moment it is admitted until it is settled and charged."""
+    """One generation, from the moment it is admitted until it is settled and charged.
+
+    ``total_cost`` is what OpenRouter charged; for a BYOK generation that is only its fee, and
+    ``upstream_cost`` what the provider billed the user's own key: ``billed`` is both.
+    """
 
     id: str
     key: FakeKey
@@ -26,32 +31,61 @@ class Generation:
     api_type: str
     streamed: bool
     prices: ModelPrices
-    prompt_tokens: int
+    prompt: PromptBill
     created_at: str
     external_user: str | None = None
     http_referer: str | None = None
-    completion_tokens: int = 0
+    output: OutputBill = field(default_factory=OutputBill)
     finish_reason: str | None = None
     cancelled: bool = False
     total_cost: Decimal = Decimal(0)
+    upstream_cost: Decimal | None = None
+    byok: bool = False
+    byok_fee_rate: Decimal = Decimal(0)
     settled: bool = False
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.prompt.prompt_tokens
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.output.completion_tokens
+
+    @property
+    def billed(self) -> Decimal:
+        """What the user paid in all: OpenRouter's charge, and the provider's for BYOK."""
+        return self.total_cost + (self.upstream_cost or Decimal(0))
 
     def usage_object(self) -> JSONObject:
         """The in-response `usage` of a chat completion (§3.1)."""
-        return {
+        usage: JSONObject = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
             "cost": usd(self.total_cost),
-            "is_byok": False,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0},
+            "is_byok": self.byok,
+            "prompt_tokens_details": {
+                "cached_tokens": 0,
+                "cache_write_tokens": self.prompt.cache_write_tokens,
+                "audio_tokens": self.prompt.audio_tokens,
+                "video_tokens": self.prompt.video_tokens,
+            },
+            "completion_tokens_details": {
+                "reasoning_tokens": self.output.reasoning_tokens,
+                "audio_tokens": self.output.audio_tokens,
+                "image_tokens": self.output.image_tokens,
+            },
             "cost_details": {
-                "upstream_inference_cost": None,
-                "upstream_inference_prompt_cost": usd(self.prices.cost(self.prompt_tokens, 0)),
-                "upstream_inference_completions_cost": usd(self.completion_tokens * self.prices.completion),
+                # Only a BYOK generation states what the provider billed (§3.1).
+                "upstream_inference_cost": usd(self.upstream_cost) if self.byok else None,
+                "upstream_inference_prompt_cost": usd(self.prompt.cost(self.prices)),
+                "upstream_inference_completions_cost": usd(self.output.cost(self.prices)),
             },
         }
+        if self.prompt.searches:
+            usage["server_tool_use_details"] = {"web_search_requests": self.prompt.searches}
+        return usage
 
     def describe(self) -> JSONObject:
         """The `GET /generation` record (§3.3)."""
@@ -62,8 +96,8 @@ class Generation:
             "usage": usd(self.total_cost),
             "cache_discount": None,
             # Only BYOK calls report an upstream cost (§3.1).
-            "upstream_inference_cost": None,
-            "is_byok": False,
+            "upstream_inference_cost": usd(self.upstream_cost) if self.byok else None,
+            "is_byok": self.byok,
             "model": self.model,
             "provider_name": self.provider,
             "api_type": self.api_type,
@@ -76,8 +110,12 @@ class Generation:
             "tokens_completion": self.completion_tokens,
             "native_tokens_prompt": self.prompt_tokens,
             "native_tokens_completion": self.completion_tokens,
-            "native_tokens_reasoning": 0,
+            "native_tokens_reasoning": self.output.reasoning_tokens,
+            "native_tokens_completion_images": self.output.image_tokens,
             "native_tokens_cached": 0,
+            "num_media_prompt": self.prompt.images,
+            "num_input_audio_prompt": 1 if self.prompt.audio_tokens else 0,
+            "num_search_results": self.prompt.searches * self.prompt.search_results,
             "external_user": self.external_user,
             "http_referer": self.http_referer,
         }
@@ -98,9 +136,11 @@ class Ledger:
         *,
         api_type: str,
         streamed: bool,
-        prompt_tokens: int,
+        prompt: PromptBill,
         external_user: str | None,
         http_referer: str | None,
+        prices: ModelPrices | None = None,
+        byok_fee_rate: Decimal | None = None,
     ) -> Generation:
         now = self._clock()
         generation = Generation(
@@ -110,11 +150,13 @@ class Ledger:
             provider=served.provider,
             api_type=api_type,
             streamed=streamed,
-            prices=served.prices,
-            prompt_tokens=prompt_tokens,
+            prices=prices or served.prices,
+            prompt=prompt,
             created_at=iso_time(now),
             external_user=external_user,
             http_referer=http_referer,
+            byok=byok_fee_rate is not None,
+            byok_fee_rate=byok_fee_rate or Decimal(0),
         )
         self._generations[generation.id] = generation
         return generation
@@ -123,25 +165,37 @@ class Ledger:
         self,
         generation: Generation,
         *,
-        completion_tokens: int,
+        completion_tokens: int = 0,
+        output: OutputBill | None = None,
         finish_reason: str | None,
         cancelled: bool = False,
         cost_override: Decimal | None = None,
     ) -> Decimal:
-        """Charge a generation once, to its key and to the totals, and make its record visible."""
+        """Charge a generation once, to its key and to the totals, and make its record visible.
+
+        ``output`` is what it generated, by kind; ``completion_tokens`` alone means that many of text.
+        """
         if generation.settled:
             raise RuntimeError(f"generation {generation.id} is already settled")
-        if cost_override is not None:
-            cost = cost_override
-        elif generation.api_type == "completions" and (
-            finish_reason == "error" or (completion_tokens == 0 and finish_reason is None)
+        output = output or OutputBill(text_tokens=completion_tokens)
+        prices, prompt = generation.prices, generation.prompt
+        # Searches and parsing are paid for whatever becomes of the generation (§3.1, Zero Completion Insurance).
+        auxiliary = prompt.auxiliary_cost(prices)
+        inference = prompt.cost(prices) - auxiliary + output.cost(prices)
+        if generation.api_type == "completions" and (
+            finish_reason == "error" or (output.completion_tokens == 0 and finish_reason is None)
         ):
             # Zero Completion Insurance (§3.1): no charge for an errored completion, nor for an
             # empty one with no finish reason.
-            cost = Decimal(0)
-        else:
-            cost = generation.prices.cost(generation.prompt_tokens, completion_tokens)
-        generation.completion_tokens = completion_tokens
+            inference = Decimal(0)
+        cost = auxiliary + inference
+        if cost_override is not None:
+            cost = cost_override
+        elif generation.byok:
+            # BYOK: the provider bills the user's own key; OpenRouter charges its fee on top.
+            generation.upstream_cost = cost
+            cost = cost * generation.byok_fee_rate
+        generation.output = output
         generation.finish_reason = finish_reason
         generation.cancelled = cancelled
         generation.total_cost = cost
@@ -168,11 +222,11 @@ class Ledger:
         spend: dict[str, Decimal] = {}
         for generation in self.records:
             secret = generation.key.secret
-            spend[secret] = spend.get(secret, Decimal(0)) + generation.total_cost
+            spend[secret] = spend.get(secret, Decimal(0)) + generation.billed
         return spend
 
     def total_spend(self) -> Decimal:
-        return sum((generation.total_cost for generation in self.records), Decimal(0))
+        return sum((generation.billed for generation in self.records), Decimal(0))
 
 
 def check_affordable(
@@ -180,8 +234,9 @@ def check_affordable(
     account_remaining: Decimal | None,
     prices: ModelPrices,
     *,
-    prompt_tokens: int,
+    prompt: PromptBill,
     max_output_tokens: int,
+    output_price: Decimal | None = None,
 ) -> None:
     """OpenRouter's pre-flight check (§8): the worst case must fit the key's headroom and the balance."""
     if key.is_exhausted:
@@ -197,12 +252,14 @@ def check_affordable(
     if not headrooms:
         return
     headroom, hint = min(headrooms, key=lambda pair: pair[0])
-    if prices.cost(prompt_tokens, max_output_tokens) <= headroom:
+    per_token = prices.completion if output_price is None else output_price
+    prompt_cost = prompt.cost(prices)
+    if prompt_cost + max_output_tokens * per_token <= headroom:
         return
-    left_for_completion = headroom - prices.cost(prompt_tokens, 0)
+    left_for_completion = headroom - prompt_cost
     affordable = 0
-    if prices.completion > 0 and left_for_completion > 0:
-        affordable = int(left_for_completion / prices.completion)
+    if per_token > 0 and left_for_completion > 0:
+        affordable = int(left_for_completion / per_token)
     raise OpenRouterError(
         402,
         "This request requires more credits, or fewer max_tokens. "

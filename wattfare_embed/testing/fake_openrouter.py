@@ -31,6 +31,7 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from ._fake_account_api import account_routes
+from ._fake_billing import FakeBilling
 from ._fake_catalog import default_models
 from ._fake_control import control_routes
 from ._fake_faults import FAULT_SCOPE_KEY, Fault, FaultQueue, UsageShape
@@ -40,7 +41,7 @@ from ._fake_ledger import Generation, Ledger
 from ._fake_oauth import oauth_routes
 from ._fake_wire import JSONObject, OpenRouterError
 
-__all__ = ["FakeKey", "FakeOpenRouter", "Fault", "Generation", "ReceivedRequest", "main"]
+__all__ = ["FakeBilling", "FakeKey", "FakeOpenRouter", "Fault", "Generation", "ReceivedRequest", "main"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,12 @@ class FakeOpenRouter:
         self.oauth_user_id = "user_2fakeOpenRouterUser"
         self.auto_router_target = "openai/gpt-4o-mini"
         self.models: list[JSONObject] = default_models()
+        # What media turn out to hold, and how much models generate, once OpenRouter looks.
+        self.billing = FakeBilling()
+        # Other providers of a model, dearer (or cheaper) than the listed top one: see add_provider.
+        self.providers: dict[str, list[tuple[str, JSONObject]]] = {}
+        # Route to the dearest eligible provider, as load balancing or fallbacks may (§9 max_price).
+        self.route_to_dearest = False
         # Read through a lambda so that a test replacing `fake.clock` moves every timestamp with it.
         self.keys = KeyRing(
             management_key=management_key, accept_unknown_keys=accept_unknown_keys, clock=lambda: self.clock()
@@ -139,8 +146,14 @@ class FakeOpenRouter:
         """
         return self.faults.add(fault if fault is not None else Fault(**fields))
 
+    def add_provider(self, model_id: str, name: str, **pricing: str) -> None:
+        """Another provider serving ``model_id`` at these prices (decimal strings, USD per unit);
+        prices not named are the listed ones. It is routed to with `route_to_dearest` or
+        `:nitro`, unless the request's `provider.max_price` excludes it."""
+        self.providers.setdefault(model_id, []).append((name, dict(pricing)))
+
     def spend_by_key(self) -> dict[str, Decimal]:
-        """USD charged so far, by key secret."""
+        """USD charged so far, by key secret (BYOK: OpenRouter's fee and the provider's bill)."""
         return self.ledger.spend_by_key()
 
     def total_spend(self) -> Decimal:
