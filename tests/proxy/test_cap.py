@@ -148,7 +148,7 @@ async def test_a_stream_overrunning_with_reasoning_is_cut_off_too(lite: Proxied,
     _, raw = await lite.stream_bytes(user_id, model="deepseek/deepseek-r1", max_tokens=20, reasoning={"effort": "low"})
 
     events = sse_events(raw)
-    reasoning = [c["delta"]["reasoning"] for e in events for c in e["choices"] if c["delta"].get("reasoning")]
+    reasoning = [c["delta"]["reasoning"] for e in events for c in e.get("choices", []) if c["delta"].get("reasoning")]
     assert len(reasoning) == 21  # the 20 tokens paid for, and the one event that crossed the hold
     assert events[-1]["error"]["code"] == "budget_exceeded"
     assert sse_data(raw)[-1] == "[DONE]"
@@ -168,7 +168,7 @@ async def test_a_stream_overrunning_with_images_is_cut_off_too(lite: Proxied, us
     )
 
     events = sse_events(raw)
-    images = [i for e in events for c in e["choices"] for i in c["delta"].get("images", [])]
+    images = [i for e in events for c in e.get("choices", []) for i in c["delta"].get("images", [])]
     assert len(images) == 2  # one image fits 150 tokens; the second crossed the hold and was the last
     assert events[-1]["error"]["code"] == "budget_exceeded"
     await lite.settled(user_id, 1, reconciled=True)
