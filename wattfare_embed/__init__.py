@@ -9,7 +9,7 @@ app.mount("/wattfare", wf)
 """
 
 from .app import Session, Wattfare
-from .client import WattfareUser, is_budget_exceeded, is_not_connected, to_wattfare_error
+from .client import WattfareUser, is_budget_exceeded, is_not_connected, to_wattfare_error, user_id_header
 from .consent import ConsentAuthority, DevConsent, FundingGrant, HostedConsent, OpenRouterConsent
 from .errors import (
     AuthError,
@@ -21,6 +21,7 @@ from .errors import (
     NotConnectedError,
     PayloadTooLargeError,
     RateLimitedError,
+    RequestTimeoutError,
     UpstreamError,
     WattfareError,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PoolSizes",
     "RateLimitedError",
+    "RequestTimeoutError",
     "Session",
     "SqlStore",
     "Store",
@@ -61,4 +63,5 @@ __all__ = [
     "migrations",
     "new_key_pair",
     "to_wattfare_error",
+    "user_id_header",
 ]

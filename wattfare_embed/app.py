@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -20,14 +20,16 @@ from starlette.responses import Response
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ._http import parse_monthly_usd
 from ._lifespan import run_lifespan
+from ._redaction import protect_logs
 from .auth import app_user_id_of
 from .config import ResolveUser, Settings, env_or
 from .consent import AuthorityContext, ConsentAuthority, DevConsent
 from .crypto import CredentialBox
 from .errors import ConfigurationError, InvalidRequestError, WattfareError
 from .keys import AppKeys, parse_keys
-from .money import Micros, micros_from_usd
+from .money import Micros
 from .status import ConnectionStatus
 from .store import ConnectionRecord, ConnectionState, PoolSizes, SqlStore, Store
 from .tokens import SessionTokens
@@ -94,6 +96,10 @@ class Wattfare:
         pool_sizes: PoolSizes | None = None,
         max_request_hold_usd: float | int | str | Decimal | None = 1,
         media_hold_usd: float | int | str | Decimal | None = None,
+        body_timeout_seconds: float = 30.0,
+        allowed_hosts: Sequence[str] | None = None,
+        max_concurrent_webhooks: int = 32,
+        max_open_consents_per_user: int = 10,
     ) -> None:
         secret = env_or(secret_key, "WATTFARE_SECRET_KEY")
         publishable = env_or(publishable_key, "WATTFARE_PUBLISHABLE_KEY")
@@ -121,6 +127,10 @@ class Wattfare:
             pool_sizes=pool_sizes,
             max_request_hold_usd=max_request_hold_usd,
             media_hold_usd=media_hold_usd,
+            body_timeout_seconds=body_timeout_seconds,
+            allowed_hosts=allowed_hosts,
+            max_concurrent_webhooks=max_concurrent_webhooks,
+            max_open_consents_per_user=max_open_consents_per_user,
         )
         if consent is None:
             if self.keys.live:
@@ -129,6 +139,8 @@ class Wattfare:
                 )
             consent = DevConsent(auto_approve=True)
         consent.check(self.keys)
+        # From here on no log record of the package can carry these (nor anything shaped like a key).
+        protect_logs(self.keys.secret_key, self.settings.upstream_api_key, self.settings.credential_key)
         self.consent: ConsentAuthority = consent
         self.resolve_user = resolve_user
         self.tokens = SessionTokens(self.keys.secret_key, self.keys.app_id, session_ttl_seconds)
@@ -276,9 +288,10 @@ class Wattfare:
         app_user_id_of(app_user_id)
         requested: Micros | None = None
         if monthly_usd is not None:
-            requested = micros_from_usd(monthly_usd)
-            if requested <= 0 or requested > self.settings.max_monthly_cap:
-                raise InvalidRequestError("the requested monthly cap is out of range")
+            requested = parse_monthly_usd(
+                str(monthly_usd) if isinstance(monthly_usd, Decimal) else monthly_usd,
+                maximum=self.settings.max_monthly_cap,
+            )
         token, expires_at = self.tokens.mint(app_user_id, requested)
         return Session(token=token, expiresAt=expires_at)
 
@@ -290,6 +303,7 @@ class Wattfare:
 
     async def status(self, app_user_id: str) -> ConnectionStatus:
         """A user's connection and budget; ``connected=False`` (never an error) when there is none."""
+        app_user_id_of(app_user_id)
         await self.startup()
         now = int(time.time())
         record = await self.store.get_connection(self.keys.app_id, app_user_id, now)
@@ -297,6 +311,7 @@ class Wattfare:
 
     async def lower_cap(self, app_user_id: str, monthly_cap: Micros) -> ConnectionStatus | None:
         """Lower the cap at once; ``None`` when there is no active connection or it would raise it."""
+        app_user_id_of(app_user_id)
         await self.startup()
         now = int(time.time())
         record = await self.store.lower_cap(self.keys.app_id, app_user_id, monthly_cap, now)
@@ -304,6 +319,7 @@ class Wattfare:
 
     async def disconnect(self, app_user_id: str) -> None:
         """Revoke a user's connection here and ask the authority to revoke the grant."""
+        app_user_id_of(app_user_id)
         await self.startup()
         now = int(time.time())
         record = await self.store.get_connection(self.keys.app_id, app_user_id, now)

@@ -28,12 +28,24 @@ USER_ENCODING_HEADER = "x-wattfare-user-encoding"
 
 
 def app_user_id_of(value: object, what: str = "appUserId") -> str:
-    """An app's user id: 1 to 255 characters, none of them control characters (a NUL would not
-    even store in PostgreSQL)."""
+    """An app's user id, by the one rule every entry point applies (sessions, ``X-Wattfare-User``,
+    ``wf.user()``, the CLI), so what a header can carry and what the store keys on never differ:
+
+    1 to 255 characters of Unicode text (no lone surrogates, which no database stores), no
+    control characters (a NUL would not even store in PostgreSQL), and no whitespace at either
+    end: HTTP strips it from header values, so ``" alice"`` could be named in a session but
+    would be charged as ``"alice"`` through the proxy.
+    """
     if not isinstance(value, str) or not value or len(value) > 255:
         raise InvalidRequestError(f"{what} must be a non-empty string of at most 255 characters")
-    if any(ord(character) < 32 or ord(character) == 127 for character in value):
+    if any(ord(character) < 32 or 127 <= ord(character) < 160 for character in value):
         raise InvalidRequestError(f"{what} must not contain control characters")
+    if value.strip() != value:
+        raise InvalidRequestError(f"{what} must not start or end with whitespace")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequestError(f"{what} must be text (it holds a lone UTF-16 surrogate)") from exc
     return value
 
 

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ._migrate_command import add_migrate_options
+from .auth import app_user_id_of
 from .consent_domain.commands import add_consent_domain_commands
-from .errors import ConfigurationError
+from .errors import ConfigurationError, WattfareError
 from .keys import new_key_pair
 from .money import usd_text
 
@@ -56,6 +57,8 @@ async def _status(args: argparse.Namespace) -> int:
 
 
 async def _usage(args: argparse.Namespace) -> int:
+    if args.user is not None:
+        app_user_id_of(args.user, "--user")
     embed = _embed(args)
     async with embed:
         rows = await embed.store.ledger(embed.keys.app_id, args.user, limit=args.limit)
@@ -106,6 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args))
     except ConfigurationError as exc:
         print(f"wattfare: {exc}", file=sys.stderr)
+        return 2
+    except WattfareError as exc:  # a user id outside the rule, say
+        print(f"wattfare: {exc.message}", file=sys.stderr)
         return 2
 
 

@@ -7,6 +7,8 @@ import contextlib
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
+from ._redaction import redact
+from .auth import app_user_id_of
 from .errors import (
     BudgetExceededError,
     FundingInvalidError,
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 
     from .app import Session, Wattfare
 
-__all__ = ["WattfareUser", "is_budget_exceeded", "is_not_connected", "to_wattfare_error"]
+__all__ = ["WattfareUser", "is_budget_exceeded", "is_not_connected", "to_wattfare_error", "user_id_header"]
 
 # Requests from `openai()` never leave the process; this host only names them.
 INTERNAL_BASE_URL = "http://wattfare.internal/api/v1"
@@ -43,7 +45,7 @@ class WattfareUser:
 
     def __init__(self, embed: Wattfare, app_user_id: str) -> None:
         self._embed = embed
-        self.app_user_id = app_user_id
+        self.app_user_id = app_user_id_of(app_user_id)
 
     async def status(self) -> ConnectionStatus:
         """Connection and budget; ``connected=False`` on first run, never an error."""
@@ -71,7 +73,7 @@ class WattfareUser:
 
         timeout = options.pop("timeout", self._embed.settings.upstream_timeout_seconds)
         http_client = httpx2.AsyncClient(transport=InProcessTransport(self._embed), timeout=timeout)
-        headers = {**_user_headers(self.app_user_id), **options.pop("default_headers", {})}
+        headers = {**user_id_header(self.app_user_id), **options.pop("default_headers", {})}
         return openai.AsyncOpenAI(
             base_url=INTERNAL_BASE_URL,
             api_key=self._embed.keys.secret_key,
@@ -109,7 +111,7 @@ class WattfareUser:
 
         timeout = options.pop("timeout", self._embed.settings.upstream_timeout_seconds)
         transport = ThreadedInProcessTransport(self._embed, embed_loop, deadline=timeout)
-        headers = {**_user_headers(self.app_user_id), **options.pop("default_headers", {})}
+        headers = {**user_id_header(self.app_user_id), **options.pop("default_headers", {})}
         return MeteredOpenAI(
             embed_loop=embed_loop,
             base_url=INTERNAL_BASE_URL,
@@ -155,8 +157,20 @@ def _loop_to_run_on(embed: Wattfare, made_on: asyncio.AbstractEventLoop | None) 
     return background_loop(embed)
 
 
-def _user_headers(app_user_id: str) -> dict[str, str]:
-    """The headers naming the user to charge; ids beyond printable ASCII go percent-encoded."""
+def user_id_header(app_user_id: str) -> dict[str, str]:
+    """The headers naming the user to charge, for apps calling the proxy over HTTP.
+
+    ```python
+    client = openai.AsyncOpenAI(base_url=f"{app_url}/wattfare/api/v1", api_key=WATTFARE_SECRET_KEY,
+                                default_headers=user_id_header("usér 42"))
+    ```
+
+    HTTP headers carry bytes, not text: an id beyond printable ASCII (or with a ``%``) is sent
+    percent-encoded (UTF-8) with ``X-Wattfare-User-Encoding: percent``. The id is checked by the
+    same rule the embed applies (``InvalidRequestError`` otherwise), so the header always names
+    exactly the user the store knows.
+    """
+    app_user_id_of(app_user_id)
     if app_user_id.isascii() and app_user_id.isprintable() and "%" not in app_user_id:
         return {"X-Wattfare-User": app_user_id}
     return {"X-Wattfare-User": quote(app_user_id, safe=""), "X-Wattfare-User-Encoding": "percent"}
@@ -176,7 +190,8 @@ def to_wattfare_error(exc: BaseException) -> WattfareError | None:
             code = inner.get("code") if isinstance(inner, dict) else None
             if isinstance(inner, dict) and is_wattfare_code(code):
                 assert isinstance(code, str)
-                message = str(inner.get("message") or code)
+                # Redacted again here: the error may come from an upstream called directly.
+                message = redact(str(inner.get("message") or code))
                 # Keep Retry-After, so a host re-raising the error tells its client when to retry.
                 response_headers = getattr(getattr(current, "response", None), "headers", None)
                 retry_after = response_headers.get("retry-after") if response_headers is not None else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
@@ -70,6 +70,10 @@ class Settings:
     credential_key: str | None
     max_body_bytes: int
     upstream_timeout_seconds: float
+    body_timeout_seconds: float
+    allowed_hosts: tuple[str, ...]
+    max_concurrent_webhooks: int
+    max_open_consents_per_user: int
     reservation_ttl_seconds: int
     sweep_interval_seconds: float
     models_ttl_seconds: float
@@ -99,6 +103,10 @@ class Settings:
         pool_sizes: PoolSizes | None = None,
         max_request_hold_usd: float | int | str | Decimal | None = None,
         media_hold_usd: float | int | str | Decimal | None = None,
+        body_timeout_seconds: float = 30.0,
+        allowed_hosts: Sequence[str] | None = None,
+        max_concurrent_webhooks: int = 32,
+        max_open_consents_per_user: int = 10,
     ) -> Settings:
         default_cap = _usd(default_monthly_usd, "default_monthly_usd")
         max_cap = _usd(max_monthly_usd, "max_monthly_usd")
@@ -106,6 +114,10 @@ class Settings:
             raise ConfigurationError("default_monthly_usd is above max_monthly_usd")
         if session_ttl_seconds < 30:
             raise ConfigurationError("session_ttl_seconds must be at least 30")
+        if not 0 < body_timeout_seconds <= 3600:
+            raise ConfigurationError("body_timeout_seconds must be more than 0 and at most 3600")
+        if max_concurrent_webhooks < 1 or max_open_consents_per_user < 1:
+            raise ConfigurationError("max_concurrent_webhooks and max_open_consents_per_user must be at least 1")
         upstream = cast(str, env_or(upstream_url, "WATTFARE_UPSTREAM_URL", DEFAULT_UPSTREAM_URL)).rstrip("/")
         if not upstream.startswith(("http://", "https://")):
             raise ConfigurationError(f"upstream_url must be an http(s) URL, not {upstream!r}")
@@ -124,6 +136,10 @@ class Settings:
             credential_key=env_or(credential_key, "WATTFARE_CREDENTIAL_KEY"),
             max_body_bytes=max_body_bytes,
             upstream_timeout_seconds=upstream_timeout_seconds,
+            body_timeout_seconds=body_timeout_seconds,
+            allowed_hosts=_allowed_hosts(allowed_hosts),
+            max_concurrent_webhooks=max_concurrent_webhooks,
+            max_open_consents_per_user=max_open_consents_per_user,
             reservation_ttl_seconds=3600,
             sweep_interval_seconds=60.0,
             models_ttl_seconds=600.0,
@@ -134,6 +150,23 @@ class Settings:
             else _usd(max_request_hold_usd, "max_request_hold_usd"),
             media_hold=None if media_hold_usd is None else _usd(media_hold_usd, "media_hold_usd"),
         )
+
+
+def _allowed_hosts(hosts: Sequence[str] | None) -> tuple[str, ...]:
+    """Host names (``app.example.com``, ``*.example.com``), lower-cased; ``WATTFARE_ALLOWED_HOSTS``
+    (comma-separated) when none are given. Empty: any host (set ``public_url`` instead)."""
+    if hosts is None:
+        hosts = [host for host in (os.environ.get("WATTFARE_ALLOWED_HOSTS") or "").split(",") if host.strip()]
+    if isinstance(hosts, str):
+        raise ConfigurationError("allowed_hosts is a list of host names, not one string")
+    checked = []
+    for host in hosts:
+        name = host.strip().lower()
+        bracketed = name.startswith("[") and name.endswith("]")  # an IPv6 address
+        if not name or "/" in name or (":" in name and not bracketed):
+            raise ConfigurationError(f"allowed_hosts takes host names without scheme or port, not {host!r}")
+        checked.append(name.strip("[]"))
+    return tuple(checked)
 
 
 async def call_resolve_user(resolve_user: ResolveUser | None, request: Request) -> str | None:

@@ -8,11 +8,13 @@ exchanges the code and saves the connection.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ._redaction import redact
 from .consent import AuthorizeRequest, FundingGrant
 from .errors import GrantInvalidError, InvalidRequestError, WattfareError
 from .money import Micros
@@ -23,9 +25,31 @@ from .store import ConsentRequest, NewConnection
 if TYPE_CHECKING:
     from .app import Wattfare
 
-__all__ = ["BROWSER_COOKIE", "ConsentOutcome", "begin", "browser_hash", "finish"]
+__all__ = [
+    "BROWSER_COOKIE",
+    "SECURE_BROWSER_COOKIE",
+    "ConsentOutcome",
+    "begin",
+    "browser_cookie_name",
+    "browser_hash",
+    "finish",
+    "plausible_state",
+]
 
 BROWSER_COOKIE = "wattfare_browser"
+# Over https: a `__Host-` cookie is only ever set by this exact origin, never by a sibling subdomain.
+SECURE_BROWSER_COOKIE = "__Host-wattfare_browser"
+_STATE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def browser_cookie_name(*, secure: bool) -> str:
+    return SECURE_BROWSER_COOKIE if secure else BROWSER_COOKIE
+
+
+def plausible_state(state: object) -> bool:
+    """Whether ``state`` could be one of ours (url-safe, 16 to 64 characters): anything else is
+    unknown without asking the database, which may not even take it (a NUL, on PostgreSQL)."""
+    return isinstance(state, str) and _STATE.fullmatch(state) is not None
 
 
 def browser_hash(app_id: str, browser_id: str) -> str:
@@ -112,6 +136,9 @@ async def finish(
         # OpenRouter drops `state` when the user denies, so a stateless error is a denial.
         problem = None if error else InvalidRequestError("the callback is missing its state")
         return ConsentOutcome(ConnectionStatus.of("", None, now), "/", "popup", problem, denied=bool(error))
+    if not plausible_state(state):
+        unknown = GrantInvalidError("this consent link is unknown; start connecting again")
+        return ConsentOutcome(ConnectionStatus.of("", None, now), "/", "popup", unknown)
     request = await embed.store.consume_consent_request(state, browser_hash(embed.keys.app_id, browser_id or ""), now)
     if request is None:
         return ConsentOutcome(ConnectionStatus.of("", None, now), "/", "popup", await _why_unusable(embed, state, now))
@@ -122,7 +149,9 @@ async def finish(
         grant = await embed.consent.exchange(code, request.verifier, request.redirect_uri, embed.authority_context())
     except WattfareError as exc:
         status = await embed.status(request.app_user_id)
-        return ConsentOutcome(status, request.return_to, request.mode, exc)
+        # Shown on the callback page: whatever the authority put in it, no credential goes with it.
+        shown = type(exc)(redact(exc.message), headers=exc.headers)
+        return ConsentOutcome(status, request.return_to, request.mode, shown)
     await save_grant(embed, request.app_user_id, grant, request.requested_cap, now)
     status = await embed.status(request.app_user_id)
     return ConsentOutcome(status, request.return_to, request.mode)

@@ -17,7 +17,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from . import consent_flow
-from ._http import json_response, parse_monthly_usd, read_json_object, safe_return_path
+from ._http import json_response, parse_monthly_usd, read_body, read_json_object, safe_return_path
+from ._origin import is_https, public_origin
 from .auth import app_user_id_of, require_secret_key, require_session
 from .config import call_resolve_user
 from .consent import DevConsent
@@ -28,7 +29,12 @@ from .pkce import s256_challenge
 if TYPE_CHECKING:
     from .app import Wattfare
 
-__all__ = ["mount_url", "routes"]
+__all__ = ["MAX_JSON_BODY_BYTES", "mount_url", "routes"]
+
+# The embed's own JSON bodies (sessions, connections, consent) are a few dozen bytes; the
+# proxy's larger limit (`max_body_bytes`) is for model requests only.
+MAX_JSON_BODY_BYTES = 64 * 1024
+MAX_FORM_BYTES = 4096
 
 logger = logging.getLogger("wattfare_embed")
 
@@ -39,17 +45,9 @@ def _template(name: str) -> Template:
 
 
 def mount_url(embed: Wattfare, request: Request) -> str:
-    """The embed's public base URL: ``public_url`` when configured, else what the request says."""
+    """The embed's public base URL: ``public_url`` when configured, else the (checked) request host."""
     root: str = request.scope.get("root_path", "")
-    if embed.settings.public_url:
-        return embed.settings.public_url + root
-    return f"{request.url.scheme}://{request.url.netloc}{root}"
-
-
-def _app_origin(embed: Wattfare, request: Request) -> str:
-    if embed.settings.public_url:
-        return embed.settings.public_url
-    return f"{request.url.scheme}://{request.url.netloc}"
+    return public_origin(embed.settings, request) + root
 
 
 def _with_result(return_to: str, result: str) -> str:
@@ -62,6 +60,12 @@ def _with_result(return_to: str, result: str) -> str:
 
 def routes(embed: Wattfare) -> list[BaseRoute]:
     settings = embed.settings
+    json_limit = min(settings.max_body_bytes, MAX_JSON_BODY_BYTES)
+
+    async def read_object(request: Request, *, allow_empty: bool = False) -> dict[str, Any]:
+        return await read_json_object(
+            request, json_limit, timeout=settings.body_timeout_seconds, allow_empty=allow_empty
+        )
 
     async def session_for_current_user(request: Request) -> Response:
         user = await call_resolve_user(embed.resolve_user, request)
@@ -71,7 +75,7 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
 
     async def create_session(request: Request) -> Response:
         require_secret_key(request, embed.keys)
-        body = await read_json_object(request, settings.max_body_bytes)
+        body = await read_object(request)
         user = app_user_id_of(body.get("appUserId"))
         limit = body.get("requestLimit")
         monthly = None
@@ -87,9 +91,12 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
 
     async def update_connection(request: Request) -> Response:
         claims = require_session(request, embed.tokens)
-        body = await read_json_object(request, settings.max_body_bytes, allow_empty=True)
+        body = await read_object(request, allow_empty=True)
         return_to = safe_return_path(body.get("returnTo"))
-        if body.get("monthlyUsd") is None:
+        if "monthlyUsd" in body and body["monthlyUsd"] is None:
+            # What JSON.stringify({monthlyUsd: NaN}) sends: a client bug, not "nothing asked".
+            raise InvalidRequestError("monthlyUsd is null; send a number of US dollars, or leave it out")
+        if "monthlyUsd" not in body:
             status = await embed.status(claims.app_user_id)
             if status.connected:
                 return json_response(status.to_json())  # nothing asked for, nothing changes
@@ -119,7 +126,7 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
     async def _begin(
         request: Request, app_user_id: str, monthly_cap: int, return_to: Any, mode: str
     ) -> tuple[str, str]:
-        browser_id = request.cookies.get(consent_flow.BROWSER_COOKIE) or secrets.token_urlsafe(32)
+        browser_id = request.cookies.get(_browser_cookie(request)) or secrets.token_urlsafe(32)
         url = await consent_flow.begin(
             embed,
             app_user_id=app_user_id,
@@ -131,18 +138,23 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
         )
         return url, browser_id
 
+    def _browser_cookie(request: Request) -> str:
+        return consent_flow.browser_cookie_name(secure=is_https(settings, request))
+
     def _bind_browser(request: Request, response: Response, browser_id: str) -> None:
         # httpOnly and SameSite=Lax: sent on the authority's top-level redirect back to
-        # /callback, never readable by scripts, never sent on cross-site subrequests.
+        # /callback, never readable by scripts, never sent on cross-site subrequests. Over https
+        # the name is `__Host-`-prefixed, so the browser takes it only from this exact origin
+        # (Secure, Path=/, no Domain): a sibling subdomain cannot plant its own browser id.
+        secure = is_https(settings, request)
         response.set_cookie(
-            consent_flow.BROWSER_COOKIE,
+            consent_flow.browser_cookie_name(secure=secure),
             browser_id,
             max_age=86400,
-            path=request.scope.get("root_path", "") or "/",
+            path="/" if secure else request.scope.get("root_path", "") or "/",
             httponly=True,
             samesite="lax",
-            # Behind a TLS proxy that sends no forwarded headers, the request looks like http.
-            secure=request.url.scheme == "https" or (settings.public_url or "").startswith("https://"),
+            secure=secure,
         )
 
     def _requested_cap(value: Any, fallback: int | None) -> int:
@@ -152,7 +164,7 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
 
     async def create_consent(request: Request) -> Response:
         claims = require_session(request, embed.tokens)
-        body = await read_json_object(request, settings.max_body_bytes, allow_empty=True)
+        body = await read_object(request, allow_empty=True)
         mode = body.get("mode", "popup")
         if mode not in ("popup", "redirect"):
             raise InvalidRequestError('mode must be "popup" or "redirect"')
@@ -170,6 +182,7 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
         user = await call_resolve_user(embed.resolve_user, request)
         if user is None:
             raise AuthError("nobody is signed in to the app")
+        app_user_id_of(user, "the signed-in user's id")
         cap = _requested_cap(request.query_params.get("monthlyUsd"), None)
         url, browser_id = await _begin(request, user, cap, request.query_params.get("returnTo"), "redirect")
         response = RedirectResponse(url, status_code=302, headers={"cache-control": "no-store"})
@@ -183,7 +196,7 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
             state=query.get("state"),
             code=query.get("code"),
             error=query.get("error"),
-            browser_id=request.cookies.get(consent_flow.BROWSER_COOKIE),
+            browser_id=request.cookies.get(_browser_cookie(request)),
         )
         result = "error" if outcome.error is not None else "denied" if outcome.denied else "connected"
         back = _with_result(outcome.return_to, result)
@@ -205,7 +218,7 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
                 200,
             )
         payload = {
-            "origin": _app_origin(embed, request),
+            "origin": public_origin(settings, request),
             "returnTo": back,
             # An error stays on screen (with a link back) instead of vanishing in a redirect.
             "navigate": outcome.error is None,
@@ -228,7 +241,7 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
         return embed.consent
 
     async def _pending(state: Any) -> Any:
-        request = await embed.store.find_consent_request(state) if isinstance(state, str) and state else None
+        request = await embed.store.find_consent_request(state) if consent_flow.plausible_state(state) else None
         now = int(time.time())
         if request is None or request.app_id != embed.keys.app_id:
             raise GrantInvalidError("this consent link is unknown; start connecting again from the app")
@@ -247,7 +260,7 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
             title="This link can no longer be used",
             message="Consent links work once and only for a few minutes. Go back and click "
             "“Connect AI budget” again to get a fresh one.",
-            back=html.escape(f"{_app_origin(embed, request)}/"),
+            back=html.escape(f"{public_origin(settings, request)}/"),
             app_name=html.escape(settings.app_name),
             code=error.code,
         )
@@ -276,9 +289,7 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
 
     async def dev_consent_decision(request: Request) -> Response:
         authority = _dev_authority()
-        body = await request.body()
-        if len(body) > 4096:
-            raise InvalidRequestError("the form is too large")
+        body = await read_body(request, MAX_FORM_BYTES, timeout=settings.body_timeout_seconds)
         form = {key: values[0] for key, values in parse_qs(body.decode("utf-8", "replace")).items()}
         try:
             pending = await _pending(form.get("state"))

@@ -20,6 +20,7 @@ __all__ = [
     "NotConnectedError",
     "PayloadTooLargeError",
     "RateLimitedError",
+    "RequestTimeoutError",
     "UpstreamError",
     "WattfareError",
     "error_from_code",
@@ -117,6 +118,16 @@ class PayloadTooLargeError(InvalidRequestError):
     """The request body is over the configured limit (``max_body_bytes``, default 4 MiB)."""
 
     status = 413
+
+
+class RequestTimeoutError(InvalidRequestError):
+    """The request body did not arrive within the deadline (``body_timeout_seconds``, default 30 s)."""
+
+    status = 408
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        # The rest of the body may still be on its way: the connection cannot be reused.
+        super().__init__(message, headers={"connection": "close", **(headers or {})})
 
 
 class UpstreamError(WattfareError):

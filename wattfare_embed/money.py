@@ -6,7 +6,7 @@ user input, printing), and charges round up so the user is never under-metered.
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal, InvalidOperation, Overflow
 
 __all__ = [
     "MICROS_PER_USD",
@@ -38,7 +38,10 @@ def micros_from_usd(amount: Decimal | int | str | float) -> Micros:
         raise ValueError(f"not an amount: {amount!r}") from exc
     if not value.is_finite():
         raise ValueError(f"not a finite amount: {amount!r}")
-    return int((value * _MICRO).to_integral_value(rounding=ROUND_CEILING))
+    try:
+        return int((value * _MICRO).to_integral_value(rounding=ROUND_CEILING))
+    except (InvalidOperation, Overflow) as exc:  # a decimal exponent past what arithmetic holds
+        raise ValueError(f"not an amount: {str(amount)[:40]!r}") from exc
 
 
 def micros_to_usd(micros: Micros) -> Decimal:

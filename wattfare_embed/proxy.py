@@ -40,6 +40,7 @@ from .metering.wire import (
     parse_request,
     read_body,
     relayed_headers,
+    require_json_body,
     send_bytes,
     send_error,
     upstream_headers,
@@ -112,8 +113,12 @@ class Proxy:
 
     async def _metered(self, scope: Scope, receive: Receive, send: Send, dialect: Dialect) -> None:
         try:
-            user = self._caller(Headers(scope=scope))
-            payload = parse_request(await read_body(receive, self._settings.max_body_bytes), dialect.kind)
+            headers = Headers(scope=scope)
+            user = self._caller(headers)
+            # Input hardening (issue 10): JSON only, and the whole body within the deadline.
+            require_json_body(headers)
+            body = await read_body(receive, self._settings.max_body_bytes, timeout=self._settings.body_timeout_seconds)
+            payload = parse_request(body, dialect.kind)
             # Bounded admission: every billable part of the request priced at its dearest, or refused.
             request = dialect.read_request(payload)
             price = await self.prices.for_request(request, allow_unpriced=self._settings.allow_unpriced_models)
@@ -238,7 +243,9 @@ class Proxy:
                     refusal = await response.read()
                 except (aiohttp.ClientError, TimeoutError):
                     refusal = b""
-                error = error_for_upstream_status(response.status, refusal, response.headers)
+                error = error_for_upstream_status(
+                    response.status, refusal, response.headers, credential=headers["authorization"][7:]
+                )
                 if isinstance(error, FundingInvalidError) and response.status == 401:
                     await self._mark_funding_invalid(exchange)
                 await send_error(send, error)

@@ -165,9 +165,12 @@ async def test_bad_caps_are_invalid_request_and_change_nothing(lite: Harness, us
         assert response.status_code == 400, (cap, response.text)
         assert error_code(response) == "invalid_request"
     assert await lite.server_status(user_id) == before
-    # null means "the default cap" (10 here): not an error, and nothing to lower either.
-    default = await lite.browser.post("/api/v1/connections", json={"monthlyUsd": None}, headers=bearer(token))
-    assert default.status_code == 200 and "consentUrl" not in default.json()
+    # null is what JSON.stringify({monthlyUsd: NaN}) sends: a client bug, told as such.
+    null = await lite.browser.post("/api/v1/connections", json={"monthlyUsd": None}, headers=bearer(token))
+    assert null.status_code == 400 and "null" in null.json()["error"]["message"]
+    # Leaving it out asks for nothing: not an error, and nothing to lower either.
+    nothing = await lite.browser.post("/api/v1/connections", json={}, headers=bearer(token))
+    assert nothing.status_code == 200 and "consentUrl" not in nothing.json()
     assert await lite.server_status(user_id) == before
 
 

@@ -226,7 +226,7 @@ async def test_the_dev_page_refuses_an_oversized_form(manual: Harness, user_id: 
     url = await manual.consent_url(token)
     form = {"state": _query(url)["state"], "monthlyUsd": "5", "decision": "approve", "pad": "x" * 5000}
     response = await manual.browser.post("/dev/consent", data=form)
-    assert response.status_code == 400 and error_code(response) == "invalid_request"
+    assert response.status_code == 413 and error_code(response) == "invalid_request"
     await _not_connected(manual, user_id)
 
 

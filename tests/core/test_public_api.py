@@ -24,6 +24,7 @@ PUBLIC_NAMES = [
     "PayloadTooLargeError",
     "PoolSizes",
     "RateLimitedError",
+    "RequestTimeoutError",
     "Session",
     "SqlStore",
     "Store",
@@ -38,6 +39,7 @@ PUBLIC_NAMES = [
     "migrations",
     "new_key_pair",
     "to_wattfare_error",
+    "user_id_header",
 ]
 
 
@@ -65,6 +67,7 @@ def test_every_error_has_its_wire_code_and_status() -> None:
         "AuthError": ("auth", 401),
         "InvalidRequestError": ("invalid_request", 400),
         "PayloadTooLargeError": ("invalid_request", 413),
+        "RequestTimeoutError": ("invalid_request", 408),
         "UpstreamError": ("upstream", 502),
     }
     for name, (code, status) in expected.items():

@@ -19,6 +19,7 @@ from wattfare_embed.crypto import CredentialBox
 from wattfare_embed.periods import period_of
 from wattfare_embed.store import (
     ConnectionState,
+    GrantChange,
     NewConnection,
     Refusal,
     Reservation,
@@ -431,11 +432,18 @@ async def test_consent_requests_are_consumed_once_from_their_browser_before_expi
     assert sum(result is not None for result in concurrent) == 1
 
 
-async def test_webhook_event_ids_are_remembered_once(store: SqlStore, keys: AppKeys) -> None:
-    event = f"evt_{keys.app_id}"
-    outcomes = await asyncio.gather(*(store.remember_event(event, int(time.time())) for _ in range(5)))
-    assert outcomes.count(True) == 1
-    assert await store.remember_event(event, int(time.time())) is False
+async def test_a_webhook_event_is_applied_once_even_when_delivered_concurrently(store: SqlStore, keys: AppKeys) -> None:
+    now = int(time.time())
+    await store.save_connection(
+        NewConnection(keys.app_id, "ada", "hosted", 10_000_000, "v1.x", grant_id=f"grt_{keys.app_id}"), now
+    )
+    change = GrantChange(keys.app_id, f"evt_{keys.app_id}", f"grt_{keys.app_id}", False, 4_000_000, 10**9)
+    outcomes = await asyncio.gather(*(store.apply_grant_change(change, now) for _ in range(5)))
+    assert [outcome.applied for outcome in outcomes].count(True) == 1
+    assert [outcome.duplicate for outcome in outcomes].count(True) == 4
+    assert (await store.apply_grant_change(change, now)).duplicate
+    record = await store.get_connection(keys.app_id, "ada", now)
+    assert record is not None and record.monthly_cap == 4_000_000
 
 
 async def test_open_is_idempotent_and_tables_are_prefixed(database_url: str) -> None:

@@ -210,7 +210,10 @@ async def test_a_request_cancelled_mid_stream_still_settles(lite: Proxied, user_
         "raw_path": b"/api/v1/chat/completions",
         "root_path": "",
         "query_string": b"",
-        "headers": [(name.encode(), value.encode()) for name, value in lite.headers(user_id).items()],
+        "headers": [
+            *((name.encode(), value.encode()) for name, value in lite.headers(user_id).items()),
+            (b"content-type", b"application/json"),
+        ],
         "server": ("127.0.0.1", 80),
         "client": ("127.0.0.1", 5000),
     }

@@ -55,6 +55,7 @@ async def test_a_request_cancelled_while_reserving_releases_its_hold(lite: Proxi
     store.reserve = slow_reserve  # type: ignore[method-assign]
     body = json.dumps(lite.chat_body(max_tokens=20)).encode()
     headers = [(name.encode(), value.encode()) for name, value in lite.headers(user_id).items()]
+    headers.append((b"content-type", b"application/json"))
     scope = {"type": "http", "method": "POST", "path": "/api/v1/chat/completions", "headers": headers}
     sent: list[Any] = []
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import re
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
@@ -20,6 +21,7 @@ __all__ = [
     "DISCOVERY_PATH",
     "GRANT_REVOKED",
     "GRANT_UPDATED",
+    "MAX_WIRE_USD",
     "PROTOCOL_VERSION",
     "SIGNATURE_HEADER",
     "WEBHOOK_TOLERANCE_SECONDS",
@@ -40,6 +42,10 @@ SIGNATURE_HEADER = "Wattfare-Signature"
 WEBHOOK_TOLERANCE_SECONDS = 300
 _WEBHOOK_KEY_INFO = b"wattfare consent webhooks v1"
 _CENT = Decimal("0.01")
+# No cap or limit is anywhere near a trillion dollars; anything above is refused before it is
+# converted (so "1e999999" cannot overflow) and every amount fits a 64-bit column in micro-dollars.
+MAX_WIRE_USD = Decimal(10) ** 12
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 def wire_usd(micros: Micros) -> str:
@@ -54,13 +60,21 @@ def parse_wire_usd(value: object) -> Micros:
     """A positive decimal string of dollars (a JSON number is tolerated) as micro-dollars."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ValueError("an amount must be a decimal string of US dollars")
+    text = repr(value) if isinstance(value, float) else str(value).strip()
     try:
-        amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value).strip())
-    except InvalidOperation as exc:
-        raise ValueError(f"not an amount of US dollars: {value!r}") from exc
-    if not amount.is_finite() or amount <= 0:
+        amount = Decimal(text) if len(text) <= 40 else None
+    except InvalidOperation:
+        amount = None
+    if amount is None or amount.is_nan():
+        raise ValueError(f"not an amount of US dollars: {text[:40]!r}")
+    if amount <= 0:
         raise ValueError("an amount must be more than zero")
-    return micros_from_usd(amount)
+    if amount > MAX_WIRE_USD:  # infinity too
+        raise ValueError(f"an amount must be below {MAX_WIRE_USD:,} US dollars")
+    micros = micros_from_usd(amount)
+    if micros <= 0:
+        raise ValueError("an amount must be more than zero")
+    return micros
 
 
 def webhook_signing_key(secret_key: str) -> bytes:
@@ -96,7 +110,8 @@ def verify_webhook(key: bytes, header: str | None, body: bytes, now: int) -> int
     candidates: list[str] = []
     for part in header.split(","):
         name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit() and len(value) <= 12:
+        # ASCII digits only: "²".isdigit() is true, and int("²") raises.
+        if name == "t" and _TIMESTAMP.fullmatch(value):
             timestamp = int(value)
         elif name == "v1" and value:
             candidates.append(value)

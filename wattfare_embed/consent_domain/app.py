@@ -29,6 +29,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .._lifespan import run_lifespan
+from .._redaction import protect_logs
 from ..consent._protocol import DISCOVERY_PATH, PROTOCOL_VERSION
 from ..keys import AppKeys
 from .authorize import ConsentScreen
@@ -63,6 +64,7 @@ class ConsentDomain:
         login_url: str = "/login",
     ) -> None:
         self.settings = settings
+        protect_logs(settings.management_key, settings.session_secret)
         self.store = DomainStore(settings.database_url, auto_migrate=settings.auto_migrate)
         self.upstream = UpstreamKeys(
             settings.upstream_url,
@@ -97,6 +99,7 @@ class ConsentDomain:
             secret = self.settings.session_secret or await self.store.setting(
                 "session_secret", secrets.token_urlsafe(48)
             )
+            protect_logs(secret)
             self._http = aiohttp.ClientSession()
             self._asgi = Starlette(routes=self._routes(secret))
             self._worker = asyncio.get_running_loop().create_task(self.outbox.run_forever())

@@ -5,31 +5,39 @@ Everything else in a response is the upstream's, forwarded as it came.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
 
+from starlette.datastructures import Headers
 from starlette.types import Receive, Send
 
+from .._json import parse_json
 from ..errors import (
     BudgetExceededError,
     InvalidRequestError,
     NotConnectedError,
     PayloadTooLargeError,
+    RequestTimeoutError,
     UpstreamError,
     WattfareError,
 )
 from .limits import COMPLETION_LIMIT_FIELDS
 
 __all__ = [
+    "MAX_MODEL_ID_LENGTH",
     "cut_off_event",
     "parse_request",
     "read_body",
     "relayed_headers",
+    "require_json_body",
     "send_bytes",
     "send_error",
     "upstream_headers",
 ]
+
+MAX_MODEL_ID_LENGTH = 255  # the ledger's column
 
 # Headers that belong to one hop, or that we change (length, encoding), are not relayed.
 _NOT_RELAYED = frozenset(
@@ -40,17 +48,28 @@ _NOT_RELAYED = frozenset(
 )  # fmt: skip
 
 
+def require_json_body(headers: Headers) -> None:
+    """Refuse, before reading a byte of it, a body that is not declared as JSON."""
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise InvalidRequestError("send the body as JSON with Content-Type: application/json")
+
+
+def _model_id(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidRequestError(f'`{field}` is required, e.g. "openai/gpt-4o-mini"')
+    if len(value) > MAX_MODEL_ID_LENGTH or not value.isprintable():
+        # Checked here, not left to the database: a model id is stored with the request's ledger row.
+        raise InvalidRequestError(f"`{field}` must be a model id of at most {MAX_MODEL_ID_LENGTH} printable characters")
+    return value
+
+
 def parse_request(body: bytes, kind: str) -> dict[str, Any]:
     """The JSON object of a chat (``kind="chat"``) or embeddings request, checked before anything is held."""
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequestError("the request body is not valid JSON") from exc
+    payload = parse_json(body)
     if not isinstance(payload, dict):
         raise InvalidRequestError("the request body must be a JSON object")
-    model = payload.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequestError('`model` is required, e.g. "openai/gpt-4o-mini"')
+    _model_id(payload.get("model"), "model")
     if kind == "chat":
         messages = payload.get("messages")
         if not (isinstance(messages, list) and messages) and not isinstance(payload.get("prompt"), str):
@@ -97,18 +116,26 @@ def relayed_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
     ]
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
-    """The whole request body, refused as soon as it passes ``limit`` bytes."""
+async def read_body(receive: Receive, limit: int, *, timeout: float) -> bytes:
+    """The whole request body, refused as soon as it passes ``limit`` bytes or ``timeout`` seconds.
+
+    The deadline is for the whole body: a client trickling a byte a second would pass any
+    deadline on each read.
+    """
     body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise InvalidRequestError("the client went away before sending the whole request")
-        body.extend(message.get("body", b""))
-        if len(body) > limit:
-            raise PayloadTooLargeError(f"the request body is larger than {limit} bytes")
-        if not message.get("more_body", False):
-            return bytes(body)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise InvalidRequestError("the client went away before sending the whole request")
+                body.extend(message.get("body", b""))
+                if len(body) > limit:
+                    raise PayloadTooLargeError(f"the request body is larger than {limit} bytes")
+                if not message.get("more_body", False):
+                    return bytes(body)
+    except TimeoutError as exc:
+        raise RequestTimeoutError(f"the request body did not arrive within {timeout:g} seconds") from exc
 
 
 def cut_off_event(reason: str) -> bytes:

@@ -1,4 +1,4 @@
-"""Consent requests and webhook event ids: the store's part of the consent round trip."""
+"""Consent requests and webhook events: the store's part of the consent round trip."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ._runner import TransactionRunner
-from .base import ConsentRequest
-from .schema import consent_requests, webhook_events
+from .base import ConnectionState, ConsentRequest, GrantChange, GrantChangeResult
+from .schema import connections, consent_requests, webhook_events
 
 __all__ = ["ConsentRecords"]
 
@@ -62,24 +62,34 @@ class ConsentRecords(ABC):
 
         return await self._run_handle().run(operation)
 
-    async def has_event(self, event_id: str) -> bool:
-        def operation(db: Connection) -> bool:
-            seen = db.execute(select(webhook_events.c.id).where(webhook_events.c.id == event_id)).first()
-            return seen is not None
+    async def apply_grant_change(self, change: GrantChange, now: int) -> GrantChangeResult:
+        table = connections.c
 
-        return await self._run_handle().run(operation)
-
-    async def remember_event(self, event_id: str, now: int) -> bool:
-        def operation(db: Connection) -> bool:
-            seen = db.execute(
-                select(webhook_events.c.id).where(webhook_events.c.id == event_id).with_for_update()
+        def operation(db: Connection) -> GrantChangeResult:
+            # First, so a second delivery of the id (even a concurrent one) fails here, before it
+            # changes anything; a failure further on rolls this back too, leaving the id unseen.
+            db.execute(insert(webhook_events).values(id=change.event_id, received_at=now))
+            row = db.execute(
+                select(table.id, table.app_user_id, table.status, table.hard_limit)
+                .where(table.app_id == change.app_id, table.grant_id == change.grant_id)
+                .with_for_update()
             ).first()
-            if seen:
-                return False
-            db.execute(insert(webhook_events).values(id=event_id, received_at=now))
-            return True
+            if row is None or row.status != ConnectionState.ACTIVE.value:
+                return GrantChangeResult(duplicate=False)  # not (or no longer) this app's grant
+            values: dict[str, Any]
+            if change.revoke:
+                values = {"status": ConnectionState.REVOKED.value, "credential": None}
+            elif change.monthly_cap is not None:
+                # Never above the upstream key's own limit, even when the event does not name it.
+                hard_limit = change.hard_limit if change.hard_limit is not None else row.hard_limit
+                limits = [change.monthly_cap, change.max_cap, *([hard_limit] if hard_limit is not None else [])]
+                values = {"monthly_cap": min(limits), "hard_limit": hard_limit}
+            else:
+                return GrantChangeResult(duplicate=False)
+            db.execute(update(connections).where(table.id == row.id).values(updated_at=now, **values))
+            return GrantChangeResult(duplicate=False, applied=True, connection_id=row.id)
 
         try:
             return await self._run_handle().run(operation)
         except IntegrityError:
-            return False
+            return GrantChangeResult(duplicate=True)

@@ -16,6 +16,8 @@ __all__ = [
     "ConnectionRecord",
     "ConnectionState",
     "ConsentRequest",
+    "GrantChange",
+    "GrantChangeResult",
     "LedgerEntry",
     "NewConnection",
     "Refusal",
@@ -141,6 +143,36 @@ class ConsentRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class GrantChange:
+    """A consent domain's signed event, to apply to the connection holding ``grant_id``.
+
+    ``revoke`` ends the connection; otherwise ``monthly_cap`` is the grant's whole new cap
+    (``None``: an event type this version does not act on, recorded and ignored), and
+    ``hard_limit`` the upstream key's new limit when the event names one. The cap is clamped
+    to ``max_cap`` and to the hard limit: the event's, else the one stored with the connection,
+    since a cap above the key's own limit would only end in the upstream's refusals.
+    """
+
+    app_id: str
+    event_id: str
+    grant_id: str
+    revoke: bool
+    monthly_cap: Micros | None
+    max_cap: Micros
+    hard_limit: Micros | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GrantChangeResult:
+    """What applying a ``GrantChange`` did: nothing (``duplicate``, or no such active grant), or
+    ``applied`` to the connection ``connection_id``."""
+
+    duplicate: bool
+    applied: bool = False
+    connection_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LedgerEntry:
     id: str
     app_user_id: str
@@ -219,8 +251,9 @@ class Store(Protocol):
 
     async def find_consent_request(self, state: str) -> ConsentRequest | None: ...
 
-    async def remember_event(self, event_id: str, now: int) -> bool:
-        """Record a webhook event id; False when it was seen before."""
+    async def apply_grant_change(self, change: GrantChange, now: int) -> GrantChangeResult:
+        """Record the event id and apply the change in one transaction: both or neither.
 
-    async def has_event(self, event_id: str) -> bool:
-        """Whether a webhook event id was recorded (applied) before."""
+        A concurrent or later delivery of the same id is a ``duplicate`` that changes nothing;
+        a failure leaves nothing recorded, so the domain's retry applies it then.
+        """
