@@ -88,8 +88,9 @@ class RedactingFilter(logging.Filter):
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            # Formatters print exc_text when it is set, so the traceback is shown redacted.
-            record.exc_text = redact(record.exc_text)
+            # Formatters print exc_text when it is set, so the traceback is shown redacted; the
+            # exception itself is dropped, since a handler reading it would see the raw message.
+            record.exc_text, record.exc_info = redact(record.exc_text), None
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         return True

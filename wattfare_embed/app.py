@@ -348,6 +348,7 @@ class Wattfare:
             while True:
                 try:
                     await self.proxy.sweep()
+                    await self.store.prune_consent_requests(int(time.time()))
                 except Exception:
                     logger.exception("the wattfare sweeper failed; trying again later")
                 await asyncio.sleep(self.settings.sweep_interval_seconds)

@@ -98,7 +98,8 @@ async def begin(
             browser_hash=browser_hash(embed.keys.app_id, browser_id),
             created_at=now,
             expires_at=now + embed.settings.consent_ttl_seconds,
-        )
+        ),
+        keep_open=embed.settings.max_open_consents_per_user,
     )
     request = AuthorizeRequest(
         state=state,

@@ -178,7 +178,7 @@ class ConsentDomain:
         routes: list[BaseRoute] = []
         authenticate = self._authenticate
         if authenticate is None:
-            login = PasswordLogin(self.store, sessions, settings.name)
+            login = PasswordLogin(self.store, sessions, settings)
             authenticate = login.authenticate
             routes.extend(login.routes())
 

@@ -23,7 +23,7 @@ from starlette.routing import Route
 from ..consent._protocol import parse_wire_usd, wire_usd
 from .config import DomainSettings
 from .forms import FormError, read_form
-from .login import Authenticate, call_authenticate
+from .login import Authenticate, call_authenticate, refusal_page
 from .pages import consent_page, error_page, page_response
 from .records import App, CodeRecord
 from .sessions import CsrfError, Sessions
@@ -88,9 +88,11 @@ class ConsentScreen:
 
     async def decide(self, request: Request) -> Response:
         try:
-            fields = await read_form(request)
+            fields = await read_form(request, timeout=self._settings.body_timeout_seconds)
             self._sessions.check_csrf(request, fields)
-        except (FormError, CsrfError) as exc:
+        except FormError as exc:
+            return refusal_page(str(exc), exc.status, self._settings.name, nothing=" Nothing was approved.")
+        except CsrfError as exc:
             return self._error("Please try again", f"{exc}. Nothing was approved.", 403)
         try:
             app, redirect_uri = await self._client(fields)

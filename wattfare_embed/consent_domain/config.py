@@ -47,6 +47,13 @@ class DomainSettings:
     poll_seconds: float = 5.0
     # A grant replaced by a new consent is announced a little later, once the app holds the new one.
     replaced_notice_delay_seconds: float = 30.0
+    # Every posted form (sign-in included) must arrive whole within this many seconds.
+    body_timeout_seconds: float = 30.0
+    # Password checks (64 MiB of argon2 each) running at once; the next sign-in is told to retry.
+    max_concurrent_logins: int = 4
+    # Sign-in attempts per client address a minute, and failed ones per account in 15 minutes.
+    login_attempts_per_address: int = 10
+    login_failures_per_account: int = 10
 
     @property
     def issuer(self) -> str:

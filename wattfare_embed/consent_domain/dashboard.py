@@ -18,7 +18,7 @@ from ..consent._protocol import parse_wire_usd, wire_usd
 from .config import DomainSettings
 from .forms import FormError, read_form
 from .grants import GrantLifecycle
-from .login import Authenticate, call_authenticate
+from .login import Authenticate, call_authenticate, refusal_page
 from .pages import DashboardRow, dashboard_page, error_page, page_response
 from .records import Grant, GrantState
 from .sessions import CsrfError, Sessions
@@ -114,9 +114,11 @@ class Dashboard:
     async def _owned_grant(self, request: Request) -> tuple[Grant, dict[str, str]] | Response:
         """The signed-in user's active grant named in the path, after the CSRF check."""
         try:
-            form = await read_form(request)
+            form = await read_form(request, timeout=self._settings.body_timeout_seconds)
             self._sessions.check_csrf(request, form)
-        except (FormError, CsrfError) as exc:
+        except FormError as exc:
+            return refusal_page(str(exc), exc.status, self._settings.name, nothing=" Nothing was changed.")
+        except CsrfError as exc:
             page = error_page("Please try again", f"{exc}. Nothing was changed.", self._settings.name)
             return page_response(page, status=403)
         user_id = await call_authenticate(self._authenticate, request)

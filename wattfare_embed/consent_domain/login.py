@@ -3,6 +3,10 @@
 A deployment with its own accounts passes ``authenticate`` (and ``login_url``)
 to ``ConsentDomain``; self-hosters use the built-in email-and-password login,
 with passwords hashed by argon2 (argon2-cffi) and sessions in signed cookies.
+
+Each password check costs a 64 MiB argon2 hash, and anyone can ask for one, so sign-ins
+are throttled before any hash runs (per client address and per account, ``throttle.py``)
+and at most ``max_concurrent_logins`` checks run at once; the rest are told to retry.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import math
 import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs
@@ -20,14 +25,17 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from .._gate import ConcurrencyGate
 from .._http import safe_return_path
-from ..errors import InvalidRequestError
+from ..errors import InvalidRequestError, RateLimitedError
+from .config import DomainSettings
 from .forms import FormError, read_form
 from .pages import error_page, login_page, page_response
 from .sessions import CsrfError, Sessions
 from .storage import DomainStore
+from .throttle import LoginThrottle
 
-__all__ = ["Authenticate", "PasswordLogin", "add_user", "call_authenticate", "normalize_email"]
+__all__ = ["Authenticate", "PasswordLogin", "add_user", "call_authenticate", "normalize_email", "refusal_page"]
 
 Authenticate = Callable[[Request], "str | Awaitable[str | None] | None"]
 
@@ -43,6 +51,11 @@ def _dummy_hash() -> str:
 
 def normalize_email(email: str) -> str:
     return email.strip().lower()
+
+
+def _plausible_email(email: str) -> bool:
+    # Anything else is no user's, decided without asking the database (a NUL breaks PostgreSQL).
+    return 0 < len(email) <= 320 and "@" in email and email.isprintable()
 
 
 async def add_user(store: DomainStore, email: str, password: str) -> str:
@@ -66,17 +79,23 @@ async def call_authenticate(authenticate: Authenticate, request: Request) -> str
 class PasswordLogin:
     """``GET/POST /login`` and ``POST /logout`` for the built-in users."""
 
-    def __init__(self, store: DomainStore, sessions: Sessions, domain_name: str) -> None:
+    def __init__(self, store: DomainStore, sessions: Sessions, settings: DomainSettings) -> None:
         self._store = store
         self._sessions = sessions
-        self._domain_name = domain_name
+        self._settings = settings
+        self._domain_name = settings.name
+        self.throttle = LoginThrottle(
+            per_address=settings.login_attempts_per_address, per_account=settings.login_failures_per_account
+        )
+        self._checks = ConcurrencyGate(settings.max_concurrent_logins, "sign-ins")
 
     def authenticate(self, request: Request) -> str | None:
         return self._sessions.user_id(request)
 
     async def verify(self, email: str, password: str) -> str | None:
         """The user id when the password is right; argon2 runs off the event loop."""
-        found = await self._store.find_user(normalize_email(email))
+        email = normalize_email(email)
+        found = await self._store.find_user(email) if _plausible_email(email) else None
         user_id, password_hash = found if found is not None else (None, _dummy_hash())
         try:
             await asyncio.to_thread(_hasher.verify, password_hash, password)
@@ -104,13 +123,26 @@ class PasswordLogin:
 
     async def submit(self, request: Request) -> Response:
         try:
-            fields = await read_form(request)
+            fields = await read_form(request, timeout=self._settings.body_timeout_seconds)
             self._sessions.check_csrf(request, fields)
-        except (FormError, CsrfError) as exc:
-            return page_response(error_page("Please try again", str(exc), self._domain_name), status=403)
+        except FormError as exc:
+            return self._refused(str(exc), exc.status)
+        except CsrfError as exc:
+            return self._refused(str(exc), 403)
         next_path = _next_path(fields.get("next"))
         email = fields.get("email", "")
-        user_id = await self.verify(email, fields.get("password", ""))
+        address, account = request.client.host if request.client else "", normalize_email(email)
+        wait = self.throttle.retry_after(address, account)
+        if wait is not None:
+            error = f"Too many sign-in attempts. Try again in {_duration(wait)}."
+            return await self._retry_page(request, next_path, error, email, 429, wait)
+        try:
+            with self._checks.admit():
+                user_id = await self.verify(email, fields.get("password", ""))
+        except RateLimitedError:
+            error = "Too many people are signing in right now. Try again in a moment."
+            return await self._retry_page(request, next_path, error, email, 503, 1)
+        self.throttle.attempted(address, account, succeeded=user_id is not None)
         if user_id is None:
             app_name = await self._asking_app(next_path)
             return self._page(
@@ -122,9 +154,11 @@ class PasswordLogin:
 
     async def logout(self, request: Request) -> Response:
         try:
-            self._sessions.check_csrf(request, await read_form(request))
-        except (FormError, CsrfError) as exc:
-            return page_response(error_page("Please try again", str(exc), self._domain_name), status=403)
+            self._sessions.check_csrf(request, await read_form(request, timeout=self._settings.body_timeout_seconds))
+        except FormError as exc:
+            return self._refused(str(exc), exc.status)
+        except CsrfError as exc:
+            return self._refused(str(exc), 403)
         response = RedirectResponse("/login", status_code=303)
         self._sessions.sign_out(response)
         return response
@@ -138,14 +172,43 @@ class PasswordLogin:
         email: str = "",
         status: int = 200,
         app_name: str | None = None,
+        retry_after: int | None = None,
     ) -> Response:
         csrf, fresh = self._sessions.csrf_token(request)
         page = login_page(
             next_path=next_path, csrf=csrf, domain_name=self._domain_name, error=error, email=email, app_name=app_name
         )
         response = page_response(page, status=status)
+        if retry_after is not None:
+            response.headers["retry-after"] = str(retry_after)
         self._sessions.set_csrf_cookie(response, fresh)
         return response
+
+    async def _retry_page(
+        self, request: Request, next_path: str, error: str, email: str, status: int, retry_after: int
+    ) -> Response:
+        app_name = await self._asking_app(next_path)
+        return self._page(
+            request, next_path, error=error, email=email, status=status, retry_after=retry_after, app_name=app_name
+        )
+
+    def _refused(self, message: str, status: int) -> Response:
+        return refusal_page(message, status, self._domain_name)
+
+
+def refusal_page(message: str, status: int, domain_name: str, *, nothing: str = "") -> Response:
+    """The page for a form that could not be read (403, 400, or 408 when it came too slowly)."""
+    response = page_response(error_page("Please try again", f"{message}.{nothing}", domain_name), status=status)
+    if status == 408:
+        response.headers["connection"] = "close"  # the rest of the body may still be on its way
+    return response
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes} minutes"
 
 
 def _next_path(value: object) -> str:

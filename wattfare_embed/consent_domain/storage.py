@@ -30,6 +30,13 @@ def new_id(prefix: str) -> str:
     return prefix + secrets.token_hex(12)
 
 
+def _lookup_key(value: str, max_length: int) -> bool:
+    """Whether ``value`` can name a row at all. Keys come from the network (a client id, a grant
+    id in a path, an email), and PostgreSQL refuses a NUL in text outright: such a key names
+    nothing, and is answered so without asking the database."""
+    return 0 < len(value) <= max_length and value.isprintable()
+
+
 def _app(row: Any) -> App:
     return App(
         id=row.id,
@@ -122,6 +129,9 @@ class DomainStore:
         await self.runner.run(lambda db: db.execute(insert(schema.apps).values(**values)))
 
     async def find_app(self, publishable_key: str) -> App | None:
+        if not _lookup_key(publishable_key, 100):
+            return None
+
         def operation(db: Connection) -> App | None:
             row = db.execute(select(schema.apps).where(_A.publishable_key == publishable_key)).first()
             return _app(row) if row else None
@@ -129,6 +139,9 @@ class DomainStore:
         return await self.runner.run(operation)
 
     async def get_app(self, app_id: str) -> App | None:
+        if not _lookup_key(app_id, 64):
+            return None
+
         def operation(db: Connection) -> App | None:
             row = db.execute(select(schema.apps).where(_A.id == app_id)).first()
             return _app(row) if row else None
@@ -147,6 +160,8 @@ class DomainStore:
 
     async def find_user(self, email: str) -> tuple[str, str] | None:
         """``(user id, password hash)`` for an email."""
+        if not _lookup_key(email, 320):
+            return None
 
         def operation(db: Connection) -> tuple[str, str] | None:
             row = db.execute(select(_U.id, _U.password_hash).where(_U.email == email)).first()
@@ -155,6 +170,9 @@ class DomainStore:
         return await self.runner.run(operation)
 
     async def user_email(self, user_id: str) -> str | None:
+        if not _lookup_key(user_id, 255):
+            return None
+
         def operation(db: Connection) -> str | None:
             found = db.execute(select(_U.email).where(_U.id == user_id)).scalar()
             return str(found) if found is not None else None
@@ -216,6 +234,9 @@ class DomainStore:
         return await self.runner.run(operation)
 
     async def get_grant(self, grant_id: str) -> Grant | None:
+        if not _lookup_key(grant_id, 40):
+            return None
+
         def operation(db: Connection) -> Grant | None:
             row = db.execute(select(schema.grants).where(_G.id == grant_id)).first()
             return _grant(row) if row else None

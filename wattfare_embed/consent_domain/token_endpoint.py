@@ -88,9 +88,9 @@ class TokenEndpoint:
         if app is None:
             return _oauth_error("invalid_client", "authenticate with HTTP Basic: publishable key and secret key", 401)
         try:
-            form = await read_form(request)
+            form = await read_form(request, timeout=self._settings.body_timeout_seconds)
         except FormError as exc:
-            return _oauth_error("invalid_request", str(exc))
+            return _oauth_error("invalid_request", str(exc), 408 if exc.status == 408 else 400)
         if form.get("grant_type") != "authorization_code":
             return _oauth_error("unsupported_grant_type", "only grant_type=authorization_code is supported")
         code, redirect_uri, verifier = form.get("code"), form.get("redirect_uri"), form.get("code_verifier")
@@ -143,9 +143,9 @@ class TokenEndpoint:
         if app is None:
             return _oauth_error("invalid_client", "authenticate with HTTP Basic: publishable key and secret key", 401)
         try:
-            form = await read_form(request)
+            form = await read_form(request, timeout=self._settings.body_timeout_seconds)
         except FormError as exc:
-            return _oauth_error("invalid_request", str(exc))
+            return _oauth_error("invalid_request", str(exc), 408 if exc.status == 408 else 400)
         token = form.get("token")
         if not token:
             return _oauth_error("invalid_request", "token is required")

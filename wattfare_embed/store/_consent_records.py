@@ -5,14 +5,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ._runner import TransactionRunner
 from .base import ConnectionState, ConsentRequest, GrantChange, GrantChangeResult
 from .schema import connections, consent_requests, webhook_events
 
-__all__ = ["ConsentRecords"]
+__all__ = ["CONSENT_GRACE_SECONDS", "ConsentRecords"]
+
+# Kept this long past expiry (or use), so a late callback is told "expired" or "used", not "unknown".
+CONSENT_GRACE_SECONDS = 3600
 
 
 def _consent(row: Any) -> ConsentRequest:
@@ -25,15 +28,34 @@ class ConsentRecords(ABC):
     @abstractmethod
     def _run_handle(self) -> TransactionRunner: ...
 
-    async def create_consent_request(self, request: ConsentRequest) -> None:
+    async def create_consent_request(self, request: ConsentRequest, *, keep_open: int = 10) -> None:
         values = {column: getattr(request, column) for column in consent_requests.c.keys()}  # noqa: SIM118
+        table = consent_requests.c
+        mine = and_(table.app_id == request.app_id, table.app_user_id == request.app_user_id, table.used_at.is_(None))
+        # The user's newest unused requests besides this one: all of theirs beyond those goes.
+        kept = (
+            select(table.state)
+            .where(mine, table.state != request.state)
+            .order_by(table.created_at.desc(), table.state.desc())
+            .limit(keep_open - 1)
+        )
 
         def operation(db: Connection) -> None:
-            # Expired requests are cleared as new ones arrive, so the table stays small.
-            db.execute(consent_requests.delete().where(consent_requests.c.expires_at < request.created_at - 86400))
+            db.execute(consent_requests.delete().where(table.expires_at < request.created_at - CONSENT_GRACE_SECONDS))
             db.execute(insert(consent_requests).values(**values))
+            # One user opening consent links in a loop keeps at most `keep_open` rows, not one per click.
+            db.execute(consent_requests.delete().where(mine, table.state != request.state, table.state.not_in(kept)))
 
         await self._run_handle().run(operation)
+
+    async def prune_consent_requests(self, now: int) -> int:
+        def operation(db: Connection) -> int:
+            result = db.execute(
+                consent_requests.delete().where(consent_requests.c.expires_at < now - CONSENT_GRACE_SECONDS)
+            )
+            return int(result.rowcount or 0)
+
+        return await self._run_handle().run(operation)
 
     async def consume_consent_request(self, state: str, browser_hash: str, now: int) -> ConsentRequest | None:
         table = consent_requests.c

@@ -244,7 +244,11 @@ class Store(Protocol):
 
     async def ledger(self, app_id: str, app_user_id: str | None = None, limit: int = 100) -> list[LedgerEntry]: ...
 
-    async def create_consent_request(self, request: ConsentRequest) -> None: ...
+    async def create_consent_request(self, request: ConsentRequest, *, keep_open: int = 10) -> None:
+        """Store a request; the user's unused requests beyond their newest ``keep_open`` are dropped."""
+
+    async def prune_consent_requests(self, now: int) -> int:
+        """Forget requests an hour past their expiry; returns how many."""
 
     async def consume_consent_request(self, state: str, browser_hash: str, now: int) -> ConsentRequest | None:
         """Use a state once, only from the browser that asked for it, only before it expires."""
