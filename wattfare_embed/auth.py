@@ -90,7 +90,9 @@ def model_caller(
     if token.startswith("sk_"):
         if not secret_key_matches(token, keys):
             raise AuthError("the secret key is not this app's")
-        user = headers.get(USER_HEADER, "")
+        # Spaces and tabs around a header value are not part of it (RFC 9110 §5.5), whichever
+        # parser the server runs; no stored id starts or ends with whitespace either.
+        user = headers.get(USER_HEADER, "").strip(" \t")
         if headers.get(USER_ENCODING_HEADER, "").lower() == "percent":
             # HTTP headers carry bytes, not text: ids beyond ASCII travel percent-encoded (UTF-8).
             try:

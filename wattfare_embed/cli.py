@@ -50,6 +50,7 @@ def _embed(args: argparse.Namespace) -> Wattfare:
 
 
 async def _status(args: argparse.Namespace) -> int:
+    app_user_id_of(args.user, "USER")
     embed = _embed(args)
     async with embed:
         print(json.dumps((await embed.status(args.user)).to_json(), indent=2))

@@ -10,16 +10,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
+import httpx2
 import pytest
 from starlette.types import Receive, Scope, Send
 
 from tests.core.conftest import Harness, make_embed, running
+from tests.hosted.conftest import form
 from tests.proxy.conftest import Proxied, running_proxy
 from wattfare_embed import AppKeys
+from wattfare_embed.consent_domain import ConsentDomain, DomainSettings
 from wattfare_embed.testing.fake_openrouter import FakeOpenRouter
+from wattfare_embed.testing.live_server import free_port, serve_in_loop
 
 CHAT = "/api/v1/chat/completions"
 
@@ -90,7 +97,7 @@ async def nothing_held_or_charged(stack: Proxied, user: str) -> None:
 
 async def raw_http(port: int, request: bytes, *, trickle: bytes = b"", every: float = 0.1) -> tuple[bytes, float]:
     """Send ``request`` (head and any body) on a raw socket, then ``trickle`` one byte every
-    ``every`` seconds until the server answers; returns the answer and how long it took."""
+    ``every`` seconds until the server answers and closes; returns the answer and how long it took."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -106,7 +113,8 @@ async def raw_http(port: int, request: bytes, *, trickle: bytes = b"", every: fl
 
         dribbling = asyncio.ensure_future(dribble())
         try:
-            answer = await asyncio.wait_for(reader.read(65536), timeout=30)
+            # Until the server closes the connection, as it must after cutting a body short.
+            answer = await asyncio.wait_for(reader.read(), timeout=30)
         finally:
             dribbling.cancel()
         return answer, loop.time() - started
@@ -121,4 +129,64 @@ def status_of(answer: bytes) -> int:
 
 
 def json_of(answer: bytes) -> Any:
-    return json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    head, body = answer.split(b"\r\n\r\n", 1)
+    if b"transfer-encoding: chunked" in head.lower():
+        chunks, rest = [], body
+        while rest:
+            size_line, rest = rest.split(b"\r\n", 1)
+            size = int(size_line, 16)
+            chunks.append(rest[:size])
+            rest = rest[size + 2 :]
+        body = b"".join(chunks)
+    return json.loads(body)
+
+
+# -- the consent domain alone ---------------------------------------------------------------------
+
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class Domain:
+    """The reference consent domain alone on uvicorn, with one built-in user."""
+
+    domain: ConsentDomain
+    url: str
+    email: str
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    async def login_form(self, http: httpx2.AsyncClient) -> dict[str, str]:
+        page = await http.get(self.url + "/login")
+        assert page.status_code == 200, page.text
+        return dict(form(page.text, "/login").fields)
+
+    async def sign_in(
+        self, http: httpx2.AsyncClient, password: str = PASSWORD, *, email: str | None = None, client: str | None = None
+    ) -> httpx2.Response:
+        fields = {**await self.login_form(http), "email": email or self.email, "password": password}
+        headers = {"x-forwarded-for": client} if client else {}
+        return await http.post(self.url + "/login", data=fields, headers=headers)
+
+
+@asynccontextmanager
+async def serving_domain(database_url: str, **overrides: Any) -> AsyncIterator[Domain]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = DomainSettings(database_url=database_url, public_url=url, management_key="sk-or-mgmt-test", **overrides)
+    domain = ConsentDomain(settings)
+    email = f"ada-{uuid.uuid4().hex[:8]}@example.com"
+    await domain.add_user(email, PASSWORD)
+    try:
+        async with serve_in_loop(domain, port=port) as served:
+            yield Domain(domain, served, email)
+    finally:
+        await domain.shutdown()
+
+
+@pytest.fixture
+async def domain_site(sqlite_url: str) -> AsyncIterator[Domain]:
+    async with serving_domain(sqlite_url) as served:
+        yield served

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from ._runner import TransactionRunner
@@ -14,6 +14,7 @@ from .schema import connections, consent_requests, webhook_events
 
 __all__ = ["CONSENT_GRACE_SECONDS", "ConsentRecords"]
 
+_USER_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
 # Kept this long past expiry (or use), so a late callback is told "expired" or "used", not "unknown".
 CONSENT_GRACE_SECONDS = 3600
 
@@ -41,6 +42,10 @@ class ConsentRecords(ABC):
         )
 
         def operation(db: Connection) -> None:
+            if db.dialect.name == "postgresql":
+                # One user's creations one after another, so concurrent ones cannot each miss the
+                # others' rows and keep more than `keep_open` (SQLite's BEGIN IMMEDIATE already does).
+                db.execute(_USER_LOCK, {"key": f"wattfare consent {request.app_id}/{request.app_user_id}"})
             db.execute(consent_requests.delete().where(table.expires_at < request.created_at - CONSENT_GRACE_SECONDS))
             db.execute(insert(consent_requests).values(**values))
             # One user opening consent links in a loop keeps at most `keep_open` rows, not one per click.
