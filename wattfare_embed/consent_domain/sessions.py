@@ -1,7 +1,8 @@
 """Signed-cookie login sessions and CSRF tokens for every form of the consent domain.
 
 Sessions are itsdangerous-signed cookies (httpOnly, SameSite=Lax, Secure over
-https) that expire on their own. CSRF uses the signed double-submit pattern: a
+https) that expire on their own. Over https both cookies are ``__Host-``-prefixed, so
+the browser takes them only from this exact origin, never from a sibling subdomain. CSRF uses the signed double-submit pattern: a
 random ``wcd_csrf`` cookie, and in every form an HMAC of it under the domain's
 secret. Another site can neither read the cookie nor compute the HMAC, so a
 form posted from elsewhere is refused before anything happens.
@@ -24,6 +25,7 @@ __all__ = ["CSRF_COOKIE", "SESSION_COOKIE", "CsrfError", "Sessions"]
 SESSION_COOKIE = "wcd_session"
 CSRF_COOKIE = "wcd_csrf"
 CSRF_FIELD = "csrf"
+HOST_PREFIX = "__Host-"  # Secure, Path=/ and no Domain, or the browser refuses the cookie
 
 
 class CsrfError(Exception):
@@ -36,12 +38,15 @@ class Sessions:
         self._csrf_key = hashlib.sha256(b"wattfare consent domain csrf\x00" + secret.encode()).digest()
         self._max_age = max_age_seconds
         self._secure = secure
+        prefix = HOST_PREFIX if secure else ""
+        self.session_cookie = prefix + SESSION_COOKIE
+        self.csrf_cookie = prefix + CSRF_COOKIE
 
     # -- login sessions ---------------------------------------------------------------------
 
     def user_id(self, request: Request) -> str | None:
         """The signed-in built-in user, or ``None``."""
-        cookie = request.cookies.get(SESSION_COOKIE)
+        cookie = request.cookies.get(self.session_cookie)
         if not cookie:
             return None
         try:
@@ -54,7 +59,7 @@ class Sessions:
     def sign_in(self, response: Response, user_id: str) -> None:
         token = self._serializer.dumps({"u": user_id, "n": secrets.token_hex(8)})
         response.set_cookie(
-            SESSION_COOKIE,
+            self.session_cookie,
             token,
             max_age=self._max_age,
             httponly=True,
@@ -63,13 +68,13 @@ class Sessions:
         )
 
     def sign_out(self, response: Response) -> None:
-        response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="lax", secure=self._secure)
+        response.delete_cookie(self.session_cookie, httponly=True, samesite="lax", secure=self._secure)
 
     # -- CSRF -------------------------------------------------------------------------------
 
     def csrf_token(self, request: Request) -> tuple[str, str | None]:
         """The token for this browser's forms, and a new cookie value to set when it had none."""
-        cookie = request.cookies.get(CSRF_COOKIE)
+        cookie = request.cookies.get(self.csrf_cookie)
         fresh = None
         if not cookie or len(cookie) > 100:
             cookie = fresh = secrets.token_urlsafe(32)
@@ -77,10 +82,10 @@ class Sessions:
 
     def set_csrf_cookie(self, response: Response, value: str | None) -> None:
         if value is not None:
-            response.set_cookie(CSRF_COOKIE, value, httponly=True, samesite="lax", secure=self._secure)
+            response.set_cookie(self.csrf_cookie, value, httponly=True, samesite="lax", secure=self._secure)
 
     def check_csrf(self, request: Request, form: Mapping[str, Any]) -> None:
-        cookie = request.cookies.get(CSRF_COOKIE)
+        cookie = request.cookies.get(self.csrf_cookie)
         sent = form.get(CSRF_FIELD)
         if not cookie or not isinstance(sent, str) or not hmac.compare_digest(self._mac(cookie), sent):
             raise CsrfError("the form's CSRF token is missing or wrong")
