@@ -244,7 +244,10 @@ class Proxy:
                 except (aiohttp.ClientError, TimeoutError):
                     refusal = b""
                 error = error_for_upstream_status(
-                    response.status, refusal, response.headers, credential=headers["authorization"][7:]
+                    response.status,
+                    refusal,
+                    response.headers,
+                    credential=headers["authorization"].removeprefix("Bearer "),  # redacted from the message
                 )
                 if isinstance(error, FundingInvalidError) and response.status == 401:
                     await self._mark_funding_invalid(exchange)

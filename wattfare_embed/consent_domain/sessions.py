@@ -2,10 +2,11 @@
 
 Sessions are itsdangerous-signed cookies (httpOnly, SameSite=Lax, Secure over
 https) that expire on their own. Over https both cookies are ``__Host-``-prefixed, so
-the browser takes them only from this exact origin, never from a sibling subdomain. CSRF uses the signed double-submit pattern: a
-random ``wcd_csrf`` cookie, and in every form an HMAC of it under the domain's
-secret. Another site can neither read the cookie nor compute the HMAC, so a
-form posted from elsewhere is refused before anything happens.
+the browser takes them only from this exact origin, never from a sibling subdomain.
+
+CSRF uses the signed double-submit pattern: a random ``wcd_csrf`` cookie, and in every
+form an HMAC of it under the domain's secret. Another site can neither read the cookie
+nor compute the HMAC, so a form posted from elsewhere is refused before anything happens.
 """
 
 from __future__ import annotations
