@@ -19,7 +19,7 @@ from tests.core.databases import differences, fresh_database, on, schema_of
 from wattfare_embed.consent_domain.records import NewJob
 from wattfare_embed.consent_domain.revisions import migrations as domain_migrations
 from wattfare_embed.consent_domain.storage import DomainStore
-from wattfare_embed.store import Reservation, ReservationRequest, SqlStore
+from wattfare_embed.store import GrantChange, Reservation, ReservationRequest, SqlStore
 from wattfare_embed.store import migrations as embed_migrations
 
 SCHEMAS = Path(__file__).parent / "schema_0_1_0"
@@ -151,7 +151,8 @@ async def test_a_0_1_0_database_is_adopted_and_upgraded_without_losing_a_row(old
         entries = {entry.id: entry for entry in await store.ledger("app1", limit=10)}
         assert {"req_open", "req_done", "req_swept", held.ledger_id} == set(entries)
         assert (entries["req_done"].cost, entries["req_done"].generation_id) == (1234567, "gen-123")
-        assert await store.remember_event("evt_1", NOW) is False
+        replayed = GrantChange("app1", "evt_1", "grt_1", revoke=True, monthly_cap=None, max_cap=10**9)
+        assert (await store.apply_grant_change(replayed, NOW)).duplicate, "an applied event stays applied"
 
         app = await domain.get_app("app1")
         assert app is not None and app.redirect_uris == ("https://app.example.com/wattfare/callback",)
