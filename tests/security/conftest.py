@@ -172,10 +172,16 @@ class Domain:
 
 
 @asynccontextmanager
-async def serving_domain(database_url: str, **overrides: Any) -> AsyncIterator[Domain]:
+async def serving_domain(
+    database_url: str, *, public_url_override: str | None = None, **overrides: Any
+) -> AsyncIterator[Domain]:
+    """Serve a domain on a local port; ``public_url_override`` is the origin it believes it has."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    settings = DomainSettings(database_url=database_url, public_url=url, management_key="sk-or-mgmt-test", **overrides)
+    public_url = public_url_override or url
+    settings = DomainSettings(
+        database_url=database_url, public_url=public_url, management_key="sk-or-mgmt-test", **overrides
+    )
     domain = ConsentDomain(settings)
     email = f"ada-{uuid.uuid4().hex[:8]}@example.com"
     await domain.add_user(email, PASSWORD)

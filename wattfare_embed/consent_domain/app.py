@@ -36,9 +36,10 @@ from .authorize import ConsentScreen
 from .config import DomainSettings
 from .dashboard import Dashboard
 from .grants import GrantLifecycle
-from .login import Authenticate, PasswordLogin, add_user
+from .login import Authenticate, PasswordLogin, add_user, end_sessions, set_password
 from .outbox import Outbox
 from .registration import register_app
+from .session_store import SessionStore
 from .sessions import Sessions
 from .storage import DomainStore
 from .token_endpoint import TokenEndpoint
@@ -66,6 +67,7 @@ class ConsentDomain:
         self.settings = settings
         protect_logs(settings.management_key, settings.session_secret)
         self.store = DomainStore(settings.database_url, auto_migrate=settings.auto_migrate)
+        self.sessions = SessionStore(self.store)
         self.upstream = UpstreamKeys(
             settings.upstream_url,
             settings.management_key,
@@ -154,6 +156,17 @@ class ConsentDomain:
         await self.store.open()
         return await add_user(self.store, email, password)
 
+    async def set_password(self, email: str, password: str) -> int:
+        """Give a built-in user a new password, ending every session they have; returns how many."""
+        await self.store.open()
+        return await set_password(self.store, self.sessions, email, password)
+
+    async def end_sessions(self, email: str | None = None) -> int:
+        """End every sign-in session of one built-in user (of everyone when ``email`` is None), at
+        once: their cookies stop working wherever they were copied to. Returns how many ended."""
+        await self.store.open()
+        return await end_sessions(self.store, self.sessions, email)
+
     def discovery(self) -> dict[str, Any]:
         issuer = self.settings.issuer
         return {
@@ -174,7 +187,9 @@ class ConsentDomain:
 
     def _routes(self, secret: str) -> list[BaseRoute]:
         settings = self.settings
-        sessions = Sessions(secret, max_age_seconds=settings.session_ttl_seconds, secure=settings.secure_cookies)
+        sessions = Sessions(
+            secret, self.sessions, max_age_seconds=settings.session_ttl_seconds, secure=settings.secure_cookies
+        )
         routes: list[BaseRoute] = []
         authenticate = self._authenticate
         if authenticate is None:

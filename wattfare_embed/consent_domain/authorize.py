@@ -89,10 +89,15 @@ class ConsentScreen:
     async def decide(self, request: Request) -> Response:
         try:
             fields = await read_form(request, timeout=self._settings.body_timeout_seconds)
-            self._sessions.check_csrf(request, fields)
         except FormError as exc:
             return refusal_page(str(exc), exc.status, self._settings.name, nothing=" Nothing was approved.")
+        user_id = await call_authenticate(self._authenticate, request)
+        try:
+            # Bound to the session the screen was shown in: a token from another session is refused.
+            self._sessions.check_csrf(request, fields, await self._sessions.binding(request, user_id))
         except CsrfError as exc:
+            if user_id is None:
+                return self._error("Your session has ended", "Sign in and connect again from the app.", 401)
             return self._error("Please try again", f"{exc}. Nothing was approved.", 403)
         try:
             app, redirect_uri = await self._client(fields)
@@ -102,7 +107,6 @@ class ConsentScreen:
         problem = _problem(fields)
         if problem is not None:
             return _back(redirect_uri, state, error=problem[0], error_description=problem[1])
-        user_id = await call_authenticate(self._authenticate, request)
         if user_id is None:
             return self._error("Your session has ended", "Sign in and connect again from the app.", 401)
         if fields.get("decision") != "approve":
@@ -156,7 +160,7 @@ class ConsentScreen:
         asked: str,
         error: str | None = None,
     ) -> Response:
-        csrf, fresh = self._sessions.csrf_token(request)
+        csrf, fresh = self._sessions.csrf_token(request, await self._sessions.binding(request, user_id))
         fields = {name: params.get(name, "") for name in _PASSED_ON}
         page = consent_page(
             app_name=app.name,

@@ -108,6 +108,46 @@ async def _add_user(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _set_password(args: argparse.Namespace) -> int:
+    from .login import set_password
+    from .session_store import SessionStore
+    from .storage import DomainStore
+
+    password = args.password or getpass.getpass(f"new password for {args.email}: ")
+    store = DomainStore(args.database_url)
+    await store.open()
+    try:
+        ended = await set_password(store, SessionStore(store), args.email, password)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        await store.close()
+    print(f"password changed for {args.email}; {ended} session(s) ended")
+    return 0
+
+
+async def _end_sessions(args: argparse.Namespace) -> int:
+    from .login import end_sessions
+    from .session_store import SessionStore
+    from .storage import DomainStore
+
+    if (args.email is None) == (not args.all):
+        print("error: name one user with --email, or every user with --all", file=sys.stderr)
+        return 2
+    store = DomainStore(args.database_url)
+    await store.open()
+    try:
+        ended = await end_sessions(store, SessionStore(store), args.email)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        await store.close()
+    print(f"{ended} session(s) ended; those browsers must sign in again")
+    return 0
+
+
 def add_consent_domain_commands(commands: Any) -> None:
     """Add the ``consent-domain`` command group to the ``wattfare`` parser's subcommands."""
     from .._migrate_command import add_migrate_options
@@ -163,3 +203,15 @@ def add_consent_domain_commands(commands: Any) -> None:
     user.add_argument("--email", required=True)
     user.add_argument("--password", default=None, help="prompted for when left out (keeps it out of the shell history)")
     user.set_defaults(run_async=_add_user)
+
+    password = domain.add_parser(
+        "set-password", parents=[database], help="change a user's password; ends all their sessions"
+    )
+    password.add_argument("--email", required=True)
+    password.add_argument("--password", default=None, help="prompted for when left out")
+    password.set_defaults(run_async=_set_password)
+
+    sessions = domain.add_parser("end-sessions", parents=[database], help="sign a user (or everyone) out everywhere")
+    sessions.add_argument("--email", default=None, help="the user whose sessions end")
+    sessions.add_argument("--all", action="store_true", help="end every session of every user")
+    sessions.set_defaults(run_async=_end_sessions)

@@ -74,7 +74,7 @@ class Dashboard:
             DashboardRow(g.id, g.app_name, wire_usd(g.monthly_cap), wire_usd(spent) if spent is not None else None)
             for g, spent in zip(grants, usage, strict=True)
         ]
-        csrf, fresh = self._sessions.csrf_token(request)
+        csrf, fresh = self._sessions.csrf_token(request, await self._sessions.binding(request, user_id))
         page = dashboard_page(
             payer=await self._store.user_email(user_id) or user_id,
             rows=rows,
@@ -115,16 +115,18 @@ class Dashboard:
         """The signed-in user's active grant named in the path, after the CSRF check."""
         try:
             form = await read_form(request, timeout=self._settings.body_timeout_seconds)
-            self._sessions.check_csrf(request, form)
         except FormError as exc:
             return refusal_page(str(exc), exc.status, self._settings.name, nothing=" Nothing was changed.")
-        except CsrfError as exc:
-            page = error_page("Please try again", f"{exc}. Nothing was changed.", self._settings.name)
-            return page_response(page, status=403)
         user_id = await call_authenticate(self._authenticate, request)
         if user_id is None:
             page = error_page("Sign in first", "Your session has ended; nothing was changed.", self._settings.name)
             return page_response(page, status=401)
+        try:
+            # Bound to the session the dashboard was shown in: a token from another session is refused.
+            self._sessions.check_csrf(request, form, await self._sessions.binding(request, user_id))
+        except CsrfError as exc:
+            page = error_page("Please try again", f"{exc}. Nothing was changed.", self._settings.name)
+            return page_response(page, status=403)
         grant = await self._store.get_grant(request.path_params["grant_id"])
         if grant is None or grant.user_id != user_id:
             page = error_page("Not found", "There is no such app on your dashboard.", self._settings.name)

@@ -2,7 +2,7 @@
 
 A deployment with its own accounts passes ``authenticate`` (and ``login_url``)
 to ``ConsentDomain``; self-hosters use the built-in email-and-password login,
-with passwords hashed by argon2 (argon2-cffi) and sessions in signed cookies.
+with passwords hashed by argon2 (argon2-cffi) and sessions kept server-side (``sessions.py``).
 
 Each password check costs a 64 MiB argon2 hash, and anyone can ask for one, so sign-ins
 are throttled before any hash runs (per client address and per account, ``throttle.py``)
@@ -31,11 +31,21 @@ from ..errors import InvalidRequestError, RateLimitedError
 from .config import DomainSettings
 from .forms import FormError, read_form
 from .pages import error_page, login_page, page_response
+from .session_store import SessionStore
 from .sessions import CsrfError, Sessions
 from .storage import DomainStore
 from .throttle import LoginThrottle
 
-__all__ = ["Authenticate", "PasswordLogin", "add_user", "call_authenticate", "normalize_email", "refusal_page"]
+__all__ = [
+    "Authenticate",
+    "PasswordLogin",
+    "add_user",
+    "call_authenticate",
+    "end_sessions",
+    "normalize_email",
+    "refusal_page",
+    "set_password",
+]
 
 Authenticate = Callable[[Request], "str | Awaitable[str | None] | None"]
 
@@ -69,6 +79,28 @@ async def add_user(store: DomainStore, email: str, password: str) -> str:
     return await store.add_user(email, password_hash, int(time.time()))
 
 
+async def set_password(store: DomainStore, sessions: SessionStore, email: str, password: str) -> int:
+    """Give a built-in user a new password and end every session they have; returns how many ended.
+    ``ValueError`` for an unknown email or a short password."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    found = await store.find_user(normalize_email(email))
+    if found is None:
+        raise ValueError(f"no user has the email {normalize_email(email)!r}")
+    password_hash = await asyncio.to_thread(_hasher.hash, password)
+    return await sessions.set_password(found[0], password_hash)
+
+
+async def end_sessions(store: DomainStore, sessions: SessionStore, email: str | None) -> int:
+    """End every session of the user with ``email`` (of everyone when ``None``); returns how many."""
+    if email is None:
+        return await sessions.end_all()
+    found = await store.find_user(normalize_email(email))
+    if found is None:
+        raise ValueError(f"no user has the email {normalize_email(email)!r}")
+    return await sessions.end_all(found[0])
+
+
 async def call_authenticate(authenticate: Authenticate, request: Request) -> str | None:
     result = authenticate(request)
     if inspect.isawaitable(result):
@@ -89,8 +121,8 @@ class PasswordLogin:
         )
         self._checks = ConcurrencyGate(settings.max_concurrent_logins, "sign-ins")
 
-    def authenticate(self, request: Request) -> str | None:
-        return self._sessions.user_id(request)
+    async def authenticate(self, request: Request) -> str | None:
+        return await self._sessions.user_id(request)
 
     async def verify(self, email: str, password: str) -> str | None:
         """The user id when the password is right; argon2 runs off the event loop."""
@@ -112,7 +144,7 @@ class PasswordLogin:
 
     async def show(self, request: Request) -> Response:
         next_path = _next_path(request.query_params.get("next"))
-        return self._page(request, next_path, app_name=await self._asking_app(next_path))
+        return await self._page(request, next_path, app_name=await self._asking_app(next_path))
 
     async def _asking_app(self, next_path: str) -> str | None:
         """The registered app whose consent screen comes after signing in (looked up, never taken from the URL)."""
@@ -124,7 +156,7 @@ class PasswordLogin:
     async def submit(self, request: Request) -> Response:
         try:
             fields = await read_form(request, timeout=self._settings.body_timeout_seconds)
-            self._sessions.check_csrf(request, fields)
+            self._sessions.check_csrf(request, fields, await self._sessions.binding(request))
         except FormError as exc:
             return self._refused(str(exc), exc.status)
         except CsrfError as exc:
@@ -145,25 +177,26 @@ class PasswordLogin:
         self.throttle.attempted(address, account, succeeded=user_id is not None)
         if user_id is None:
             app_name = await self._asking_app(next_path)
-            return self._page(
+            return await self._page(
                 request, next_path, error="Wrong email or password.", email=email, status=401, app_name=app_name
             )
         response = RedirectResponse(next_path, status_code=303)
-        self._sessions.sign_in(response, user_id)
+        await self._sessions.sign_in(request, response, user_id)
         return response
 
     async def logout(self, request: Request) -> Response:
         try:
-            self._sessions.check_csrf(request, await read_form(request, timeout=self._settings.body_timeout_seconds))
+            fields = await read_form(request, timeout=self._settings.body_timeout_seconds)
+            self._sessions.check_csrf(request, fields, await self._sessions.binding(request))
         except FormError as exc:
             return self._refused(str(exc), exc.status)
         except CsrfError as exc:
             return self._refused(str(exc), 403)
         response = RedirectResponse("/login", status_code=303)
-        self._sessions.sign_out(response)
+        await self._sessions.sign_out(request, response)  # the session ends here, not just its cookie
         return response
 
-    def _page(
+    async def _page(
         self,
         request: Request,
         next_path: str,
@@ -174,7 +207,7 @@ class PasswordLogin:
         app_name: str | None = None,
         retry_after: int | None = None,
     ) -> Response:
-        csrf, fresh = self._sessions.csrf_token(request)
+        csrf, fresh = self._sessions.csrf_token(request, await self._sessions.binding(request))
         page = login_page(
             next_path=next_path, csrf=csrf, domain_name=self._domain_name, error=error, email=email, app_name=app_name
         )
@@ -188,7 +221,7 @@ class PasswordLogin:
         self, request: Request, next_path: str, error: str, email: str, status: int, retry_after: int
     ) -> Response:
         app_name = await self._asking_app(next_path)
-        return self._page(
+        return await self._page(
             request, next_path, error=error, email=email, status=status, retry_after=retry_after, app_name=app_name
         )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
 
-__all__ = ["apps", "codes", "grants", "metadata", "outbox", "settings", "users"]
+__all__ = ["apps", "codes", "grants", "metadata", "outbox", "sessions", "settings", "users"]
 
 metadata = MetaData()
 
@@ -36,6 +36,20 @@ users = Table(
     Column("password_hash", String(256), nullable=False),
     Column("created_at", BigInteger, nullable=False),
 )
+
+# Built-in sign-ins, by the SHA-256 of the random id the session cookie carries: a session lasts
+# until it expires or is ended here (signing out, a password change, the operator's command), so a
+# copied cookie stops working the moment its session ends.
+sessions = Table(
+    "wcd_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user_id", String(40), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+)
+Index("wcd_sessions_user", sessions.c.user_id)
+Index("wcd_sessions_expiry", sessions.c.expires_at)
 
 # Authorization codes, by the SHA-256 of the code: single use, 10 minutes, PKCE S256.
 codes = Table(

@@ -295,12 +295,14 @@ class DomainStore:
         await self.runner.run(lambda db: _queue(db, jobs))
 
     async def prune(self, now: int, *, keep_seconds: int = 30 * 86400) -> None:
-        """Forget finished outbox rows and long-expired codes (a used code's grant lives on)."""
+        """Forget finished outbox rows, long-expired codes (a used code's grant lives on) and
+        expired sessions."""
         _O = schema.outbox.c
 
         def operation(db: Connection) -> None:
             db.execute(delete(schema.outbox).where(_O.state != "pending", _O.finished_at < now - keep_seconds))
             db.execute(delete(schema.codes).where(_C.expires_at < now - 86400))
+            db.execute(delete(schema.sessions).where(schema.sessions.c.expires_at <= now))
 
         await self.runner.run(operation)
 
