@@ -133,6 +133,8 @@ async def test_a_0_1_0_database_is_adopted_and_upgraded_without_losing_a_row(old
         after = await on(old_database, _all_rows)
         assert after.pop("wattfare_schema_version") == [(2, 0)]  # 0.1.0 now refuses this database
         before.pop("wattfare_schema_version")
+        # Event ids are per app now: each old one is kept for the app holding connections here.
+        assert after.pop("wattfare_webhook_events") == [("app1", *row) for row in before.pop("wattfare_webhook_events")]
         added = {table: after.pop(table) for table in set(after) - set(before)}
         assert added == {"wcd_sessions": []}, "tables added since 0.1.0 start empty"
         assert after == before

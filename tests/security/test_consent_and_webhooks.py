@@ -6,12 +6,13 @@ import asyncio
 import json
 import secrets
 import time
+import uuid
 from typing import Any
 
 from sqlalchemy import update
 
 from tests.core.conftest import LOGIN_COOKIE, Harness, bearer, make_embed, run_sql, running
-from wattfare_embed import AppKeys
+from wattfare_embed import AppKeys, new_key_pair
 from wattfare_embed.consent._protocol import sign_webhook, webhook_signing_key
 from wattfare_embed.consent_flow import BROWSER_COOKIE, SECURE_BROWSER_COOKIE
 from wattfare_embed.money import micros_from_usd
@@ -185,3 +186,16 @@ async def test_a_cap_update_without_a_hard_limit_is_clamped_to_the_stored_one(si
     assert moved.status_code == 200 and (await site.server_status(user_id))["monthlyUsd"] == 25
     again = await _deliver(site, _event("grant.updated", grant_id, monthly_usd="90.00"))
     assert again.status_code == 200 and (await site.server_status(user_id))["monthlyUsd"] == 25
+
+
+async def test_apps_sharing_a_database_each_apply_their_own_event_ids(keys: AppKeys, database_url: str) -> None:
+    other = new_key_pair(app_id="t" + uuid.uuid4().hex[:12])
+    async with running(make_embed(keys, database_url)) as first, running(make_embed(other, database_url)) as second:
+        shared_id = "evt_" + secrets.token_hex(8)  # two domains may well number their events alike
+        for site in (first, second):
+            grant_id = await _grant(site, "ada", cap="10")
+            event = {**_event("grant.updated", grant_id, monthly_usd="3.00"), "id": shared_id}
+            applied = await _deliver(site, event)
+            assert applied.status_code == 200 and applied.json()["applied"] is True
+            assert (await site.server_status("ada"))["monthlyUsd"] == 3
+            assert (await _deliver(site, event)).status_code == 400, "a replay within one app is still refused"

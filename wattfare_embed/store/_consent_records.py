@@ -95,7 +95,7 @@ class ConsentRecords(ABC):
         def operation(db: Connection) -> GrantChangeResult:
             # First, so a second delivery of the id (even a concurrent one) fails here, before it
             # changes anything; a failure further on rolls this back too, leaving the id unseen.
-            db.execute(insert(webhook_events).values(id=change.event_id, received_at=now))
+            db.execute(insert(webhook_events).values(app_id=change.app_id, id=change.event_id, received_at=now))
             row = db.execute(
                 select(table.id, table.app_user_id, table.status, table.hard_limit)
                 .where(table.app_id == change.app_id, table.grant_id == change.grant_id)

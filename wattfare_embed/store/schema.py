@@ -100,10 +100,15 @@ consent_requests = Table(
     Column("expires_at", BigInteger, nullable=False),
     Column("used_at", BigInteger),
 )
+# One user's open requests are counted and trimmed on each new one; expired ones are swept.
+Index("wattfare_consent_requests_user", consent_requests.c.app_id, consent_requests.c.app_user_id)
+Index("wattfare_consent_requests_expiry", consent_requests.c.expires_at)
 
+# Applied webhook event ids, per app: apps sharing a database each apply their own domain's events.
 webhook_events = Table(
     "wattfare_webhook_events",
     metadata,
+    Column("app_id", String(64), primary_key=True),
     Column("id", String(128), primary_key=True),
     Column("received_at", BigInteger, nullable=False),
 )
