@@ -17,7 +17,8 @@ from collections.abc import Iterable
 __all__ = ["LOGGER_NAMES", "REDACTED", "RedactingFilter", "protect_logs", "redact", "remember_secrets"]
 
 REDACTED = "[redacted]"
-LOGGER_NAMES = ("wattfare_embed", "wattfare_embed.consent_domain")
+# Every logger the package logs through (a test keeps this list and the code in step).
+LOGGER_NAMES = ("wattfare_embed", "wattfare_embed.consent_domain", "wattfare_embed.ai_sdk")
 
 _SHAPES = re.compile(
     r"(?i:\bbearer\s+)[A-Za-z0-9._~+/\-]{8,}=*"  # an Authorization value, whatever token it carries

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -13,8 +15,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
+import wattfare_embed
 from tests.proxy.conftest import MINI, Proxied, error_of
 from wattfare_embed import WattfareMiddleware
+from wattfare_embed._redaction import LOGGER_NAMES
 from wattfare_embed.testing.live_server import serve_in_loop
 
 from .conftest import EchoingUpstream
@@ -142,3 +146,12 @@ async def test_an_echoed_error_from_an_upstream_called_directly_is_redacted_when
 
     typed = to_wattfare_error(error)
     assert typed is not None and funding_key not in typed.message and "[redacted]" in typed.message
+
+
+def test_every_logger_of_the_package_is_redacted() -> None:
+    """A filter on a logger sees only that logger's own records, so each one the code names must
+    be in the list the embed installs the filter on."""
+    named = set()
+    for source in Path(wattfare_embed.__file__).parent.rglob("*.py"):
+        named |= set(re.findall(r"getLogger\(\s*\"([^\"]+)\"", source.read_text()))
+    assert named and named <= set(LOGGER_NAMES), named - set(LOGGER_NAMES)
