@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
-from wattfare_embed.store import ConsentRequest, NewConnection, ReservationRequest, SqlStore
+from wattfare_embed.store import ConsentRequest, GrantChange, NewConnection, ReservationRequest, SqlStore
 
 from .load import MODEL
 
@@ -123,8 +123,8 @@ async def time_operations(
 
     async def webhook_event() -> object:
         event_id = "evt_" + secrets.token_hex(8)
-        await store.remember_event(event_id, now)
-        return await store.has_event(event_id)
+        change = GrantChange(app_id, event_id, f"grant-{other_user}", False, 900_000_000, max_cap=10**12)
+        return await store.apply_grant_change(change, now)
 
     async def reconnect() -> object:
         sealed = "sealed-" + secrets.token_hex(8)
@@ -142,7 +142,7 @@ async def time_operations(
         ("pending_reconciliations (sweeper)", lambda: store.pending_reconciliations(100)),
         ("sweep_expired (sweeper)", lambda: store.sweep_expired(now)),
         ("consent request: create, find, consume", consent_cycle),
-        ("webhook event: remember, has", webhook_event),
+        ("webhook event: record and apply", webhook_event),
     ]
     costs = [OperationCost(name) for name, _ in operations]
     try:
