@@ -97,28 +97,41 @@ async def nothing_held_or_charged(stack: Proxied, user: str) -> None:
 
 async def raw_http(port: int, request: bytes, *, trickle: bytes = b"", every: float = 0.1) -> tuple[bytes, float]:
     """Send ``request`` (head and any body) on a raw socket, then ``trickle`` one byte every
-    ``every`` seconds until the server answers and closes; returns the answer and how long it took."""
+    ``every`` seconds until the server answers and closes; returns the answer and how long it took.
+
+    A byte still trickling in after the server closed makes it reset the connection; the answer
+    read before that is what counts, so a reset ends the reading instead of failing it.
+    """
     loop = asyncio.get_running_loop()
     started = loop.time()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def dribble() -> None:
+        for byte in trickle:
+            await asyncio.sleep(every)
+            writer.write(bytes([byte]))
+            await writer.drain()
+
+    answer = bytearray()
+    dribbling = asyncio.ensure_future(dribble())
     try:
         writer.write(request)
         await writer.drain()
-
-        async def dribble() -> None:
-            for byte in trickle:
-                await asyncio.sleep(every)
-                writer.write(bytes([byte]))
-                await writer.drain()
-
-        dribbling = asyncio.ensure_future(dribble())
-        try:
-            # Until the server closes the connection, as it must after cutting a body short.
-            answer = await asyncio.wait_for(reader.read(), timeout=30)
-        finally:
-            dribbling.cancel()
-        return answer, loop.time() - started
+        deadline = loop.time() + 30
+        # Until the server closes the connection, as it must after cutting a body short.
+        while loop.time() < deadline:
+            try:
+                chunk = await asyncio.wait_for(reader.read(65536), timeout=deadline - loop.time())
+            except ConnectionError:
+                break
+            if not chunk:
+                break
+            answer.extend(chunk)
+        return bytes(answer), loop.time() - started
     finally:
+        dribbling.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError):
+            await dribbling
         writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await writer.wait_closed()
