@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
@@ -30,6 +31,29 @@ def require_postgres() -> None:
     if IN_CI:
         pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432, and CI must run the PostgreSQL tests")
     pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432: skipping the PostgreSQL variant")
+
+
+async def _empty_public_schema(database_url: str) -> None:
+    import asyncpg
+
+    from wattfare_embed.store._postgres import _connect_kwargs, asyncpg_url
+
+    url = asyncpg_url(database_url)
+    assert url is not None
+    connection = await asyncpg.connect(**_connect_kwargs(url))
+    try:
+        await connection.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _postgres_starts_empty() -> None:
+    """Every run starts on an empty PostgreSQL test database. Tests share it (each with its own app
+    id), so rows may stay behind; but tables migrated by a run of other code (another branch, an
+    older release) would meet this code's revisions half way and fail its start-ups."""
+    if postgres_reachable():
+        asyncio.run(_empty_public_schema(POSTGRES_URL))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
