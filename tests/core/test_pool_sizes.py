@@ -31,8 +31,8 @@ def test_pool_sizes_are_checked(sizes: dict[str, Any]) -> None:
         PoolSizes(**sizes)
 
 
-def test_the_defaults_hold_eleven_connections_at_most() -> None:
-    assert PoolSizes().most == 11
+def test_the_defaults_hold_twelve_connections_at_most() -> None:
+    assert PoolSizes().most == 12  # the pools' eleven and the one listening for revocations
 
 
 @pytest.fixture
@@ -99,17 +99,18 @@ async def test_a_process_never_opens_more_than_its_pool_sizes_and_closes_idle_on
         assert isinstance(store, SqlStore)
         assert await _sampled(server, store, each=6) == sizes.most
         # Idle: the overflow connection went back and closed at once, the second fast-path one
-        # closes after idle_seconds; one engine connection and one fast-path connection stay.
+        # closes after idle_seconds; one engine connection, one fast-path connection and the
+        # listening one stay.
         deadline = time.monotonic() + 20
-        while await server.count() - 1 > sizes.engine + 1:
+        while await server.count() - 1 > sizes.engine + 2:
             assert time.monotonic() < deadline, "idle connections were never closed"
             await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)
-        assert await server.count() - 1 == sizes.engine + 1
+        assert await server.count() - 1 == sizes.engine + 2
 
 
 @pytest.mark.postgres
-async def test_the_default_pools_open_at_most_eleven_connections(
+async def test_the_default_pools_open_at_most_twelve_connections(
     keys: AppKeys, database_url: str, server: _Server
 ) -> None:
     async with make_embed(keys, database_url) as embed:

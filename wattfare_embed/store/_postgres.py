@@ -211,6 +211,9 @@ class PostgresFastPath:
     async def close(self) -> None:
         await self._pool.close()
 
+    async def ping(self) -> None:
+        await self._pool.fetchval("SELECT 1")
+
     async def _run(self, method: str, *arguments: Any) -> Any:
         import asyncpg
 

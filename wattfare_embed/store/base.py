@@ -6,6 +6,7 @@ has to provide these operations with the same atomicity.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -195,6 +196,19 @@ class Store(Protocol):
         """Connect and create or migrate the tables; idempotent."""
 
     async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise unless the database answers (the health check)."""
+
+    def listen_for_revocations(self, on_ended: Callable[[str], None]) -> None:
+        """Call ``on_ended(connection_id)`` whenever any process ends a connection (``set_status``
+        to revoked or funding invalid), as soon as the database says so. Registered before
+        ``open``. A store that cannot be told does nothing: the proxy's poll finds the change."""
+
+    @property
+    def hears_revocations(self) -> bool:
+        """Whether another process's revoke reaches this one at once right now (else by polling)."""
+        return False
 
     async def get_connection(self, app_id: str, app_user_id: str, now: int) -> ConnectionRecord | None: ...
 

@@ -2,7 +2,8 @@
 
 A process talks to PostgreSQL through two pools: SQLAlchemy's engine (migrations, status reads,
 consent records, webhooks, the sweep) and the asyncpg pool of the per-request fast path
-(``reserve`` and ``settle``, one statement each). A statement holds a connection for about one
+(``reserve`` and ``settle``, one statement each), and an embed keeps one more connection that
+LISTENs for revocations from other processes (``_revocations``). A statement holds a connection for about one
 round trip, so a few connections carry hundreds of requests a second; the rest of a large pool
 would sit idle against the server's ``max_connections``. SQLite ignores these sizes.
 """
@@ -18,13 +19,14 @@ __all__ = ["PoolSizes"]
 
 @dataclass(frozen=True, slots=True)
 class PoolSizes:
-    """Connections per process: at most ``engine + engine_overflow + fast_path`` (11 by default).
+    """Connections per process: at most ``engine + engine_overflow + fast_path + 1`` (12 by default).
 
     ```python
     Wattfare(..., pool_sizes=PoolSizes(fast_path=4))     # or SqlStore(url, pool_sizes=...)
     ```
 
-    Idle, a process keeps ``engine`` engine connections and one fast-path connection open.
+    Idle, a process keeps ``engine`` engine connections, one fast-path connection and the
+    listening one open.
     Size them so that every process together stays under the server's ``max_connections``
     (README, "Store").
     """
@@ -49,5 +51,5 @@ class PoolSizes:
 
     @property
     def most(self) -> int:
-        """The most connections one process opens."""
-        return self.engine + self.engine_overflow + self.fast_path
+        """The most connections one process opens, the one listening for revocations included."""
+        return self.engine + self.engine_overflow + self.fast_path + 1

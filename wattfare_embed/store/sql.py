@@ -8,14 +8,16 @@ requests can never jointly pass a cap even on a database without row locks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from ..periods import period_of
 from ._consent_records import ConsentRecords
 from ._postgres import PostgresFastPath, asyncpg_url
+from ._revocations import RevocationListener, notify_connection_ended
 from ._runner import TransactionRunner, runner_for_url
 from ._statements import (
     _C,
@@ -67,6 +69,8 @@ class SqlStore(ConsentRecords):
         self._runner: TransactionRunner | None = None
         # PostgreSQL through asyncpg: reserve and settle as one statement each (``_postgres``).
         self._postgres: PostgresFastPath | None = None
+        self._on_ended: list[Callable[[str], None]] = []
+        self._revocations: RevocationListener | None = None
 
     @property
     def dialect_name(self) -> str:
@@ -86,6 +90,9 @@ class SqlStore(ConsentRecords):
             url = asyncpg_url(self.database_url)
             if url is not None:
                 self._postgres = await PostgresFastPath.open(url, self.pool_sizes)
+                if self._on_ended:
+                    self._revocations = RevocationListener(url, self._connection_ended)
+                    await self._revocations.start()
         except BaseException:
             # Not open after all: the next start-up migrates and checks the schema again.
             runner, self._runner = self._runner, None
@@ -93,12 +100,38 @@ class SqlStore(ConsentRecords):
             raise
 
     async def close(self) -> None:
+        if self._revocations is not None:
+            revocations, self._revocations = self._revocations, None
+            await revocations.stop()
         if self._postgres is not None:
             postgres, self._postgres = self._postgres, None
             await postgres.close()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.dispose()
+
+    async def ping(self) -> None:
+        def operation(db: Connection) -> None:
+            db.execute(text("SELECT 1"))
+
+        await self._run_handle().run(operation)
+        if self._postgres is not None:
+            await self._postgres.ping()
+
+    # -- revocations across processes ---------------------------------------------------------
+
+    def listen_for_revocations(self, on_ended: Callable[[str], None]) -> None:
+        """On PostgreSQL, a LISTEN connection (opened with the store) calls ``on_ended`` with the id
+        of each connection any process ends; ``set_status`` notifies in its own transaction."""
+        self._on_ended.append(on_ended)
+
+    @property
+    def hears_revocations(self) -> bool:
+        return self._revocations is not None and self._revocations.listening
+
+    def _connection_ended(self, connection_id: str) -> None:
+        for on_ended in self._on_ended:
+            on_ended(connection_id)
 
     # -- connections ------------------------------------------------------------------------
 
@@ -173,7 +206,8 @@ class SqlStore(ConsentRecords):
         values: dict[str, Any] = {"status": status.value}
         if drop_credential:
             values["credential"] = None
-        return await self._update_connection(app_id, app_user_id, now, values, active_only=False)
+        ended = status is not ConnectionState.ACTIVE
+        return await self._update_connection(app_id, app_user_id, now, values, active_only=False, notify=ended)
 
     async def _update_connection(
         self,
@@ -184,6 +218,7 @@ class SqlStore(ConsentRecords):
         *,
         only_if: Any = None,
         active_only: bool = True,
+        notify: bool = False,
     ) -> ConnectionRecord | None:
         period = period_of(now)
 
@@ -197,7 +232,11 @@ class SqlStore(ConsentRecords):
             result = db.execute(update(connections).where(guard).values(updated_at=now, **values))
             if result.rowcount == 0:
                 return None
-            return _connection(db.execute(select(connections).where(where)).one(), period)
+            record = _connection(db.execute(select(connections).where(where)).one(), period)
+            if notify:
+                # Delivered on commit, never on rollback: other processes stop this connection's calls.
+                notify_connection_ended(db, record.id)
+            return record
 
         return await self._run_handle().run(operation)
 
