@@ -29,6 +29,7 @@ from .keys import AppKeys, new_key_pair
 from .middleware import WattfareMiddleware
 from .status import ConnectionStatus
 from .store import PoolSizes, SqlStore, Store, metadata, migrations
+from .telemetry import Telemetry
 
 __all__ = [
     "AppKeys",
@@ -52,6 +53,7 @@ __all__ = [
     "Session",
     "SqlStore",
     "Store",
+    "Telemetry",
     "UpstreamError",
     "Wattfare",
     "WattfareError",

@@ -32,6 +32,7 @@ from .keys import AppKeys, parse_keys
 from .money import Micros
 from .status import ConnectionStatus
 from .store import ConnectionRecord, ConnectionState, PoolSizes, SqlStore, Store
+from .telemetry import Recorder, Telemetry
 from .tokens import SessionTokens
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ class Wattfare:
         allowed_hosts: Sequence[str] | None = None,
         max_concurrent_webhooks: int = 32,
         max_open_consents_per_user: int = 10,
+        telemetry: Telemetry | None = None,
     ) -> None:
         secret = env_or(secret_key, "WATTFARE_SECRET_KEY")
         publishable = env_or(publishable_key, "WATTFARE_PUBLISHABLE_KEY")
@@ -131,6 +133,7 @@ class Wattfare:
             allowed_hosts=allowed_hosts,
             max_concurrent_webhooks=max_concurrent_webhooks,
             max_open_consents_per_user=max_open_consents_per_user,
+            telemetry=telemetry,
         )
         if consent is None:
             if self.keys.live:
@@ -154,6 +157,10 @@ class Wattfare:
                 pool_sizes=self.settings.pool_sizes,
             )
         )
+        # A revoke handled by another process stops this one's calls at once where the store can
+        # tell (PostgreSQL's LISTEN/NOTIFY); elsewhere the proxy's poll finds it.
+        self.store.listen_for_revocations(self.connection_ended)
+        self.recorder = Recorder(self.settings.telemetry, self.keys.secret_key)
         self._http: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
@@ -183,6 +190,7 @@ class Wattfare:
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                 auto_decompress=False,
             )
+            self.recorder.start()
             for hook in self._on_start:
                 await hook()
             self._loop = asyncio.get_running_loop()
@@ -256,6 +264,7 @@ class Wattfare:
 
     def _build_app(self) -> ASGIApp:
         from .endpoints import routes
+        from .monitoring import monitoring_routes
         from .webhooks import webhook_routes
 
         proxy_routes = [
@@ -265,6 +274,7 @@ class Wattfare:
         ]
         self.routes: list[Route] = [*proxy_routes, *(route for route in routes(self) if isinstance(route, Route))]
         self.routes.extend(webhook_routes(self))
+        self.routes.extend(monitoring_routes(self))
         router = Router(list(self.routes), default=_not_found)
         return ExceptionMiddleware(
             router,

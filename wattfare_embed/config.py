@@ -14,6 +14,7 @@ from starlette.requests import Request
 from .errors import ConfigurationError
 from .money import Micros, micros_from_usd
 from .store.pools import PoolSizes
+from .telemetry import Telemetry
 
 __all__ = ["ResolveUser", "Settings", "env_or"]
 
@@ -79,6 +80,7 @@ class Settings:
     models_ttl_seconds: float
     auto_migrate: bool
     pool_sizes: PoolSizes
+    telemetry: Telemetry
     max_request_hold: Micros | None = None
     media_hold: Micros | None = None
 
@@ -107,6 +109,7 @@ class Settings:
         allowed_hosts: Sequence[str] | None = None,
         max_concurrent_webhooks: int = 32,
         max_open_consents_per_user: int = 10,
+        telemetry: Telemetry | None = None,
     ) -> Settings:
         default_cap = _usd(default_monthly_usd, "default_monthly_usd")
         max_cap = _usd(max_monthly_usd, "max_monthly_usd")
@@ -149,6 +152,7 @@ class Settings:
             if max_request_hold_usd is None
             else _usd(max_request_hold_usd, "max_request_hold_usd"),
             media_hold=None if media_hold_usd is None else _usd(media_hold_usd, "media_hold_usd"),
+            telemetry=telemetry or Telemetry(),
         )
 
 

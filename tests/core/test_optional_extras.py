@@ -8,7 +8,10 @@ import sys
 
 PROBE = """
 import sys
-EXTRAS = ("asyncpg", "argon2", "itsdangerous", "fastapi", "litestar", "openai", "httpx2", "pydantic_ai")
+EXTRAS = (
+    "asyncpg", "argon2", "itsdangerous", "fastapi", "litestar", "openai", "httpx2", "pydantic_ai",
+    "opentelemetry", "prometheus_client",
+)
 
 class WithoutExtras:
     def find_spec(self, name, path, target=None):
@@ -19,7 +22,15 @@ sys.meta_path.insert(0, WithoutExtras())
 import wattfare_embed, wattfare_embed.cli, wattfare_embed.proxy, wattfare_embed.webhooks, wattfare_embed.store.sql
 from wattfare_embed import Wattfare, new_key_pair
 keys = new_key_pair()
-Wattfare(secret_key=keys.secret_key, publishable_key=keys.publishable_key, database_url="sqlite://")
+wf = Wattfare(secret_key=keys.secret_key, publishable_key=keys.publishable_key, database_url="sqlite://")
+import asyncio
+from wattfare_embed.telemetry import NO_TRACE
+
+async def started():
+    async with wf:  # no OpenTelemetry, and no log handler at INFO: no request is traced
+        assert wf.recorder.begin("chat") is NO_TRACE
+
+asyncio.run(started())
 print("ok")
 """
 

@@ -28,6 +28,7 @@ PUBLIC_NAMES = [
     "Session",
     "SqlStore",
     "Store",
+    "Telemetry",
     "UpstreamError",
     "Wattfare",
     "WattfareError",

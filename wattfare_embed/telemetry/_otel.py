@@ -1,0 +1,252 @@
+"""Spans and metrics through the OpenTelemetry API (the ``otel`` extra).
+
+One span per metered request, ``{operation} {model}``, as the GenAI semantic conventions name
+it, a child of whatever span the request arrived in (the host's ASGI instrumentation), with
+children ``authenticate``, ``price``, ``reserve``, ``upstream`` (a CLIENT span, with a
+``first_byte`` event) and ``settle``. Spans are made when the request has finished, with the
+times each step really started and ended, so the request itself pays only for clock reads.
+
+Attributes follow the GenAI conventions (``gen_ai.operation.name``, ``gen_ai.request.model``,
+``gen_ai.response.model``, ``gen_ai.usage.*``); money, which they have no attribute for, is
+``wattfare.cost_micros``, ``wattfare.hold_micros`` and ``wattfare.charge_kind``. The user is a
+pseudonym (``enduser.pseudo.id``) unless the app asked for raw ids. No prompt, reply or key is
+ever an attribute. Metrics carry no user at all, and a model only once the price book knew it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigurationError
+from ._config import Telemetry
+from ._shared import DURATION_BUCKETS, LAG_BUCKETS, PROVIDER, TOKEN_BUCKETS, metric_model, usd
+from ._trace import CANCELLED, OK, RequestTrace
+
+if TYPE_CHECKING:
+    from ._recorder import Recorder, UserLabel
+
+__all__ = ["OpenTelemetryExport", "open_telemetry"]
+
+_SCOPE = "wattfare_embed"
+
+
+def open_telemetry(settings: Telemetry, recorder: Recorder) -> OpenTelemetryExport | None:
+    """The export, or ``None`` when OpenTelemetry is off, missing, or configured by nobody."""
+    if settings.opentelemetry is False:
+        return None
+    try:
+        from opentelemetry import metrics, trace
+    except ImportError:
+        if settings.opentelemetry:
+            raise ConfigurationError(
+                "Telemetry(opentelemetry=True) needs the OpenTelemetry API: pip install 'wattfare-embed[otel]'"
+            ) from None
+        return None
+    tracer_provider = settings.tracer_provider or trace.get_tracer_provider()
+    meter_provider = settings.meter_provider or metrics.get_meter_provider()
+    if settings.opentelemetry is None:
+        # Automatic: only what the app configured. Until it sets a provider the API hands out
+        # proxies (which would make spans that go nowhere, at full cost).
+        if _unset(tracer_provider):
+            tracer_provider = None
+        if _unset(meter_provider):
+            meter_provider = None
+        if tracer_provider is None and meter_provider is None:
+            return None
+    return OpenTelemetryExport(tracer_provider, meter_provider, recorder)
+
+
+def _unset(provider: Any) -> bool:
+    name = type(provider).__name__
+    return name in ("ProxyTracerProvider", "NoOpTracerProvider", "_ProxyMeterProvider", "NoOpMeterProvider")
+
+
+class OpenTelemetryExport:
+    def __init__(self, tracer_provider: Any, meter_provider: Any, recorder: Recorder) -> None:
+        from opentelemetry import context, trace
+
+        self._context = context
+        self._trace = trace
+        self._tracer = tracer_provider.get_tracer(_SCOPE) if tracer_provider is not None else None
+        self._metrics = _Instruments(meter_provider.get_meter(_SCOPE), recorder) if meter_provider else None
+        self._error = trace.Status(trace.StatusCode.ERROR)
+
+    def current_context(self) -> Any:
+        return self._context.get_current() if self._tracer is not None else None
+
+    def export(self, trace: RequestTrace, user: UserLabel) -> None:
+        if self._tracer is not None:
+            self._spans(trace, user)
+        if self._metrics is not None:
+            self._metrics.record(trace)
+
+    def reconciled(self, lag_seconds: float) -> None:
+        if self._metrics is not None:
+            self._metrics.lag.record(lag_seconds)
+
+    # -- spans ------------------------------------------------------------------------------
+
+    def _spans(self, trace: RequestTrace, user: UserLabel) -> None:
+        tracer, kinds = self._tracer, self._trace.SpanKind
+        assert tracer is not None
+        failed = trace.outcome not in (OK, CANCELLED)
+        name = f"{trace.operation} {trace.model}" if trace.model else trace.operation
+        request = tracer.start_span(
+            name,
+            context=trace.context,
+            kind=kinds.INTERNAL,
+            attributes=_request_attributes(trace, user),
+            start_time=trace.unix_ns(trace.started_at),
+        )
+        if failed:
+            request.set_status(self._error)
+        inside = self._trace.set_span_in_context(request, trace.context)
+        end = trace.finished_at
+        # Each step runs from the end of the one before to its own mark; the step a refused
+        # request stopped at ends with the request, marked as the failure.
+        steps = (
+            ("authenticate", trace.started_at, trace.authenticated_at),
+            ("price", trace.authenticated_at, trace.priced_at),
+            ("reserve", trace.priced_at, trace.reserved_at),
+        )
+        for step, start, stop in steps:
+            if not start:
+                break
+            self._step(step, inside, trace, start, stop or end, failed and not stop)
+        if trace.reserved_at:
+            upstream_end = trace.last_byte_at or trace.settling_at or end
+            upstream = tracer.start_span(
+                "upstream",
+                context=inside,
+                kind=kinds.CLIENT,
+                attributes=_upstream_attributes(trace),
+                start_time=trace.unix_ns(trace.reserved_at),
+            )
+            if trace.first_byte_at:
+                upstream.add_event("first_byte", timestamp=trace.unix_ns(trace.first_byte_at))
+            if trace.status >= 400 or (failed and not trace.first_byte_at):
+                upstream.set_status(self._error)
+            upstream.end(end_time=trace.unix_ns(upstream_end))
+            if trace.settling_at:
+                self._step("settle", inside, trace, trace.settling_at, trace.settled_at or end, not trace.settled_at)
+        request.end(end_time=trace.unix_ns(end))
+
+    def _step(self, name: str, inside: Any, trace: RequestTrace, start: int, stop: int, failed: bool) -> None:
+        assert self._tracer is not None
+        span = self._tracer.start_span(name, context=inside, start_time=trace.unix_ns(start))
+        if failed:
+            span.set_status(self._error)
+        span.end(end_time=trace.unix_ns(stop))
+
+
+def _request_attributes(trace: RequestTrace, user: UserLabel) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": trace.operation,
+        "gen_ai.provider.name": PROVIDER,
+        "wattfare.outcome": trace.outcome,
+    }
+    if trace.model:
+        attributes["gen_ai.request.model"] = trace.model
+    if trace.response_model:
+        attributes["gen_ai.response.model"] = trace.response_model
+    for attribute, value in (
+        ("gen_ai.usage.input_tokens", trace.tokens("prompt_tokens")),
+        ("gen_ai.usage.output_tokens", trace.tokens("completion_tokens")),
+        ("gen_ai.usage.reasoning.output_tokens", trace.detail_tokens("completion_tokens_details", "reasoning_tokens")),
+        ("gen_ai.usage.cache_read.input_tokens", trace.detail_tokens("prompt_tokens_details", "cached_tokens")),
+    ):
+        if value is not None:
+            attributes[attribute] = value
+    if trace.ledger_id:
+        attributes["wattfare.ledger_id"] = trace.ledger_id
+        attributes["wattfare.hold_micros"] = trace.hold
+    if trace.cost is not None:
+        attributes["wattfare.cost_micros"] = trace.cost
+        attributes["wattfare.charge_kind"] = trace.charge_kind
+    if trace.outcome not in (OK, CANCELLED):
+        attributes["error.type"] = trace.outcome
+    if user is not None:
+        attributes[user[0]] = user[1]
+    return attributes
+
+
+def _upstream_attributes(trace: RequestTrace) -> dict[str, Any]:
+    attributes: dict[str, Any] = {"gen_ai.provider.name": PROVIDER}
+    if trace.status:
+        attributes["http.response.status_code"] = trace.status
+    return attributes
+
+
+class _Instruments:
+    """The metrics, labelled only with bounded values: operation, a priced model, outcome."""
+
+    def __init__(self, meter: Any, recorder: Recorder) -> None:
+        from opentelemetry.metrics import Observation
+
+        def holds(_options: Any) -> list[Any]:
+            return [Observation(recorder.holds_open)]
+
+        def held(_options: Any) -> list[Any]:
+            return [Observation(usd(recorder.held))]
+
+        self.requests = meter.create_counter("wattfare.requests", "{request}", "Metered requests, by outcome")
+        self.spend = meter.create_counter("wattfare.spend", "USD", "Money charged to users' budgets")
+        self.overshoot = meter.create_counter("wattfare.overshoot", "USD", "Money charged past the request's hold")
+        self.overshoots = meter.create_counter("wattfare.overshoots", "{request}", "Requests charged past their hold")
+        meter.create_observable_up_down_counter(
+            "wattfare.holds.open", [holds], "{hold}", "Requests in flight holding money, in this process"
+        )
+        meter.create_observable_up_down_counter(
+            "wattfare.holds.amount", [held], "USD", "Money held by requests in flight, in this process"
+        )
+        self.tokens = meter.create_histogram(
+            "gen_ai.client.token.usage", "{token}", "Tokens used", explicit_bucket_boundaries_advisory=TOKEN_BUCKETS
+        )
+        self.duration = meter.create_histogram(
+            "gen_ai.client.operation.duration",
+            "s",
+            "Upstream call, from sending to the last byte",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.first_byte = meter.create_histogram(
+            "wattfare.upstream.time_to_first_byte",
+            "s",
+            "Upstream call, from sending to the response's first byte",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.lag = meter.create_histogram(
+            "wattfare.reconciliation.lag",
+            "s",
+            "From an estimated charge to the upstream's own figure replacing it",
+            explicit_bucket_boundaries_advisory=LAG_BUCKETS,
+        )
+        self._labels: dict[tuple[str, str, str], dict[str, str]] = {}
+
+    def _attributes(self, trace: RequestTrace) -> dict[str, str]:
+        model = metric_model(trace)
+        key = (trace.operation, model, trace.outcome)
+        found = self._labels.get(key)
+        if found is None:
+            found = self._labels[key] = {
+                "gen_ai.operation.name": trace.operation,
+                "gen_ai.provider.name": PROVIDER,
+                "gen_ai.request.model": model,
+                "wattfare.outcome": trace.outcome,
+            }
+        return found
+
+    def record(self, trace: RequestTrace) -> None:
+        attributes = self._attributes(trace)
+        self.requests.add(1, attributes)
+        if trace.cost:
+            self.spend.add(usd(trace.cost), attributes)
+        if overshoot := trace.overshoot:
+            self.overshoot.add(usd(overshoot), attributes)
+            self.overshoots.add(1, attributes)
+        for kind, count in (("input", trace.tokens("prompt_tokens")), ("output", trace.tokens("completion_tokens"))):
+            if count is not None:
+                self.tokens.record(count, {**attributes, "gen_ai.token.type": kind})
+        if trace.reserved_at and trace.first_byte_at:
+            self.first_byte.record(trace.seconds(trace.reserved_at, trace.first_byte_at), attributes)
+        if trace.reserved_at and trace.last_byte_at:
+            self.duration.record(trace.seconds(trace.reserved_at, trace.last_byte_at), attributes)
