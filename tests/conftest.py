@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import uuid
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.log_guard import SecretsInLogs
 from wattfare_embed import AppKeys, new_key_pair
 
 POSTGRES_URL = os.environ.get("WATTFARE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
@@ -70,10 +72,40 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'wattfare.db'}"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Every record is made, so the key guard sees debug records too (a host may enable them);
+    # pytest's reports keep only warnings and up (`log_level` in pyproject.toml).
+    logging.getLogger().setLevel(logging.DEBUG)
+
+
+@pytest.fixture(autouse=True)
+def no_key_in_any_log_record() -> Iterator[SecretsInLogs]:
+    """Every test fails if any record, of any logger at any level, carries a key (``log_guard``)."""
+    guard = SecretsInLogs()
+    root = logging.getLogger()
+    # As pytest does: loggers that do not propagate (uvicorn's) get the handler themselves.
+    loggers = [root] + [
+        logger
+        for logger in root.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger) and not logger.propagate
+    ]
+    for logger in loggers:
+        logger.addHandler(guard)
+    try:
+        yield guard
+    finally:
+        for logger in loggers:
+            logger.removeHandler(guard)
+    if guard.leaks:
+        pytest.fail("a log record carried a key:\n" + "\n".join(guard.leaks), pytrace=False)
+
+
 @pytest.fixture
-def keys() -> AppKeys:
+def keys(no_key_in_any_log_record: SecretsInLogs) -> AppKeys:
     """A fresh test key pair: a new app id per test keeps PostgreSQL rows of tests apart."""
-    return new_key_pair(app_id="t" + uuid.uuid4().hex[:12])
+    pair = new_key_pair(app_id="t" + uuid.uuid4().hex[:12])
+    no_key_in_any_log_record.remember(pair.secret_key)
+    return pair
 
 
 @pytest.fixture
