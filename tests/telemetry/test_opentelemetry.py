@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from decimal import Decimal
 from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.proxy.conftest import MINI, running_proxy
@@ -141,6 +144,20 @@ async def test_a_refused_request_ends_at_the_step_that_refused_it(
     assert _children(spans, anonymous)["authenticate"].status.status_code is StatusCode.ERROR
 
 
+async def test_an_unsampled_request_makes_no_span_but_still_counts(
+    keys: AppKeys, sqlite_url: str, user_id: str, otel: Otel
+) -> None:
+    unsampled = TracerProvider(sampler=ALWAYS_OFF)
+    unsampled.add_span_processor(SimpleSpanProcessor(otel.spans))
+    telemetry = Telemetry(tracer_provider=unsampled, meter_provider=otel.meter_provider)
+    async with running_proxy(keys, sqlite_url, telemetry=telemetry) as proxy:
+        await proxy.connect(user_id)
+        assert (await proxy.chat(user_id)).status_code == 200
+        await proxy.settled(user_id, 1)
+    assert otel.finished() == []
+    assert _sum(otel, "wattfare.requests", **{"wattfare.outcome": "ok"}) == 1
+
+
 async def test_raw_user_ids_only_when_the_app_asks_for_them(
     keys: AppKeys, sqlite_url: str, user_id: str, otel: Otel
 ) -> None:
@@ -194,9 +211,10 @@ async def test_metrics_count_requests_by_outcome_with_spend_holds_and_latency(
     assert sum(point.count for point in durations) == 3
     assert all(point.sum > 0 for point in durations)
     assert sum(point.count for point in otel.points("wattfare.upstream.time_to_first_byte")) == 3
-    tokens = otel.points("gen_ai.client.token.usage")
+    tokens = otel.points("wattfare.tokens")
     assert {point.attributes["gen_ai.token.type"] for point in tokens} == {"input", "output"}
-    assert not otel.points("wattfare.overshoot")
+    assert _sum(otel, "wattfare.tokens", **{"gen_ai.token.type": "output"}) > 0
+    assert _sum(otel, "wattfare.overshoot") == 0 and _sum(otel, "wattfare.overshoots") == 0
     # No metric carries a user.
     for name in ("wattfare.requests", "wattfare.spend", "gen_ai.client.operation.duration"):
         for point in otel.points(name):
@@ -214,6 +232,23 @@ async def test_a_charge_past_its_hold_is_counted_as_overshoot(
     assert row.cost == micros_from_usd("0.5") and row.cost > row.reserved
     assert _sum(otel, "wattfare.overshoots") == 1
     assert abs(_sum(otel, "wattfare.overshoot") - (row.cost - row.reserved) / 1_000_000) < 1e-12
+
+
+async def test_the_reconciliation_lag_is_measured_from_the_estimate_to_the_upstreams_figure(
+    keys: AppKeys, sqlite_url: str, user_id: str, otel: Otel
+) -> None:
+    async with running_proxy(keys, sqlite_url, telemetry=otel.telemetry()) as proxy:
+        await proxy.connect(user_id)
+        proxy.fake.faults.add(Fault(no_usage=True))  # no usage in the stream: charged as an estimate
+        response, _raw = await proxy.stream_bytes(user_id)
+        assert response.status_code == 200
+        answered = time.monotonic()
+        [row] = await proxy.settled(user_id, 1, reconciled=True)
+        reconciled_within = time.monotonic() - answered
+    assert row.cost_source == "reported"
+    [lag] = otel.points("wattfare.reconciliation.lag")
+    # From the charge to the upstream's figure; the ledger keeps whole seconds, hence the second.
+    assert lag.count == 1 and 0 < lag.sum <= reconciled_within + 1.0
 
 
 async def test_without_a_configured_provider_opentelemetry_costs_nothing(keys: AppKeys, sqlite_url: str) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
 from ._config import Telemetry
-from ._shared import DURATION_BUCKETS, LAG_BUCKETS, PROVIDER, TOKEN_BUCKETS, metric_model, usd
+from ._shared import DURATION_BUCKETS, LAG_BUCKETS, PROVIDER, metric_model, usd
 from ._trace import CANCELLED, OK, RequestTrace
 
 if TYPE_CHECKING:
@@ -95,9 +95,14 @@ class OpenTelemetryExport:
             name,
             context=trace.context,
             kind=kinds.INTERNAL,
-            attributes=_request_attributes(trace, user),
+            attributes=_sampling_attributes(trace),
             start_time=trace.unix_ns(trace.started_at),
         )
+        if not request.is_recording():
+            # Not sampled: its steps would be dropped with it, so they are not made at all.
+            request.end(end_time=trace.unix_ns(trace.finished_at))
+            return
+        request.set_attributes(_request_attributes(trace, user))
         if failed:
             request.set_status(self._error)
         inside = self._trace.set_span_in_context(request, trace.context)
@@ -139,14 +144,16 @@ class OpenTelemetryExport:
         span.end(end_time=trace.unix_ns(stop))
 
 
-def _request_attributes(trace: RequestTrace, user: UserLabel) -> dict[str, Any]:
-    attributes: dict[str, Any] = {
-        "gen_ai.operation.name": trace.operation,
-        "gen_ai.provider.name": PROVIDER,
-        "wattfare.outcome": trace.outcome,
-    }
+def _sampling_attributes(trace: RequestTrace) -> dict[str, Any]:
+    """What the conventions give a span at its start, where a sampler can read it."""
+    attributes: dict[str, Any] = {"gen_ai.operation.name": trace.operation, "gen_ai.provider.name": PROVIDER}
     if trace.model:
         attributes["gen_ai.request.model"] = trace.model
+    return attributes
+
+
+def _request_attributes(trace: RequestTrace, user: UserLabel) -> dict[str, Any]:
+    attributes: dict[str, Any] = {"wattfare.outcome": trace.outcome}
     if trace.response_model:
         attributes["gen_ai.response.model"] = trace.response_model
     for attribute, value in (
@@ -177,11 +184,41 @@ def _upstream_attributes(trace: RequestTrace) -> dict[str, Any]:
     return attributes
 
 
+class _Totals:
+    """Running sums per label set, read by the observable counters when the SDK collects.
+
+    A synchronous counter costs the SDK a few microseconds a measurement (it hashes the
+    attributes each time); four of them a request were a third of telemetry's cost. Here a
+    request adds to a few floats, and the SDK reads the sums on its own schedule. Collection may
+    run on the SDK's thread: it reads a copy of the table, and a float written meanwhile is
+    either the old sum or the new one.
+    """
+
+    __slots__ = ("input_tokens", "output_tokens", "overshoot", "overshoots", "requests", "spend")
+
+    def __init__(self) -> None:
+        self.requests = self.overshoots = self.input_tokens = self.output_tokens = 0
+        self.spend = self.overshoot = 0.0
+
+
 class _Instruments:
     """The metrics, labelled only with bounded values: operation, a priced model, outcome."""
 
     def __init__(self, meter: Any, recorder: Recorder) -> None:
         from opentelemetry.metrics import Observation
+
+        self._table: dict[tuple[str, str, str], tuple[dict[str, str], _Totals]] = {}
+
+        def observed(read: Any, token_type: str | None = None) -> Any:
+            def callback(_options: Any) -> list[Any]:
+                observations = []
+                for attributes, totals in list(self._table.values()):
+                    if token_type is not None:
+                        attributes = {**attributes, "gen_ai.token.type": token_type}
+                    observations.append(Observation(read(totals), attributes))
+                return observations
+
+            return callback
 
         def holds(_options: Any) -> list[Any]:
             return [Observation(recorder.holds_open)]
@@ -189,18 +226,22 @@ class _Instruments:
         def held(_options: Any) -> list[Any]:
             return [Observation(usd(recorder.held))]
 
-        self.requests = meter.create_counter("wattfare.requests", "{request}", "Metered requests, by outcome")
-        self.spend = meter.create_counter("wattfare.spend", "USD", "Money charged to users' budgets")
-        self.overshoot = meter.create_counter("wattfare.overshoot", "USD", "Money charged past the request's hold")
-        self.overshoots = meter.create_counter("wattfare.overshoots", "{request}", "Requests charged past their hold")
+        counter = meter.create_observable_counter
+        counter("wattfare.requests", [observed(lambda t: t.requests)], "{request}", "Metered requests, by outcome")
+        counter("wattfare.spend", [observed(lambda t: t.spend)], "USD", "Money charged to users' budgets")
+        counter("wattfare.overshoot", [observed(lambda t: t.overshoot)], "USD", "Money charged past the request's hold")
+        counter("wattfare.overshoots", [observed(lambda t: t.overshoots)], "{request}", "Requests charged past holds")
+        counter(
+            "wattfare.tokens",
+            [observed(lambda t: t.input_tokens, "input"), observed(lambda t: t.output_tokens, "output")],
+            "{token}",
+            "Tokens the upstream reported, by gen_ai.token.type",
+        )
         meter.create_observable_up_down_counter(
             "wattfare.holds.open", [holds], "{hold}", "Requests in flight holding money, in this process"
         )
         meter.create_observable_up_down_counter(
             "wattfare.holds.amount", [held], "USD", "Money held by requests in flight, in this process"
-        )
-        self.tokens = meter.create_histogram(
-            "gen_ai.client.token.usage", "{token}", "Tokens used", explicit_bucket_boundaries_advisory=TOKEN_BUCKETS
         )
         self.duration = meter.create_histogram(
             "gen_ai.client.operation.duration",
@@ -220,32 +261,30 @@ class _Instruments:
             "From an estimated charge to the upstream's own figure replacing it",
             explicit_bucket_boundaries_advisory=LAG_BUCKETS,
         )
-        self._labels: dict[tuple[str, str, str], dict[str, str]] = {}
 
-    def _attributes(self, trace: RequestTrace) -> dict[str, str]:
-        model = metric_model(trace)
-        key = (trace.operation, model, trace.outcome)
-        found = self._labels.get(key)
+    def _row(self, trace: RequestTrace) -> tuple[dict[str, str], _Totals]:
+        key = (trace.operation, metric_model(trace), trace.outcome)
+        found = self._table.get(key)
         if found is None:
-            found = self._labels[key] = {
-                "gen_ai.operation.name": trace.operation,
+            attributes = {
+                "gen_ai.operation.name": key[0],
                 "gen_ai.provider.name": PROVIDER,
-                "gen_ai.request.model": model,
-                "wattfare.outcome": trace.outcome,
+                "gen_ai.request.model": key[1],
+                "wattfare.outcome": key[2],
             }
+            found = self._table[key] = (attributes, _Totals())
         return found
 
     def record(self, trace: RequestTrace) -> None:
-        attributes = self._attributes(trace)
-        self.requests.add(1, attributes)
+        attributes, totals = self._row(trace)
+        totals.requests += 1
         if trace.cost:
-            self.spend.add(usd(trace.cost), attributes)
+            totals.spend += usd(trace.cost)
         if overshoot := trace.overshoot:
-            self.overshoot.add(usd(overshoot), attributes)
-            self.overshoots.add(1, attributes)
-        for kind, count in (("input", trace.tokens("prompt_tokens")), ("output", trace.tokens("completion_tokens"))):
-            if count is not None:
-                self.tokens.record(count, {**attributes, "gen_ai.token.type": kind})
+            totals.overshoot += usd(overshoot)
+            totals.overshoots += 1
+        totals.input_tokens += trace.tokens("prompt_tokens") or 0
+        totals.output_tokens += trace.tokens("completion_tokens") or 0
         if trace.reserved_at and trace.first_byte_at:
             self.first_byte.record(trace.seconds(trace.reserved_at, trace.first_byte_at), attributes)
         if trace.reserved_at and trace.last_byte_at:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 from typing import TYPE_CHECKING, Protocol
 
@@ -116,5 +115,6 @@ class Recorder:
             return None
         if mode == "raw":
             return ("enduser.id", user)
-        digest = hmac.new(self._user_key, user.encode(), hashlib.sha256).hexdigest()[:24]
+        # Keyed BLAKE2b is a MAC (RFC 7693), several times cheaper than HMAC-SHA256 for an id.
+        digest = hashlib.blake2b(user.encode(), key=self._user_key, digest_size=12).hexdigest()
         return ("enduser.pseudo.id", digest)

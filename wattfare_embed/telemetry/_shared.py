@@ -5,12 +5,11 @@ from __future__ import annotations
 from ..money import MICROS_PER_USD, Micros
 from ._trace import RequestTrace
 
-__all__ = ["DURATION_BUCKETS", "LAG_BUCKETS", "PROVIDER", "TOKEN_BUCKETS", "metric_model", "usd"]
+__all__ = ["DURATION_BUCKETS", "LAG_BUCKETS", "PROVIDER", "metric_model", "usd"]
 
 PROVIDER = "openrouter"  # not a well-known gen_ai.provider.name; custom values are allowed
 # The GenAI conventions' advice for gen_ai.client.operation.duration, in seconds.
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
-TOKEN_BUCKETS = tuple(float(4**power) for power in range(14))  # 1, 4, 16 … 67108864, as advised
 LAG_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 21600.0, 86400.0)
 
 
