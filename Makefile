@@ -18,7 +18,7 @@ WEB_BUILT := $(WEB)/dist/index.html
 WEB_SOURCES := $(wildcard $(WEB)/src/*.ts $(WEB)/src/*.tsx) $(WEB)/index.html $(WEB)/vite.config.ts $(WEB)/tsconfig.json
 NPM_QUIET := --no-audit --no-fund --loglevel=error
 
-.PHONY: test lint typecheck pytest pytest-openai3 js js-check js-static react-chat-build react-chat demo demo-hosted bench bench-peers bench-scale bench-profile clean
+.PHONY: test lint typecheck pytest pytest-openai3 js js-check js-static react-chat-build react-chat demo demo-hosted bench bench-peers bench-scale bench-profile bench-telemetry clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -138,6 +138,10 @@ bench-scale: $(STAMP)
 bench-profile: $(STAMP)
 	$(BIN)/pip install --quiet "py-spy==0.4.3"
 	$(BIN)/python -m bench.profile $(BENCH_ARGS)
+
+# What telemetry costs a request: proxies with each part on, against one with it off, in one run.
+bench-telemetry: $(STAMP)
+	$(BIN)/python -m bench.telemetry
 
 clean:
 	rm -rf $(VENV) $(VENV3) $(LITELLM_VENV) .demo *.egg-info $(JS)/node_modules $(JS)/dist $(JS)/*.tgz $(WEB)/node_modules $(WEB)/dist
