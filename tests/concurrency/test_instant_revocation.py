@@ -9,19 +9,17 @@ that by luck about one time in twenty; every one of several trials has to.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx2
 import pytest
 from sqlalchemy import Connection
 
+from tests.concurrency.workers import running_worker
 from tests.conftest import POSTGRES_URL, require_postgres
 from tests.core.databases import fresh_postgres
 from wattfare_embed import AppKeys, SqlStore, Wattfare
@@ -29,12 +27,11 @@ from wattfare_embed.store import ConnectionState, NewConnection
 from wattfare_embed.store._postgres import _connect_kwargs, asyncpg_url
 from wattfare_embed.store._revocations import notify_connection_ended
 from wattfare_embed.testing.fake_openrouter import FakeOpenRouter
-from wattfare_embed.testing.live_server import free_port, serve_in_loop
+from wattfare_embed.testing.live_server import serve_in_loop
 from wattfare_embed.testing.waiting import poll
 
 pytestmark = pytest.mark.postgres
 
-REPO = Path(__file__).resolve().parents[2]
 PROMISE_SECONDS = 0.1
 TRIALS = 4
 
@@ -119,42 +116,8 @@ async def test_the_listener_reconnects_after_its_connection_is_killed(keys: AppK
 # -- two worker processes -----------------------------------------------------------------------
 
 
-@asynccontextmanager
-async def _worker(keys: AppKeys, upstream: str) -> AsyncIterator[str]:
-    port = free_port()
-    environment = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "WATTFARE_SECRET_KEY": keys.secret_key,
-        "WATTFARE_PUBLISHABLE_KEY": keys.publishable_key,
-        "WATTFARE_DATABASE_URL": POSTGRES_URL,
-        "WATTFARE_UPSTREAM_URL": upstream,
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.concurrency.worker", str(port)],
-        cwd=REPO,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}/wattfare"
-    try:
-        async with httpx2.AsyncClient(timeout=10) as client:
-
-            async def listening() -> bool | None:
-                if process.poll() is not None:
-                    raise RuntimeError(f"the worker exited: {process.stderr.read().decode() if process.stderr else ''}")
-                try:
-                    health = (await client.get(base + "/health")).json()
-                except httpx2.TransportError:
-                    return None
-                return health["revocations"] == "instant" or None
-
-            await poll(listening, what="the worker up and listening", timeout=60)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(10)
+def _listening(health: dict[str, Any]) -> bool:
+    return bool(health["status"] == "ok" and health["revocations"] == "instant")
 
 
 async def test_a_revoke_in_one_worker_stops_a_stream_in_another_within_100_ms(keys: AppKeys) -> None:
@@ -163,7 +126,11 @@ async def test_a_revoke_in_one_worker_stops_a_stream_in_another_within_100_ms(ke
     async with serve_in_loop(fake) as fake_url:
         upstream = f"{fake_url}/api/v1"
         wf = Wattfare(secret_key=keys.secret_key, publishable_key=keys.publishable_key, database_url=POSTGRES_URL)
-        async with wf, _worker(keys, upstream) as worker_a, _worker(keys, upstream) as worker_b:
+        async with (
+            wf,
+            running_worker(keys, POSTGRES_URL, upstream, ready=_listening) as worker_a,
+            running_worker(keys, POSTGRES_URL, upstream, ready=_listening) as worker_b,
+        ):
             lags = []
             async with httpx2.AsyncClient(timeout=30) as client:
                 for trial in range(TRIALS):
