@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx2
 
+from tests.log_guard import KEY_SHAPES
 from wattfare_embed import AppKeys
 from wattfare_embed.testing.live_server import free_port
 from wattfare_embed.testing.waiting import poll
@@ -28,7 +29,10 @@ async def running_worker(
     environment: dict[str, str] | None = None,
     ready: Callable[[dict[str, Any]], bool] = lambda health: health["status"] == "ok",
 ) -> AsyncIterator[str]:
-    """A worker serving the embed at the URL yielded, once its ``/health`` satisfies ``ready``."""
+    """A worker serving the embed at the URL yielded, once its ``/health`` satisfies ``ready``.
+
+    Its log (stderr) is read when it stops: like every record in the test process, none may
+    carry a key."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.concurrency.worker", str(port), *flags],
@@ -61,4 +65,6 @@ async def running_worker(
         yield base
     finally:
         process.terminate()
-        process.wait(10)
+        _output, errors = process.communicate(timeout=10)
+    log = errors.decode(errors="replace")
+    assert not KEY_SHAPES.search(log) and keys.secret_key not in log, "a worker logged a key"
