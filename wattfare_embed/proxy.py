@@ -46,6 +46,7 @@ from .metering.wire import (
     upstream_headers,
 )
 from .store import ConnectionRecord, ConnectionState, Reservation, ReservationRequest
+from .telemetry import CANCELLED, OK, RequestTrace
 
 if TYPE_CHECKING:
     from .app import Wattfare
@@ -67,6 +68,8 @@ class _Exchange:
     admission: Admission
     meter: ResponseMeter
     control: OpenStream
+    trace: RequestTrace
+    outcome: str | None = None  # the error code the client got, once one was sent
     refused_upstream: bool = False
     outcome_unknown: bool = False
     cut_off: str | None = None
@@ -86,6 +89,7 @@ class Proxy:
             ttl_seconds=embed.settings.models_ttl_seconds,
         )
         self.reconciler = Reconciler(embed, self._credential)
+        self._recorder = embed.recorder
         self._hold_policy = HoldPolicy(embed.settings.max_request_hold, embed.settings.media_hold)
         self._user_key = derive_key(embed.keys.secret_key, b"wattfare upstream user ids v1")
         self._open = OpenStreams()
@@ -112,9 +116,11 @@ class Proxy:
     # -- one metered request ----------------------------------------------------------------
 
     async def _metered(self, scope: Scope, receive: Receive, send: Send, dialect: Dialect) -> None:
+        trace = self._recorder.begin(dialect.kind)  # telemetry: NO_TRACE, doing nothing, when off
         try:
             headers = Headers(scope=scope)
             user = self._caller(headers)
+            trace.authenticated(user)
             # Input hardening (issue 10): JSON only, and the whole body within the deadline.
             require_json_body(headers)
             body = await read_body(receive, self._settings.max_body_bytes, timeout=self._settings.body_timeout_seconds)
@@ -122,9 +128,12 @@ class Proxy:
             # Bounded admission: every billable part of the request priced at its dearest, or refused.
             request = dialect.read_request(payload)
             price = await self.prices.for_request(request, allow_unpriced=self._settings.allow_unpriced_models)
+            trace.priced(payload["model"])
             admission = plan_admission(request, price, self._hold_policy)
             reservation = await self._reserve_shielded(user, payload["model"], dialect.kind, admission)
+            trace.reserved(reservation.ledger_id, reservation.amount)
         except WattfareError as exc:
+            trace.finished(exc.code)
             await send_error(send, exc)
             return
 
@@ -138,14 +147,17 @@ class Proxy:
         # Revocable from the moment money is held: a revoke while the upstream is still thinking
         # must stop the call before its first byte, not after its last.
         control = OpenStream(reservation.connection.id, user)
-        exchange = _Exchange(user, dialect, reservation, admission, meter, control)
+        exchange = _Exchange(user, dialect, reservation, admission, meter, control, trace)
         self._open.add(control)
         try:
             await self._forward(exchange, payload, receive, send)
         finally:
             self._open.discard(control)
-            # Shielded: a cancelled request (client gone, server stopping) still settles.
-            await _shielded(self._settle(exchange))
+            try:
+                # Shielded: a cancelled request (client gone, server stopping) still settles.
+                await _shielded(self._settle(exchange))
+            finally:
+                trace.finished(_outcome(exchange))
 
     def _caller(self, headers: Headers, *, allow_anonymous_user: bool = False) -> str:
         return model_caller(
@@ -224,18 +236,20 @@ class Proxy:
             url, body, headers = self._upstream_request(exchange, payload)
         except WattfareError as exc:
             exchange.refused_upstream = True
-            await send_error(send, exc)
+            await _refuse(exchange, send, exc)
             return
         try:
             response = await self._embed.http.post(url, data=body, headers=headers)
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             exchange.refused_upstream = True  # never connected, so never sent: nothing to pay
-            await send_error(send, UpstreamError(f"the model provider could not be reached: {type(exc).__name__}"))
+            unreachable = UpstreamError(f"the model provider could not be reached: {type(exc).__name__}")
+            await _refuse(exchange, send, unreachable)
             return
         except (aiohttp.ClientError, TimeoutError) as exc:
             exchange.outcome_unknown = True
-            await send_error(send, UpstreamError(f"the model provider did not answer: {type(exc).__name__}"))
+            await _refuse(exchange, send, UpstreamError(f"the model provider did not answer: {type(exc).__name__}"))
             return
+        exchange.trace.upstream_first_byte(response.status)
         try:
             if response.status >= 400:
                 exchange.refused_upstream = True
@@ -251,7 +265,7 @@ class Proxy:
                 )
                 if isinstance(error, FundingInvalidError) and response.status == 401:
                     await self._mark_funding_invalid(exchange)
-                await send_error(send, error)
+                await _refuse(exchange, send, error)
                 return
             exchange.meter.generation_id = response.headers.get("x-generation-id")
             relayed = relayed_headers(response.headers)
@@ -273,7 +287,7 @@ class Proxy:
         if exchange.meter.generation_id is None:
             exchange.outcome_unknown = True
         await self._settle_before_answering(exchange)
-        await send_error(send, NotConnectedError("the user disconnected their AI budget; the call was stopped"))
+        await _refuse(exchange, send, NotConnectedError("the user disconnected their AI budget; the call was stopped"))
 
     async def _relay_body(
         self, exchange: _Exchange, response: aiohttp.ClientResponse, headers: list[tuple[bytes, bytes]], send: Send
@@ -286,8 +300,9 @@ class Proxy:
                 return
             if exchange.meter.generation_id is None:
                 exchange.outcome_unknown = True  # no record to ask later: charge the hold
-            await send_error(send, UpstreamError("the model provider dropped the response"))
+            await _refuse(exchange, send, UpstreamError("the model provider dropped the response"))
             return
+        exchange.trace.upstream_last_byte()
         with contextlib.suppress(ValueError):
             parsed = json.loads(body)
             if isinstance(parsed, dict):
@@ -324,6 +339,7 @@ class Proxy:
         finally:
             watcher.cancel()
             response.close()
+            exchange.trace.upstream_last_byte()
         if exchange.control.disconnected:
             return
         if exchange.cut_off is None and not meter.done:
@@ -376,38 +392,39 @@ class Proxy:
         """Final ledger row for the request, exactly once, whatever happened."""
         if exchange.settled:
             return
-        meter, reservation, now = exchange.meter, exchange.reservation, int(time.time())
-        store = self._embed.store
+        meter, reservation = exchange.meter, exchange.reservation
+        cost, source, reconcile = self._charge(exchange)
+        generation_id = meter.generation_id if source != "none" else None
+        exchange.trace.settling()
+        await self._embed.store.settle(
+            reservation.ledger_id, cost, source, int(time.time()), generation_id=generation_id, reconcile=reconcile
+        )
         # `settled` is set only once the store has the final row: a settle that was cancelled or
         # failed is tried again by the shielded one in `_metered` (the store's settle is idempotent).
+        exchange.settled = True
+        exchange.trace.settled(cost, source, meter.usage, meter.response_model)
+        if reconcile and meter.generation_id:
+            self.reconciler.later(reservation.ledger_id, meter.generation_id, reservation.connection)
+
+    def _charge(self, exchange: _Exchange) -> tuple[int, str, bool]:
+        """What the request is charged: (micro-dollars, how the figure is known, reconcile later)."""
+        meter, reservation = exchange.meter, exchange.reservation
         if exchange.refused_upstream:
-            await store.settle(reservation.ledger_id, 0, "none", now)
-            exchange.settled = True
-            return
+            return 0, "none", False
         if exchange.outcome_unknown:
             # Sent, but no answer came back: the upstream may bill it all, and without a generation
             # id there is no record to ask later, so the whole hold is charged.
-            await store.settle(reservation.ledger_id, reservation.amount, "estimated", now)
-            exchange.settled = True
-            return
+            return reservation.amount, "estimated", False
         trusted = meter.trusted_cost()
         if trusted is not None:
-            await store.settle(reservation.ledger_id, trusted, "reported", now, generation_id=meter.generation_id)
-            exchange.settled = True
-            return
+            return trusted, "reported", False
         # No usable figure (client gone, stream cut, upstream error): charge an estimate now and
         # ask the upstream's generation record for the truth later.
         if meter.finish_reason == "error" and not exchange.control.disconnected:
             estimate = 0  # the upstream does not bill tokens of a generation that failed
         else:
             estimate = min(meter.estimated_cost(), reservation.amount)
-        reconcile = meter.generation_id is not None
-        await store.settle(
-            reservation.ledger_id, estimate, "estimated", now, generation_id=meter.generation_id, reconcile=reconcile
-        )
-        exchange.settled = True
-        if reconcile and meter.generation_id:
-            self.reconciler.later(reservation.ledger_id, meter.generation_id, reservation.connection)
+        return estimate, "estimated", meter.generation_id is not None
 
     async def sweep(self) -> None:
         """Settle reservations orphaned by a dead process; retry reconciliations still open."""
@@ -432,6 +449,28 @@ class Proxy:
 
 _SETTLING: set[asyncio.Future[Any]] = set()
 MAX_HOLD = 2**62  # micro-dollars; far beyond any cap
+
+
+_CUT_OFF_CODES = {"budget_exceeded": "budget_exceeded", "revoked": "not_connected", "upstream": "upstream"}
+
+
+async def _refuse(exchange: _Exchange, send: Send, error: WattfareError) -> None:
+    """Answer a request that holds money with an error (the outcome telemetry reports)."""
+    exchange.outcome = error.code
+    await send_error(send, error)
+
+
+def _outcome(exchange: _Exchange) -> str:
+    """How the request ended, for telemetry: ``ok``, ``cancelled`` or its client's error code."""
+    if exchange.outcome is not None:
+        return exchange.outcome
+    if exchange.control.disconnected:
+        return CANCELLED
+    if exchange.cut_off is not None:
+        return _CUT_OFF_CODES.get(exchange.cut_off, "upstream")
+    if exchange.meter.error is not None:
+        return "upstream"
+    return OK
 
 
 def _keep(task: asyncio.Future[Any]) -> asyncio.Future[Any]:

@@ -73,6 +73,7 @@ class ResponseMeter:
         self._usage_final = False
         self._usage_cost: Micros | None = None
         self.generation_id: str | None = None
+        self.response_model: str | None = None  # the model that answered, as the upstream names it
         self.usage: dict[str, Any] | None = None
         self.output_chars = 0
         self.output_events = 0
@@ -166,6 +167,8 @@ class ResponseMeter:
         """Take one parsed chunk (stream) or the whole body (non-streaming: ``whole=True``)."""
         if self.generation_id is None and isinstance(event.get("id"), str):
             self.generation_id = event["id"]
+        if self.response_model is None and isinstance(event.get("model"), str):
+            self.response_model = event["model"]
         error = event.get("error")
         if isinstance(error, dict):
             self.error = error

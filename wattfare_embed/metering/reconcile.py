@@ -45,17 +45,21 @@ class Reconciler:
         """Ask the upstream in the background, backing off while the record is not there yet."""
         credential = self._credential(connection)
         base = connection.upstream_url or self._embed.settings.upstream_url
+        settled_at = time.time()
 
         async def retrying() -> None:
             for delay in _DELAYS:
                 await asyncio.sleep(delay)
-                if await self.once(ledger_id, generation_id, credential, base):
+                if await self.once(ledger_id, generation_id, credential, base, settled_at):
                     return
 
         self._embed.run_in_background(retrying)
 
-    async def once(self, ledger_id: str, generation_id: str, credential: str | None, base: str) -> bool:
-        """Ask the upstream what a generation cost; apply it. True when settled for good."""
+    async def once(
+        self, ledger_id: str, generation_id: str, credential: str | None, base: str, settled_at: float | None = None
+    ) -> bool:
+        """Ask the upstream what a generation cost; apply it. True when settled for good.
+        ``settled_at`` (unix seconds) is when the estimate was charged, for the lag metric."""
         if not credential:
             return False
         try:
@@ -72,7 +76,9 @@ class Reconciler:
         total = charged_cost(record, "total_cost") if isinstance(record, dict) else None
         if total is None:
             return False
-        await self._embed.store.reconcile(ledger_id, total, int(time.time()))
+        applied = await self._embed.store.reconcile(ledger_id, total, int(time.time()))
+        if applied and settled_at is not None:
+            self._embed.recorder.reconciled(max(0.0, time.time() - settled_at))
         return True
 
     async def sweep(self) -> None:
@@ -94,4 +100,4 @@ class Reconciler:
                     await store.give_up_reconciliation(entry.id)
                 continue
             base = record.upstream_url or self._embed.settings.upstream_url
-            await self.once(entry.id, entry.generation_id, credential, base)
+            await self.once(entry.id, entry.generation_id, credential, base, entry.settled_at)
