@@ -139,9 +139,10 @@ bench-profile: $(STAMP)
 	$(BIN)/pip install --quiet "py-spy==0.4.3"
 	$(BIN)/python -m bench.profile $(BENCH_ARGS)
 
-# What telemetry costs a request: proxies with each part on, against one with it off, in one run.
+# What telemetry costs a request, part by part, against the embed with it off, in one run.
+# (`make bench BENCH_ARGS=--telemetry` adds the embed with everything on to the main table.)
 bench-telemetry: $(STAMP)
-	$(BIN)/python -m bench.telemetry
+	$(BIN)/python -m bench.telemetry $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(VENV3) $(LITELLM_VENV) .demo *.egg-info $(JS)/node_modules $(JS)/dist $(JS)/*.tgz $(WEB)/node_modules $(WEB)/dist

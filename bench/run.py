@@ -3,6 +3,7 @@
     python -m bench.run                 # make bench: direct, the embed on SQLite and on PostgreSQL
     python -m bench.run --litellm PATH  # make bench-peers: LiteLLM's proxy in the same table
     python -m bench.run --quick         # a few requests of each kind, to check the bench works
+    python -m bench.run --telemetry     # and the embed on SQLite with all its telemetry on, beside it off
 
 Processes, all on loopback: the fake OpenRouter (and a second one that pauses 50 ms between
 stream chunks), one proxy process per database (uvicorn, the embed mounted in Starlette), the
@@ -37,6 +38,7 @@ from .summary import DIRECT, summarize
 __all__ = ["main"]
 
 FAST_USER, SLOW_USER = "bench-user", "bench-slow-user"
+TELEMETRY_TARGETS = (("SQLite, telemetry on", "all"), ("SQLite, telemetry on, 1 in 10 traced", "all-sampled"))
 PLANS = {
     "full": Plan(
         rounds=7, requests=300, seconds=2.0, concurrency=32, stream_rounds=3, long_streams=8, gap_streams=3, warmup=150
@@ -104,6 +106,15 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
         for label, database_url in databases:
             await connect_users(database_url, keys, users)
             proxies.append((label, fleet.proxy(f"embed {label}", database_url=database_url, upstream=fast, keys=keys)))
+        if args.telemetry:
+            # The same embed on SQLite (a database file of its own), reporting everything (bench.telemetry).
+            for label, mode in TELEMETRY_TARGETS:
+                database_url = f"sqlite+aiosqlite:///{workdir / f'bench-{mode}.db'}"
+                await connect_users(database_url, keys, users)
+                proxy = fleet.proxy(
+                    f"embed {label}", database_url=database_url, upstream=fast, keys=keys, telemetry=mode
+                )
+                proxies.append((label, proxy))
         for server in (fast, slow):
             await fleet.wait_ready(server, "/api/v1/models")
         for _label, proxy in proxies:
@@ -147,7 +158,13 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
         if postgres_url is not None:
             await drop_postgres(args.postgres_url, postgres_url)
 
-    table = summarize(results, targets, peer=peer_name, concurrency=plan.concurrency)
+    table = summarize(
+        results,
+        targets,
+        peer=peer_name,
+        concurrency=plan.concurrency,
+        telemetry_baseline="embed, SQLite" if args.telemetry else None,
+    )
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"\nwattfare_embed bench, {when}, {time.monotonic() - started:.0f} s")
     for line in machine.describe(version):
@@ -189,6 +206,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--litellm", metavar="PATH", help="LiteLLM's `litellm` command: add its proxy to the table")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
+    parser.add_argument(
+        "--telemetry", action="store_true", help="add the embed on SQLite with every kind of telemetry on"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="wattfare-bench-") as workdir:
         _run(bench(args, Path(workdir)))

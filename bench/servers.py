@@ -80,11 +80,15 @@ class Fleet:
             argv += ["--chunk-delay", str(chunk_delay)]
         return self.spawn(name, argv, port=port)
 
-    def proxy(self, name: str, *, database_url: str, upstream: Server, keys: AppKeys) -> Server:
+    def proxy(
+        self, name: str, *, database_url: str, upstream: Server, keys: AppKeys, telemetry: str | None = None
+    ) -> Server:
         port = free_port()
         argv = [sys.executable, "-m", "bench.serve_proxy", "--port", str(port), "--database-url", database_url]
         argv += ["--upstream-url", upstream.base + "/api/v1", "--secret-key", keys.secret_key]
         argv += ["--publishable-key", keys.publishable_key]
+        if telemetry:
+            argv += ["--telemetry", telemetry]
         # Run from the work directory, so the bench package must be found through the path.
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
         return self.spawn(name, argv, port=port, env=env)

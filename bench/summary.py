@@ -52,7 +52,29 @@ def added_p50(results: dict[str, list[list[float]]], name: str) -> float:
     return statistics.median(percentile(mine, 0.5) - percentile(theirs, 0.5) for mine, theirs in pairs)
 
 
-def summarize(results: Results, targets: list[Target], *, peer: str | None, concurrency: int) -> Table:
+def _telemetry_rows(table: Table, results: Results, names: list[str], baseline: str) -> None:
+    """What telemetry adds: each telemetry target's figures minus the same embed's with it off."""
+    table.section(f"telemetry: against {baseline} (telemetry off) in this run")
+    cpu, whole, first = {}, {}, {}
+    off_cpu = statistics.median(results.cpu[baseline])
+    for name in names:
+        mine = statistics.median(results.cpu[name])
+        cpu[name] = f"{(mine - off_cpu) * US:+.0f} µs ({ratio(mine, off_cpu)})"
+        whole[name] = f"{(added_p50(results.plain, name) - added_p50(results.plain, baseline)) * MS:+.3f} ms"
+        first[name] = f"{(added_p50(results.first_byte, name) - added_p50(results.first_byte, baseline)) * MS:+.3f} ms"
+    table.add("server CPU per request, more than with telemetry off", cpu)
+    table.add("added p50, whole reply, more than with telemetry off", whole)
+    table.add("added p50, first byte, more than with telemetry off", first)
+
+
+def summarize(
+    results: Results,
+    targets: list[Target],
+    *,
+    peer: str | None,
+    concurrency: int,
+    telemetry_baseline: str | None = None,
+) -> Table:
     names = [target.name for target in targets if target.name != DIRECT]
     table = Table(columns=[DIRECT, *names])
     table.section("concurrency 1, non-streaming: time to the whole reply")
@@ -99,6 +121,8 @@ def summarize(results: Results, targets: list[Target], *, peer: str | None, conc
             gaps[name] += f" ({ratio(median_gap, direct_gap)})"
     table.add("upstream pauses 50 ms per chunk: median / largest gap", gaps)
 
+    if telemetry_baseline is not None:
+        _telemetry_rows(table, results, [name for name in names if "telemetry" in name], telemetry_baseline)
     if peer is not None:
         table.section(f"against {peer} in this run (its figure over ours)")
         ours = [name for name in names if name != peer]

@@ -1,17 +1,18 @@
-"""What telemetry costs a metered request, measured in one run.
+"""What telemetry costs a metered request: each part of it on its own, in one run.
 
-Proxy processes serve the same requests against the fake upstream: one with telemetry off,
-one with all of it on (every request traced, its spans through a batch processor, metrics through
-the SDK, Prometheus metrics, the request log written by a JSON formatter), and one the same but
-tracing one request in ten (OpenTelemetry's ratio sampler, as busy services run it). Each proxy's CPU time is
-read from /proc before and after every round, so the figure is the work a request costs the
-proxy, not a wall-clock latency that the load generator and the upstream share two cores with.
-Rounds rotate between the proxies so that load from elsewhere moves all of them alike.
+    python -m bench.telemetry [--rounds 7] [--requests 1000] [--quick]
 
-Beside it, in this process: the telemetry calls of one request timed in a loop, off (the shared
-``NO_TRACE``) and on (a trace through every export).
+One proxy process per mode below serves the same non-streaming requests against the fake
+upstream, 8 at a time, on SQLite. Each proxy's CPU time is read from /proc around every round,
+so the figure is the work a request costs the proxy, not a latency the load generator and the
+upstream share two cores with; the order of the proxies rotates every round, so load from
+elsewhere moves all of them alike. Every figure is shown against the proxy with telemetry off
+in the same run. ``make bench BENCH_ARGS=--telemetry`` puts the embed with everything on beside
+the other measures of ``make bench``.
 
-    python -m bench.telemetry [--requests 1500] [--rounds 6]
+"Everything on" is what an app would set up: OpenTelemetry's SDK with a batch span processor
+(exporting nowhere) and its metrics, Prometheus metrics, and the request log written by a JSON
+formatter (to /dev/null).
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ import json
 import logging
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,35 +30,36 @@ from typing import Any
 
 import aiohttp
 
-from wattfare_embed import Telemetry, Wattfare, new_key_pair
-from wattfare_embed.store import NewConnection
+from wattfare_embed import Telemetry, new_key_pair
 from wattfare_embed.telemetry import REQUEST_LOGGER, Recorder
-from wattfare_embed.testing.live_server import free_port
 
-USER = "bench-user"
-MODEL = "openai/gpt-4o-mini"
-BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 8}
-TICKS = os.sysconf("SC_CLK_TCK")
-FIELDS = ("ledger_id", "outcome", "model", "cost_micros", "hold_micros", "latency_ms")
-# What each proxy reports, by name: one part at a time, then everything together.
+from . import machine, procfs
+from .load import Endpoint, chat_body, latencies, timed_call
+from .servers import Fleet, connect_users
+
+__all__ = ["MODES", "telemetry_for"]
+
+# What each proxy reports: one part at a time, then everything together.
 MODES = {
     "off": "telemetry off",
-    "logs": "request log (JSON formatter)",
+    "logs": "the request log (JSON formatter)",
     "prometheus": "Prometheus metrics",
     "otel-metrics": "OpenTelemetry metrics",
     "otel-traces": "OpenTelemetry spans, every request",
-    "all": "all of it, every request traced",
-    "all-sampled": "all of it, 1 request in 10 traced",
+    "all": "everything, every request traced",
+    "all-sampled": "everything, 1 request in 10 traced",
 }
+USER = "bench-user"
+_LOG_FIELDS = ("ledger_id", "outcome", "model", "cost_micros", "hold_micros", "latency_ms")
 
 
 class _JsonLines(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"message": record.getMessage(), **{name: getattr(record, name, None) for name in FIELDS}})
+        fields = {name: getattr(record, name, None) for name in _LOG_FIELDS}
+        return json.dumps({"message": record.getMessage(), **fields})
 
 
 def _tracer_provider(traced: float) -> Any:
-    """OpenTelemetry's SDK as an app sets it up: a ratio sampler, a batch processor (exporting nowhere)."""
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
@@ -88,180 +88,117 @@ def _log_to_nowhere() -> None:
     request_log.setLevel(logging.INFO)
 
 
-def _telemetry(mode: str) -> Telemetry:
-    logs, traced = mode in ("logs", "all", "all-sampled"), {"all-sampled": 0.1}.get(mode, 1.0)
+def telemetry_for(mode: str) -> Telemetry:
+    """The ``Telemetry`` of a mode, with the SDK providers and the log handler it needs."""
+    traced = mode in ("otel-traces", "all", "all-sampled")
+    measured = mode in ("otel-metrics", "all", "all-sampled")
+    logs = mode in ("logs", "all", "all-sampled")
     if logs:
         _log_to_nowhere()
     return Telemetry(
-        opentelemetry=mode in ("otel-metrics", "otel-traces", "all", "all-sampled"),
-        tracer_provider=_tracer_provider(traced) if mode in ("otel-traces", "all", "all-sampled") else None,
-        meter_provider=_meter_provider() if mode in ("otel-metrics", "all", "all-sampled") else None,
+        opentelemetry=traced or measured,
+        tracer_provider=_tracer_provider(0.1 if mode == "all-sampled" else 1.0) if traced else None,
+        meter_provider=_meter_provider() if measured else None,
         prometheus=mode in ("prometheus", "all", "all-sampled"),
         request_logs=logs,
     )
 
 
-def serve(port: int, mode: str) -> None:
-    import uvicorn
-    from starlette.applications import Starlette
-    from starlette.routing import Mount
-
-    wf = Wattfare(app_name="bench", telemetry=_telemetry(mode))  # keys, database and upstream from the environment
-    app = Starlette(routes=[Mount("/wattfare", app=wf)])
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-
-
-async def _wait_ready(url: str) -> None:
-    deadline = time.monotonic() + 30
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            try:
-                async with session.get(url) as response:
-                    if response.status < 500:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
-
-
-async def _connect_user(database_url: str, secret: str, publishable: str) -> None:
-    wf = Wattfare(secret_key=secret, publishable_key=publishable, database_url=database_url)
-    async with wf:
-        sealed = wf.credentials.seal("sk-or-v1-bench", f"{wf.keys.app_id}/{USER}")
-        connection = NewConnection(wf.keys.app_id, USER, "dev", 900_000_000, sealed)
-        await wf.store.save_connection(connection, int(time.time()))
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
-
-
-async def _round(session: aiohttp.ClientSession, url: str, headers: dict[str, str], count: int) -> list[float]:
-    latencies: list[float] = []
-    remaining = count
-
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            start = time.perf_counter()
-            async with session.post(url, json=BODY, headers=headers) as response:
-                await response.read()
-                if response.status != 200:
-                    raise RuntimeError(f"the proxy answered {response.status}")
-            latencies.append(time.perf_counter() - start)
-
-    await asyncio.gather(*(worker() for _ in range(8)))
-    return latencies
-
-
-def _in_process() -> tuple[float, float]:
-    """Microseconds the telemetry calls of one request take: off, and on with every export."""
-    off = Recorder(_telemetry("off"), "sk_test_bench_" + "x" * 43)
-    on = Recorder(_telemetry("all"), "sk_test_bench_" + "x" * 43)
-    off.start()
-    on.start()
-    usage = {"prompt_tokens": 12, "completion_tokens": 8, "cost": 0.000012}
+def _calls_alone(count: int) -> tuple[float, float]:
+    """Microseconds the telemetry calls of one request take in a loop: off, and with everything on."""
     figures = []
-    for recorder in (off, on):
-        for repeat in range(2):  # the first warms up
-            count = 20_000 if recorder is off else 5_000
+    for mode in ("off", "all"):
+        recorder = Recorder(telemetry_for(mode), "sk_test_bench_" + "x" * 43)
+        recorder.start()
+        usage = {"prompt_tokens": 12, "completion_tokens": 8, "cost": 0.000012}
+        for timed in (False, True):  # the first pass warms up
             start = time.perf_counter()
             for _ in range(count):
                 trace = recorder.begin("chat")
                 trace.authenticated("user-1")
-                trace.priced(MODEL)
+                trace.priced("openai/gpt-4o-mini")
                 trace.reserved("req_0123456789abcdef01234567", 960)
                 trace.upstream_first_byte(200)
                 trace.upstream_last_byte()
                 trace.settling()
-                trace.settled(12, "reported", usage, MODEL)
+                trace.settled(12, "reported", usage, "openai/gpt-4o-mini")
                 trace.finished("ok")
-            if repeat:
+            if timed:
                 figures.append((time.perf_counter() - start) / count * 1e6)
     return figures[0], figures[1]
 
 
-async def bench(args: argparse.Namespace) -> None:
-    pair = new_key_pair()
-    fake_port = free_port()
-    processes = [
-        subprocess.Popen([sys.executable, "-m", "wattfare_embed.testing.fake_openrouter", "--port", str(fake_port)])
-    ]
-    upstream = f"http://127.0.0.1:{fake_port}/api/v1"
-    proxies: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
+async def bench(args: argparse.Namespace, workdir: Path) -> None:
+    keys = new_key_pair()
+    fleet = Fleet(workdir)
+    started, load_before = time.monotonic(), machine.load_average()
+    cpu: dict[str, list[float]] = {mode: [] for mode in MODES}
+    p50: dict[str, list[float]] = {mode: [] for mode in MODES}
     try:
-        await _wait_ready(upstream + "/models")
+        upstream = fleet.fake_upstream("fake upstream")
+        proxies = {}
         for mode in MODES:
-            database = f"sqlite+aiosqlite:///{Path(args.workdir) / f'{mode}.db'}"
-            await _connect_user(database, pair.secret_key, pair.publishable_key)
-            port = free_port()
-            environment = {
-                **os.environ,
-                "WATTFARE_SECRET_KEY": pair.secret_key,
-                "WATTFARE_PUBLISHABLE_KEY": pair.publishable_key,
-                "WATTFARE_DATABASE_URL": database,
-                "WATTFARE_UPSTREAM_URL": upstream,
-            }
-            process = subprocess.Popen(
-                [sys.executable, "-m", "bench.telemetry", "--serve", str(port), "--telemetry", mode], env=environment
+            database_url = f"sqlite+aiosqlite:///{workdir / f'{mode}.db'}"
+            await connect_users(database_url, keys, {USER: None})
+            proxies[mode] = fleet.proxy(
+                f"embed {mode}", database_url=database_url, upstream=upstream, keys=keys, telemetry=mode
             )
-            processes.append(process)
-            proxies[mode] = (port, process)
-            await _wait_ready(f"http://127.0.0.1:{port}/wattfare/api/v1/models")
-        headers = {"authorization": f"Bearer {pair.secret_key}", "x-wattfare-user": USER}
-        cpu: dict[str, list[float]] = {mode: [] for mode in MODES}
-        p50: dict[str, list[float]] = {mode: [] for mode in MODES}
+        await fleet.wait_ready(upstream, "/api/v1/models")
+        headers = {"authorization": f"Bearer {keys.secret_key}", "x-wattfare-user": USER}
+        endpoints = {}
+        for mode, proxy in proxies.items():
+            await fleet.wait_ready(proxy, "/wattfare/api/v1/models")
+            endpoints[mode] = Endpoint(proxy.base + "/wattfare/api/v1/chat/completions", headers)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-            for port, _process in proxies.values():  # warm up every one
-                await _round(session, f"http://127.0.0.1:{port}/wattfare/api/v1/chat/completions", headers, 200)
+
+            def call(mode: str) -> Any:
+                endpoint = endpoints[mode]
+                body = chat_body(endpoint, stream=False)
+                return lambda: timed_call(session, endpoint, body)
+
+            for mode in MODES:
+                await latencies(call(mode), args.requests // 4, concurrency=8)
+            names = list(MODES)
             for index in range(args.rounds):
-                names = list(MODES)
                 for mode in names[index % len(names) :] + names[: index % len(names)]:
-                    port, process = proxies[mode]
-                    url = f"http://127.0.0.1:{port}/wattfare/api/v1/chat/completions"
-                    before = _cpu_seconds(process.pid)
-                    latencies = await _round(session, url, headers, args.requests)
-                    cpu[mode].append((_cpu_seconds(process.pid) - before) / args.requests * 1e6)
-                    p50[mode].append(statistics.median(latencies) * 1e3)
+                    pid = proxies[mode].pid
+                    before = procfs.cpu_seconds([pid])
+                    timings = await latencies(call(mode), args.requests, concurrency=8)
+                    cpu[mode].append((procfs.cpu_seconds([pid]) - before) / args.requests * 1e6)
+                    p50[mode].append(statistics.median(timings) * 1e3)
     finally:
-        for process in processes:
-            process.terminate()
-            process.wait(10)
-    median_cpu = {mode: statistics.median(values) for mode, values in cpu.items()}
-    median_p50 = {mode: statistics.median(values) for mode, values in p50.items()}
-    calls_off, calls_on = _in_process()
-    off = median_cpu["off"]
-    print(f"\nwattfare_embed telemetry cost: {args.rounds} rounds of {args.requests} requests a proxy, concurrency 8\n")
-    print(f"{'proxy':<36} {'CPU a request':>14} {'vs off':>10} {'ratio':>7} {'median latency':>15}   rounds (µs)")
+        fleet.stop()
+    alone_off, alone_on = _calls_alone(args.requests * 5)
+    off = statistics.median(cpu["off"])
+    print(f"\nwattfare_embed telemetry cost, {time.monotonic() - started:.0f} s")
+    for line in machine.describe():
+        print("  " + line)
+    print(f"  load average (1/5/15 min): {load_before} before, {machine.load_average()} after")
+    print(f"  method: {args.rounds} rounds of {args.requests} requests a proxy, 8 at a time, order rotated each round")
+    print(f"\n{'proxy':<38} {'CPU a request':>14} {'vs off':>11} {'ratio':>7} {'median latency':>15}")
     for mode, label in MODES.items():
-        value = median_cpu[mode]
+        value = statistics.median(cpu[mode])
+        spread = "…".join(f"{figure:.0f}" for figure in (min(cpu[mode]), max(cpu[mode])))
         print(
-            f"{label:<36} {value:>11.1f} µs {value - off:>+8.1f} µs {value / off:>7.3f} "
-            f"{median_p50[mode]:>12.3f} ms   {_spread(cpu[mode])}"
+            f"{label:<38} {value:>11.0f} µs {value - off:>+8.0f} µs {value / off:>6.2f}x "
+            f"{statistics.median(p50[mode]):>12.2f} ms   rounds [{spread}] µs"
         )
-    print(f"\nthe telemetry calls of one request, in process: off {calls_off:.2f} µs, all on {calls_on:.1f} µs")
+    print(
+        f"\nthe telemetry calls of one request alone, in a loop: off {alone_off:.2f} µs "
+        f"({alone_off / off:.3%} of a request), everything on {alone_on:.0f} µs"
+    )
 
 
-def _spread(values: list[float]) -> str:
-    return ", ".join(f"{value:.0f}" for value in values)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=1500)
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--telemetry", choices=MODES, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.serve:
-        serve(args.serve, args.telemetry)
-        return
-    with tempfile.TemporaryDirectory() as workdir:
-        args.workdir = workdir
-        asyncio.run(bench(args))
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--requests", type=int, default=1000, help="per proxy per round")
+    parser.add_argument("--quick", action="store_true", help="tiny counts: checks that the bench works")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.requests = 2, 40
+    with tempfile.TemporaryDirectory(prefix="wattfare-bench-telemetry-") as workdir:
+        asyncio.run(bench(args, Path(workdir)))
 
 
 if __name__ == "__main__":

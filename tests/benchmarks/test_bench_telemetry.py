@@ -1,0 +1,27 @@
+"""The telemetry benchmark still runs (tiny counts) and reports every mode against telemetry off.
+
+Speed is not asserted here: figures come from `make bench-telemetry`, where they are read as ratios.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.telemetry import MODES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quick_telemetry_bench_reports_every_mode_against_telemetry_off() -> None:
+    finished = subprocess.run(
+        [sys.executable, "-m", "bench.telemetry", "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert finished.returncode == 0, finished.stdout[-2000:] + finished.stderr[-4000:]
+    lines = finished.stdout.splitlines()
+    for label in MODES.values():
+        line = next(line for line in lines if line.startswith(label))
+        assert re.search(r"\d+ µs +[+-]\d+ µs +\d\.\d\dx", line), line
+    assert "the telemetry calls of one request alone" in finished.stdout
