@@ -18,7 +18,7 @@ __all__ = ["LOGGER_NAMES", "REDACTED", "RedactingFilter", "protect_logs", "redac
 
 REDACTED = "[redacted]"
 # Every logger the package logs through (a test keeps this list and the code in step).
-LOGGER_NAMES = ("wattfare_embed", "wattfare_embed.consent_domain", "wattfare_embed.ai_sdk")
+LOGGER_NAMES = ("wattfare_embed", "wattfare_embed.consent_domain", "wattfare_embed.ai_sdk", "wattfare_embed.requests")
 
 _SHAPES = re.compile(
     r"(?i:\bbearer\s+)[A-Za-z0-9._~+/\-]{8,}=*"  # an Authorization value, whatever token it carries

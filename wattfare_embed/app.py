@@ -143,7 +143,12 @@ class Wattfare:
             consent = DevConsent(auto_approve=True)
         consent.check(self.keys)
         # From here on no log record of the package can carry these (nor anything shaped like a key).
-        protect_logs(self.keys.secret_key, self.settings.upstream_api_key, self.settings.credential_key)
+        protect_logs(
+            self.keys.secret_key,
+            self.settings.upstream_api_key,
+            self.settings.credential_key,
+            self.settings.telemetry.scrape_token,
+        )
         self.consent: ConsentAuthority = consent
         self.resolve_user = resolve_user
         self.tokens = SessionTokens(self.keys.secret_key, self.keys.app_id, session_ttl_seconds)

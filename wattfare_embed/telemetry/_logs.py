@@ -4,7 +4,7 @@ The message reads on its own; the figures are also the record's attributes (``ex
 JSON formatter (python-json-logger, structlog's ``ProcessorFormatter``, a cloud agent) emits
 them as fields. Money is in integer micro-dollars, times in milliseconds. The record names the
 user as ``Telemetry(user_ids=…)`` says (a pseudonym by default), and never carries a prompt,
-a reply or a key.
+a reply or a key (and, like every logger of the package, it passes the redaction filter).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ class RequestLog:
     """Writes the record; costs nothing while its logger is not enabled for INFO."""
 
     def __init__(self) -> None:
-        self._logger = logging.getLogger(REQUEST_LOGGER)
+        # Named here in full: the redaction filter is installed on every logger the code names.
+        self._logger = logging.getLogger("wattfare_embed.requests")
 
     def enabled(self) -> bool:
         return self._logger.isEnabledFor(logging.INFO)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .._redaction import redact
 from ..money import Micros
 
 if TYPE_CHECKING:
@@ -125,7 +126,8 @@ class RequestTrace:
         self.charge_kind = charge_kind
         self.usage = usage
         if response_model is not None:
-            self.response_model = response_model[:_MAX_MODEL_CHARS]
+            # The upstream's own words: whatever it echoes, no credential goes on to spans or logs.
+            self.response_model = redact(response_model[:_MAX_MODEL_CHARS])
 
     def finished(self, outcome: str) -> None:
         """The request is over: ``ok``, ``cancelled`` or the error code its client got. Exports it."""
