@@ -15,8 +15,11 @@ UsageShape = Literal["empty_choices", "with_choices"]
 
 CHAT_COMPLETIONS_PATH = "/api/v1/chat/completions"
 EMBEDDINGS_PATH = "/api/v1/embeddings"
+MESSAGES_PATH = "/api/v1/messages"
 # Only these produce a generation, so only they can take a fault that shapes one.
-GENERATING_PATHS = frozenset({CHAT_COMPLETIONS_PATH, EMBEDDINGS_PATH})
+GENERATING_PATHS = frozenset(
+    {CHAT_COMPLETIONS_PATH, "/api/v1/completions", "/api/v1/responses", MESSAGES_PATH, EMBEDDINGS_PATH}
+)
 # Where the fake's front door leaves the fault it took for a request, for the endpoint to read.
 FAULT_SCOPE_KEY = "wattfare.fake_fault"
 
@@ -55,7 +58,8 @@ class Fault:
 
     At most one of `status` (an HTTP error answered before anything else, authentication
     included), `mid_stream_error_after` and `drop_after` (both counted in content chunks) is set;
-    the other fields combine freely and only shape requests that generate (chat, embeddings).
+    the other fields combine freely and only shape requests that generate (chat and legacy
+    completions, responses, messages, embeddings).
     A cut connection (`drop_after` without `clean_eof`) needs a real server such as uvicorn.
     """
 

@@ -1,4 +1,9 @@
-"""The fake's billable endpoints, chat completions and embeddings: authenticate, price, check, admit, answer."""
+"""The fake's billable endpoints: authenticate, price, check, admit, answer.
+
+Chat completions, legacy completions, the Responses API and Anthropic Messages are one generation
+admitted from the chat completion each request amounts to (priced and billed by the same modules),
+written back on each endpoint's own wire; embeddings bill their input alone.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,23 @@ from starlette.routing import Route
 
 from ._fake_billing import FakeBilling, PromptBill, read_prompt
 from ._fake_catalog import ServedModel, serve_model
-from ._fake_chat import CompletionStream, OutputPiece, ReplyPlan, complete_in_one_body, media_payload, word_pieces
+from ._fake_chat import ChatWire, TextCompletionWire
 from ._fake_faults import fault_of
-from ._fake_ledger import check_affordable
+from ._fake_keys import FakeKey
+from ._fake_ledger import Ledger, check_affordable
+from ._fake_messages import MessagesWire
+from ._fake_messages import chat_view as messages_view
+from ._fake_reply import (
+    GenerationStream,
+    OutputPiece,
+    ReplyPlan,
+    Wire,
+    complete_in_one_body,
+    media_payload,
+    word_pieces,
+)
+from ._fake_responses import ResponsesWire
+from ._fake_responses import chat_view as responses_view
 from ._fake_tools import structured_reply, tool_call_for
 from ._fake_wire import JSONObject, OpenRouterError, json_object, usd
 
@@ -27,77 +46,42 @@ _MAX_EMBEDDING_DIMENSIONS = 4_096
 
 
 def inference_routes(fake: FakeOpenRouter) -> list[Route]:
+    def caller(request: Request) -> FakeKey:
+        # The anthropic SDK sends its key as `x-api-key`; OpenRouter takes it as well as a bearer token.
+        api_key = request.headers.get("x-api-key")
+        if api_key and "authorization" not in request.headers:
+            return fake.keys.inference_caller(f"Bearer {api_key}")
+        return fake.keys.inference_caller(request.headers.get("authorization"))
+
     async def chat_completions(request: Request) -> Response:
-        key = fake.keys.inference_caller(request.headers.get("authorization"))
+        key = caller(request)
         body = await json_object(request)
-        provider: JSONObject = body["provider"] if isinstance(body.get("provider"), dict) else {}
-        served = serve_model(
-            fake.models,
-            body.get("model"),
-            fake.auto_router_target,
-            providers=fake.providers,
-            max_price=provider.get("max_price"),
-            only=provider.get("only"),
-            dearest=fake.route_to_dearest,
-        )
-        messages = _messages(body)
-        requested_max = _requested_max_tokens(body)
-        knobs = fake.billing
-        prompt = read_prompt(body, messages, served.prices, knobs)
-        served_prices = served.prices_for(prompt.prompt_tokens, _hhmm(fake))
-        if served_prices != served.prices:  # an override applies: its prices may bill images differently
-            prompt = read_prompt(body, messages, served_prices, knobs)
-        # JSON fitting a requested schema streams like any other reply.
-        reply_text = structured_reply(body) or (
-            fake.reply_text if fake.reply_text is not None else _simulated_reply(messages)
-        )
-        planned = plan_output(body, served, reply_text, knobs)
-        check_affordable(
-            key,
-            fake.account_remaining(),
-            served_prices,
-            prompt=prompt,
-            # Without max_tokens OpenRouter assumes the model's whole output budget (§5.4).
-            max_output_tokens=requested_max or served.max_completion_tokens,
-            output_price=max(
-                served_prices.completion,
-                served_prices.internal_reasoning,
-                served_prices.image_output,
-                served_prices.audio_output,
-            ),
-        )
-        fault = fault_of(request.scope)
-        overrun = fault is not None and fault.ignore_max_tokens
-        streamed = body.get("stream") is True
-        generation = fake.ledger.admit(
-            key,
-            served,
-            api_type="completions",
-            streamed=streamed,
-            prompt=prompt,
-            prices=served_prices,
-            external_user=_optional_str(body.get("user")),
-            http_referer=request.headers.get("http-referer"),
-            byok_fee_rate=knobs.byok_fee_rate if knobs.byok else None,
-        )
-        # A tool call's arguments stream like any other reply.
-        tool_call = tool_call_for(body, generation.id)
-        if tool_call is not None:
-            planned = [OutputPiece("text", text) for text in word_pieces(tool_call.arguments)]
-        pieces = planned if overrun else within(planned, requested_max or served.max_completion_tokens)
-        plan = ReplyPlan(
-            generation=generation,
-            pieces=pieces,
-            finish_reason="length" if len(pieces) < len(planned) else "tool_calls" if tool_call else "stop",
-            tool_call=tool_call,
-            created=int(fake.clock()),
-            fault=fault,
-            pause=fault.slow if fault is not None and fault.slow is not None else fake.chunk_delay,
-            usage_shape=(fault.usage_shape if fault is not None else None) or fake.usage_shape,
-        )
-        if streamed:
-            return CompletionStream(plan, fake.ledger)
-        return await complete_in_one_body(plan, fake.ledger)
+        plan = admit(fake, key, request, body)
+        return await deliver(plan, ChatWire(plan), streamed=body.get("stream") is True, ledger=fake.ledger)
+
+    async def completions(request: Request) -> Response:
+        key = caller(request)
+        body = await json_object(request)
+        prompt = body.get("prompt")
+        texts = [prompt] if isinstance(prompt, str) else prompt if isinstance(prompt, list) else []
+        if not texts or not all(isinstance(text, str) for text in texts):
+            raise OpenRouterError(400, "prompt must be a string or an array of strings")
+        view = {**body, "messages": [{"role": "user", "content": "\n".join(texts)}]}
+        view.pop("prompt")
+        plan = admit(fake, key, request, view)
+        return await deliver(plan, TextCompletionWire(plan), streamed=body.get("stream") is True, ledger=fake.ledger)
+
+    async def responses(request: Request) -> Response:
+        key = caller(request)
+        body = await json_object(request)
+        plan = admit(fake, key, request, responses_view(body))
+        return await deliver(plan, ResponsesWire(plan, body), streamed=body.get("stream") is True, ledger=fake.ledger)
+
+    async def messages(request: Request) -> Response:
+        key = caller(request)
+        body = await json_object(request)
+        plan = admit(fake, key, request, messages_view(body))
+        return await deliver(plan, MessagesWire(plan), streamed=body.get("stream") is True, ledger=fake.ledger)
 
     async def embeddings(request: Request) -> Response:
         key = fake.keys.inference_caller(request.headers.get("authorization"))
@@ -146,8 +130,86 @@ def inference_routes(fake: FakeOpenRouter) -> list[Route]:
 
     return [
         Route("/api/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/api/v1/completions", completions, methods=["POST"]),
+        Route("/api/v1/responses", responses, methods=["POST"]),
+        Route("/api/v1/messages", messages, methods=["POST"]),
         Route("/api/v1/embeddings", embeddings, methods=["POST"]),
     ]
+
+
+def admit(fake: FakeOpenRouter, key: FakeKey, request: Request, body: JSONObject) -> ReplyPlan:
+    """Route, price, check and admit one generation for ``key``, from its chat-completion view
+    (every generating endpoint reads its request as the chat completion it amounts to)."""
+    provider: JSONObject = body["provider"] if isinstance(body.get("provider"), dict) else {}
+    served = serve_model(
+        fake.models,
+        body.get("model"),
+        fake.auto_router_target,
+        providers=fake.providers,
+        max_price=provider.get("max_price"),
+        only=provider.get("only"),
+        dearest=fake.route_to_dearest,
+    )
+    messages = _messages(body)
+    requested_max = _requested_max_tokens(body)
+    knobs = fake.billing
+    prompt = read_prompt(body, messages, served.prices, knobs)
+    served_prices = served.prices_for(prompt.prompt_tokens, _hhmm(fake))
+    if served_prices != served.prices:  # an override applies: its prices may bill images differently
+        prompt = read_prompt(body, messages, served_prices, knobs)
+    # JSON fitting a requested schema streams like any other reply.
+    reply_text = structured_reply(body) or (
+        fake.reply_text if fake.reply_text is not None else _simulated_reply(messages)
+    )
+    planned = plan_output(body, served, reply_text, knobs)
+    check_affordable(
+        key,
+        fake.account_remaining(),
+        served_prices,
+        prompt=prompt,
+        # Without max_tokens OpenRouter assumes the model's whole output budget (§5.4).
+        max_output_tokens=requested_max or served.max_completion_tokens,
+        output_price=max(
+            served_prices.completion,
+            served_prices.internal_reasoning,
+            served_prices.image_output,
+            served_prices.audio_output,
+        ),
+    )
+    fault = fault_of(request.scope)
+    overrun = fault is not None and fault.ignore_max_tokens
+    generation = fake.ledger.admit(
+        key,
+        served,
+        api_type="completions",
+        streamed=body.get("stream") is True,
+        prompt=prompt,
+        prices=served_prices,
+        external_user=_optional_str(body.get("user")),
+        http_referer=request.headers.get("http-referer"),
+        byok_fee_rate=knobs.byok_fee_rate if knobs.byok else None,
+    )
+    # A tool call's arguments stream like any other reply.
+    tool_call = tool_call_for(body, generation.id)
+    if tool_call is not None:
+        planned = [OutputPiece("text", text) for text in word_pieces(tool_call.arguments)]
+    pieces = planned if overrun else within(planned, requested_max or served.max_completion_tokens)
+    return ReplyPlan(
+        generation=generation,
+        pieces=pieces,
+        finish_reason="length" if len(pieces) < len(planned) else "tool_calls" if tool_call else "stop",
+        tool_call=tool_call,
+        created=int(fake.clock()),
+        fault=fault,
+        pause=fault.slow if fault is not None and fault.slow is not None else fake.chunk_delay,
+        usage_shape=(fault.usage_shape if fault is not None else None) or fake.usage_shape,
+    )
+
+
+async def deliver(plan: ReplyPlan, wire: Wire, *, streamed: bool, ledger: Ledger) -> Response:
+    if streamed:
+        return GenerationStream(plan, ledger, wire)
+    return await complete_in_one_body(plan, ledger, wire)
 
 
 def _hhmm(fake: FakeOpenRouter) -> int:

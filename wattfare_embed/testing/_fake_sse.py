@@ -19,6 +19,12 @@ def data_event(payload: JSONObject) -> bytes:
     return b"data: " + compact_json(payload) + b"\n\n"
 
 
+def named_event(name: str, payload: JSONObject) -> bytes:
+    """An event with its name on an `event:` line, as the Responses and Messages streams send them
+    (the anthropic SDK reads only named events)."""
+    return b"event: " + name.encode() + b"\ndata: " + compact_json(payload) + b"\n\n"
+
+
 class ClientGone(Exception):
     """The client closed the connection, so nothing more can be delivered."""
 

@@ -35,11 +35,36 @@ class OpenRouterError(Exception):
         self.headers = dict(headers or {})
         self.metadata = metadata
 
-    def response(self) -> JSONResponse:
+    def response(self, *, anthropic: bool = False) -> JSONResponse:
+        """The error body; ``anthropic`` for the Messages skin, which answers in Anthropic's shape
+        (`{"type": "error", "error": {"type", "message"}}`, with OpenRouter's `error_type`)."""
+        if anthropic:
+            shaped: JSONObject = {"type": anthropic_error_type(self.status), "message": self.message}
+            if self.metadata and self.metadata.get("error_type"):
+                shaped["error_type"] = self.metadata["error_type"]
+            return JSONResponse({"type": "error", "error": shaped}, status_code=self.status, headers=self.headers)
         error: JSONObject = {"code": self.status, "message": self.message}
         if self.metadata is not None:
             error["metadata"] = self.metadata
         return JSONResponse({"error": error}, status_code=self.status, headers=self.headers)
+
+
+# Anthropic's error types by HTTP status (its API errors page).
+_ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_error_type(status: int) -> str:
+    return _ANTHROPIC_ERROR_TYPES.get(status, "api_error")
 
 
 def usd(amount: Decimal | None) -> float | None:

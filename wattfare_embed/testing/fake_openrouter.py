@@ -34,7 +34,7 @@ from ._fake_account_api import account_routes
 from ._fake_billing import FakeBilling
 from ._fake_catalog import default_models
 from ._fake_control import control_routes
-from ._fake_faults import FAULT_SCOPE_KEY, Fault, FaultQueue, UsageShape
+from ._fake_faults import FAULT_SCOPE_KEY, MESSAGES_PATH, Fault, FaultQueue, UsageShape
 from ._fake_inference import inference_routes
 from ._fake_keys import FakeKey, KeyRing
 from ._fake_ledger import Generation, Ledger
@@ -172,7 +172,7 @@ class FakeOpenRouter:
         self.requests.append(_received(scope, path, body))
         fault = self.faults.take(path)
         if fault is not None and fault.status is not None:
-            await fault.http_error().response()(scope, receive, send)
+            await fault.http_error().response(anthropic=path == MESSAGES_PATH)(scope, receive, send)
             return
         await self._app({**scope, FAULT_SCOPE_KEY: fault}, _replay(body, receive), send)
 
@@ -182,7 +182,7 @@ class FakeOpenRouter:
 
 async def _answer_openrouter_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, OpenRouterError)
-    return exc.response()
+    return exc.response(anthropic=_route_path(request.scope) == MESSAGES_PATH)
 
 
 async def _answer_http_exception(request: Request, exc: Exception) -> Response:
