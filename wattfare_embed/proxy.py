@@ -142,7 +142,7 @@ class Proxy:
             admission.output_price,
             hold=reservation.amount,
             free=price.free,
-            read_output=dialect.read_output,
+            read_event=dialect.read_event,
         )
         # Revocable from the moment money is held: a revoke while the upstream is still thinking
         # must stop the call before its first byte, not after its last.

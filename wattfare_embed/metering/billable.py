@@ -10,6 +10,7 @@ the body, so another endpoint (``/responses``, ``/messages``) only needs a reade
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -17,7 +18,24 @@ from typing import Any
 from ..errors import InvalidRequestError
 from .media import DataUrl, audio_seconds, mp4_seconds, parse_data_url, pdf_pages
 
-__all__ = ["BillableRequest", "MediaPart", "SearchAllowance", "read_chat_request", "read_embeddings_request"]
+__all__ = [
+    "BillableRequest",
+    "MediaPart",
+    "SearchAllowance",
+    "ToolReader",
+    "audio_part",
+    "file_part",
+    "image_part",
+    "models_of",
+    "positive_int",
+    "read_chat_request",
+    "read_chat_tool",
+    "read_embeddings_request",
+    "search_allowance",
+    "searches_and_tools",
+    "text_bytes",
+    "video_part",
+]
 
 # OpenRouter's web plugin brings in 5 results unless told otherwise (reference: plugins/web-search).
 DEFAULT_SEARCH_RESULTS = 5
@@ -31,7 +49,7 @@ _UNBILLED_PLUGINS = frozenset({"file-parser", "response-healing", "context-compr
 _TEXT_PARTS = frozenset({None, "text", "input_text", "refusal"})
 _OUTPUT_MODALITIES = frozenset({"image", "audio"})
 _SEARCH_OR_TOOL_KEYS = ("plugins", "web_search_options", "tools")
-_TEXT_KEYS = ("messages", "prompt", "input", "tools", "tool_choice", "response_format", "functions")
+CHAT_TEXT_KEYS = ("messages", "prompt", "input", "tools", "tool_choice", "response_format", "functions")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +113,12 @@ class BillableRequest:
         return frozenset(keys)
 
 
-def _positive_int(value: Any) -> int | None:
+def positive_int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
-def _models(payload: dict[str, Any]) -> tuple[str, ...]:
+def models_of(payload: dict[str, Any]) -> tuple[str, ...]:
+    """The model, then any fallbacks (``models``), in order and once each."""
     fallbacks = payload.get("models")
     if fallbacks is not None and not (
         isinstance(fallbacks, list) and all(isinstance(name, str) and name for name in fallbacks)
@@ -108,18 +127,21 @@ def _models(payload: dict[str, Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys([payload["model"], *(fallbacks or [])]))
 
 
-def _text_bytes(payload: dict[str, Any], inline_media_chars: int) -> int:
-    parts = [payload[key] for key in _TEXT_KEYS if key in payload]
+def text_bytes(payload: dict[str, Any], keys: Iterable[str], inline_media_chars: int) -> int:
+    """The bytes of the prompt's text: the JSON of the fields under ``keys``, inline media payloads left out."""
+    parts = [payload[key] for key in keys if key in payload]
     return len(json.dumps(parts, ensure_ascii=False, separators=(",", ":")).encode()) - inline_media_chars
 
 
 def read_embeddings_request(payload: dict[str, Any]) -> BillableRequest:
-    return BillableRequest(models=_models(payload), text_bytes=_text_bytes(payload, 0), messages=1, completes=False)
+    return BillableRequest(
+        models=models_of(payload), text_bytes=text_bytes(payload, CHAT_TEXT_KEYS, 0), messages=1, completes=False
+    )
 
 
 def read_chat_request(payload: dict[str, Any]) -> BillableRequest:
     """A chat completion's billable parts (``messages`` content parts, plugins, tools, modalities, limits)."""
-    models = _models(payload)
+    models = models_of(payload)
     media: list[MediaPart] = []
     inline_chars = 0
     cache_1h = _caches_for_an_hour(payload.get("cache_control"))
@@ -141,17 +163,15 @@ def read_chat_request(payload: dict[str, Any]) -> BillableRequest:
             if item is not None:
                 media.append(item)
                 inline_chars += chars
-    searches, unbounded = _searches_and_tools(payload, models)
+    searches, unbounded = searches_and_tools(payload, models)
     limits = [
-        limit
-        for limit in map(_positive_int, (payload.get("max_tokens"), payload.get("max_completion_tokens")))
-        if limit
+        limit for limit in map(positive_int, (payload.get("max_tokens"), payload.get("max_completion_tokens"))) if limit
     ]
     modalities = payload.get("modalities")
-    n = _positive_int(payload.get("n"))
+    n = positive_int(payload.get("n"))
     return BillableRequest(
         models=models,
-        text_bytes=_text_bytes(payload, inline_chars),
+        text_bytes=text_bytes(payload, CHAT_TEXT_KEYS, inline_chars),
         messages=len(messages) if isinstance(messages, list) else 1,
         media=tuple(media),
         searches=searches,
@@ -178,56 +198,97 @@ def _url_of(value: Any, key: str = "url") -> str:
     return found if isinstance(found, str) else ""
 
 
+def image_part(where: str, url: str) -> tuple[MediaPart, int]:
+    """An image by data URL or link, and the characters of its inline payload."""
+    inline = parse_data_url(url)
+    return MediaPart("image", where, by_url=inline is None), len(url) if inline else 0
+
+
+def audio_part(where: str, data: Any, audio_format: Any) -> tuple[MediaPart, int]:
+    """Audio as base64 (bare or a data URL) in a stated format, or a link."""
+    if not isinstance(data, str) or data.startswith(("http://", "https://")):
+        return MediaPart("audio", where, by_url=True), 0
+    inline = DataUrl("audio/" + str(audio_format), data.partition(",")[2] if data.startswith("data:") else data)
+    return MediaPart("audio", where, seconds=audio_seconds(inline, str(audio_format or ""))), len(data)
+
+
+def video_part(where: str, url: str) -> tuple[MediaPart, int]:
+    inline = parse_data_url(url)
+    if inline is None:
+        return MediaPart("video", where, by_url=True), 0
+    data = inline.data()
+    return MediaPart("video", where, seconds=mp4_seconds(data) if data else None), len(url)
+
+
+def file_part(where: str, url: str) -> tuple[MediaPart, int]:
+    """A file by data URL or link; a PDF is sized by its pages."""
+    inline = parse_data_url(url)
+    if inline is None:
+        return MediaPart("file", where, by_url=True), 0
+    data = inline.data() if inline.mime == "application/pdf" else None
+    return MediaPart("file", where, pages=pdf_pages(data) if data else None), len(url)
+
+
 def _media_part(where: str, part: dict[str, Any]) -> tuple[MediaPart | None, int]:
-    """The media item a content part is (``None`` for text), and the characters of its inline payload."""
+    """The media item a chat content part is (``None`` for text), and the characters of its inline payload."""
     kind = part.get("type")
     if not isinstance(kind, str | None):
         return MediaPart(repr(kind)[:40], where), 0  # not a type anyone knows: cannot be sized
     if kind in _TEXT_PARTS:
         return None, 0
     if kind == "image_url":
-        url = _url_of(part.get("image_url"))
-        inline = parse_data_url(url)
-        return MediaPart("image", where, by_url=inline is None), len(url) if inline else 0
+        return image_part(where, _url_of(part.get("image_url")))
     if kind == "input_audio":
         audio = part.get("input_audio")
-        data = audio.get("data") if isinstance(audio, dict) else None
-        audio_format = audio.get("format") if isinstance(audio, dict) else None
-        if not isinstance(data, str) or data.startswith(("http://", "https://")):
-            return MediaPart("audio", where, by_url=True), 0
-        inline = DataUrl("audio/" + str(audio_format), data.partition(",")[2] if data.startswith("data:") else data)
-        return MediaPart("audio", where, seconds=audio_seconds(inline, str(audio_format or ""))), len(data)
+        audio = audio if isinstance(audio, dict) else {}
+        return audio_part(where, audio.get("data"), audio.get("format"))
     if kind == "video_url":
-        url = _url_of(part.get("video_url"))
-        inline = parse_data_url(url)
-        if inline is None:
-            return MediaPart("video", where, by_url=True), 0
-        data = inline.data()
-        return MediaPart("video", where, seconds=mp4_seconds(data) if data else None), len(url)
+        return video_part(where, _url_of(part.get("video_url")))
     if kind == "file":
-        url = _url_of(part.get("file"), "file_data")
-        inline = parse_data_url(url)
-        if inline is None:
-            return MediaPart("file", where, by_url=True), 0
-        data = inline.data() if inline.mime == "application/pdf" else None
-        return MediaPart("file", where, pages=pdf_pages(data) if data else None), len(url)
+        return file_part(where, _url_of(part.get("file"), "file_data"))
     # A part we do not know (a new media type): it cannot be sized, so it is treated as one.
     return MediaPart(str(kind), where), 0
 
 
 def _result_chars(options: dict[str, Any]) -> int:
-    exact = _positive_int(options.get("max_characters"))
+    exact = positive_int(options.get("max_characters"))
     if exact is not None:
         return exact
     return _RESULT_CHARS_BY_CONTEXT.get(str(options.get("search_context_size")), DEFAULT_RESULT_CHARS)
 
 
 def _results(options: dict[str, Any]) -> int:
-    return min(_positive_int(options.get("max_results")) or DEFAULT_SEARCH_RESULTS, MAX_SEARCH_RESULTS)
+    return min(positive_int(options.get("max_results")) or DEFAULT_SEARCH_RESULTS, MAX_SEARCH_RESULTS)
 
 
-def _searches_and_tools(
-    payload: dict[str, Any], models: tuple[str, ...]
+def search_allowance(where: str, searches: int, options: dict[str, Any]) -> SearchAllowance:
+    """``searches`` web searches with the result count and size ``options`` allow (or the defaults)."""
+    return SearchAllowance(where, searches, _results(options), _result_chars(options))
+
+
+# What one tool of a request can bill: a search allowance, why it cannot be bounded, or None (nothing
+# of its own: a function the client runs).
+ToolReader = Callable[[str, Any], SearchAllowance | str | None]
+
+
+def read_chat_tool(where: str, tool: Any) -> SearchAllowance | str | None:
+    """A chat (or Responses) tool: functions bill nothing of their own; OpenRouter's web search is
+    bounded by its ``parameters.max_uses``; any other server tool cannot be bounded."""
+    kind = tool.get("type", "function") if isinstance(tool, dict) else "function"
+    if kind == "function":
+        return None
+    parameters = tool.get("parameters") if isinstance(tool, dict) else None
+    options = parameters if isinstance(parameters, dict) else {}
+    uses = positive_int(options.get("max_uses"))
+    if kind == "openrouter:web_search" and uses is not None:
+        return search_allowance(where, uses, options)
+    if kind == "openrouter:web_search":
+        return f"{where} (openrouter:web_search without parameters.max_uses)"
+    return f"{where} (server tool {kind!r:.40})"
+
+
+def searches_and_tools(
+    payload: dict[str, Any], models: tuple[str, ...], read_tool: ToolReader = read_chat_tool
 ) -> tuple[tuple[SearchAllowance, ...], tuple[str, ...]]:
     """Web searches the request allows, and the parts that bill without any bound we can state."""
     if not any(key in payload for key in _SEARCH_OR_TOOL_KEYS) and not any(":" in model for model in models):
@@ -242,7 +303,7 @@ def _searches_and_tools(
             continue
         plugin_id = plugin.get("id")
         if plugin_id == "web":
-            searches.append(SearchAllowance(f"plugins[{index}]", 1, _results(plugin), _result_chars(plugin)))
+            searches.append(search_allowance(f"plugins[{index}]", 1, plugin))
         elif not (isinstance(plugin_id, str) and plugin_id in _UNBILLED_PLUGINS):
             unbounded.append(f"plugins[{index}] (plugin {plugin_id!r:.40})")
     if any(":online" in model for model in models) and not searches:
@@ -250,20 +311,12 @@ def _searches_and_tools(
         searches.append(SearchAllowance("the :online model variant", 1, DEFAULT_SEARCH_RESULTS, DEFAULT_RESULT_CHARS))
     options = payload.get("web_search_options")
     if isinstance(options, dict):
-        searches.append(SearchAllowance("web_search_options", 1, _results(options), _result_chars(options)))
+        searches.append(search_allowance("web_search_options", 1, options))
     tools = payload.get("tools")
     for index, tool in enumerate(tools if isinstance(tools, list) else ()):
-        kind = tool.get("type", "function") if isinstance(tool, dict) else "function"
-        if kind == "function":
-            continue
-        where = f"tools[{index}]"
-        parameters = tool.get("parameters") if isinstance(tool, dict) else None
-        options = parameters if isinstance(parameters, dict) else {}
-        uses = _positive_int(options.get("max_uses"))
-        if kind == "openrouter:web_search" and uses is not None:
-            searches.append(SearchAllowance(where, uses, _results(options), _result_chars(options)))
-        elif kind == "openrouter:web_search":
-            unbounded.append(f"{where} (openrouter:web_search without parameters.max_uses)")
-        else:
-            unbounded.append(f"{where} (server tool {kind!r:.40})")
+        found = read_tool(f"tools[{index}]", tool)
+        if isinstance(found, SearchAllowance):
+            searches.append(found)
+        elif found is not None:
+            unbounded.append(found)
     return tuple(searches), tuple(unbounded)

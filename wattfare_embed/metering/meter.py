@@ -2,12 +2,14 @@
 
 The bytes themselves are forwarded untouched by the proxy; the meter only looks. For streams
 it splits SSE lines incrementally on any of the line ends SSE allows (CRLF, LF or a lone CR,
-even split across reads), skips comment lines such as ``: OPENROUTER PROCESSING``, and reads
-``usage`` from whichever chunk carries it. A usage is final only with or after a
-``finish_reason``: one sent earlier cannot count the output still to come, so it is not the bill
-and does not stop the cut-off. Given a ``hold``, the meter also says where in a chunk the running estimate first
-passed it, so the proxy can cut the stream at that event rather than after whatever else the
-same network read carried.
+even split across reads), skips comment lines such as ``: OPENROUTER PROCESSING`` and
+``event:`` names (every API repeats the name in the data's ``type``), and hands each data
+event to its endpoint's reader (``EventReader``: chat, Responses, Messages), which says what it
+carries through the meter's few verbs: output, a usage, a finish, an error, the end. A usage is
+final only once the generation has finished: one sent earlier cannot count the output still
+to come, so it is not the bill and does not stop the cut-off. Given a ``hold``, the meter also
+says where in a chunk the running estimate first passed it, so the proxy can cut the stream at
+that event rather than after whatever else the same network read carried.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from ..money import Micros
-from .output import charged_cost, chat_output
+from .chat_api import read_chat_event
+from .output import charged_cost
 
-__all__ = ["ResponseMeter"]
+__all__ = ["EventReader", "ResponseMeter", "TokenPrices", "UsageTokens"]
 
 # An event that carries output is at least one token. Providers that send one token per event
 # (most) are counted exactly by events; for providers that bundle several tokens into an event,
@@ -31,7 +35,26 @@ __all__ = ["ResponseMeter"]
 _CHARS_PER_TOKEN = 6
 _CR, _LF = 13, 10
 
-OutputReader = Callable[[dict[str, Any]], tuple[int, int]]
+
+class EventReader(Protocol):
+    """What one endpoint's events (or whole body, ``whole=True``) tell the meter."""
+
+    def __call__(self, meter: ResponseMeter, event: dict[str, Any], whole: bool, /) -> None: ...
+
+
+# The (input, output) tokens a usage object counts, or None when it counts none: each API names them its own way.
+UsageTokens = Callable[[dict[str, Any]], tuple[int, int] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPrices:
+    """What pricing a usage by its token counts needs, from the admission: micro-dollars per input token
+    at the dearest rate one can bill, per output token likewise, and the prompt's fees that are not
+    tokens (request, per-image, parser and search fees)."""
+
+    input: Decimal
+    output: Decimal
+    fees: Micros
 
 
 def _tokens_within(budget: Micros, per_token: Decimal) -> int:
@@ -57,13 +80,17 @@ class ResponseMeter:
         *,
         hold: Micros | None = None,
         free: bool = False,
-        read_output: OutputReader = chat_output,
+        read_event: EventReader = read_chat_event,
+        usage_tokens: UsageTokens | None = None,
+        token_prices: TokenPrices | None = None,
     ) -> None:
         self._prompt_cost = prompt_cost
         self._output_price = output_price
         self._hold = hold
         self._free = free
-        self._read_output = read_output
+        self._read_event = read_event
+        self._usage_tokens = usage_tokens
+        self._token_prices = token_prices
         # The most output the hold pays for, worked out once: `estimated_cost() > hold` exactly when
         # more tokens than this have streamed (the per-event check is then one comparison).
         self._allowed_tokens = None if hold is None else _tokens_within(hold - prompt_cost, output_price)
@@ -75,6 +102,7 @@ class ResponseMeter:
         self.generation_id: str | None = None
         self.response_model: str | None = None  # the model that answered, as the upstream names it
         self.usage: dict[str, Any] | None = None
+        self.events = 0  # JSON data events read
         self.output_chars = 0
         self.output_events = 0
         self.media_tokens = 0
@@ -140,6 +168,7 @@ class ResponseMeter:
         except ValueError:
             return True
         if isinstance(event, dict):
+            self.events += 1
             self.observe(event)
         return True
 
@@ -161,39 +190,31 @@ class ResponseMeter:
             return b"\n\n" if self._after_cr else b"\n"
         return b""
 
-    # -- any JSON body or event -------------------------------------------------------------
+    # -- any JSON body or event: the reader's verbs ------------------------------------------
 
     def observe(self, event: dict[str, Any], *, whole: bool = False) -> None:
-        """Take one parsed chunk (stream) or the whole body (non-streaming: ``whole=True``)."""
-        if self.generation_id is None and isinstance(event.get("id"), str):
-            self.generation_id = event["id"]
-        if self.response_model is None and isinstance(event.get("model"), str):
-            self.response_model = event["model"]
-        error = event.get("error")
-        if isinstance(error, dict):
-            self.error = error
-        choices = event.get("choices")
-        for choice in choices if isinstance(choices, list) else ():
-            if not isinstance(choice, dict):
-                continue
-            body = choice.get("delta") or choice.get("message") or {}
-            if isinstance(body, dict):
-                chars, media = self._read_output(body)
-                if chars or media:
-                    self.output_chars += chars
-                    self.media_tokens += media
-                    self.output_events += 1
-            reason = choice.get("finish_reason")
-            if isinstance(reason, str):
-                self.finish_reason = reason
-                if reason == "error" and isinstance(choice.get("error"), dict):
-                    self.error = choice["error"]
-        usage = event.get("usage")
-        if isinstance(usage, dict):
-            self.usage = usage
-            self._usage_cost = charged_cost(usage)
-            # Final once the generation has finished: with (or after) a finish_reason, or a whole body.
-            self._usage_final = whole or self.finish_reason is not None
+        """Take one parsed event (stream) or the whole body (non-streaming: ``whole=True``)."""
+        self._read_event(self, event, whole)
+
+    def add_output(self, chars: int, media: int = 0) -> None:
+        """One event's billable output: characters of text (any kind) and tokens of media."""
+        self.output_chars += chars
+        self.media_tokens += media
+        self.output_events += 1
+
+    def take_usage(self, usage: dict[str, Any], *, final: bool, merge: bool = False) -> None:
+        """A usage object; ``final`` once the generation has finished; ``merge`` adds its fields to
+        the last one (Anthropic states input tokens first and the output at the end)."""
+        if merge and self.usage is not None:
+            usage = {**self.usage, **usage}
+        self.usage = usage
+        self._usage_cost = charged_cost(usage)
+        self._usage_final = final
+
+    def fail(self, error: dict[str, Any]) -> None:
+        """The upstream's own error, in the stream or the body: the generation failed."""
+        self.error = error
+        self.finish_reason = "error"
 
     # -- what it cost -----------------------------------------------------------------------
 
@@ -208,7 +229,14 @@ class ResponseMeter:
         return self._usage_cost
 
     def estimated_cost(self) -> Micros:
-        """Prompt estimate plus the output seen so far, at the dearest output price."""
+        """What the response has cost, without the upstream's figure: its usage's token counts priced
+        at the dearest rates that apply when it states them, else the prompt's bound plus the output
+        seen so far at the dearest output price."""
+        counted = self._usage_tokens(self.usage) if self.usage is not None and self._usage_tokens else None
+        if counted is not None and self._token_prices is not None:
+            prices = self._token_prices
+            tokens, output = counted
+            return prices.fees + math.ceil(tokens * prices.input + output * prices.output)
         return self._prompt_cost + math.ceil(Decimal(self.output_tokens) * self._output_price)
 
     def trusted_cost(self) -> Micros | None:
