@@ -20,6 +20,7 @@ from .errors import (
 from .status import ConnectionStatus
 
 if TYPE_CHECKING:
+    import anthropic
     import openai
     from openai import OpenAI as SyncOpenAI  # the method `openai` hides the module inside the class
 
@@ -27,8 +28,10 @@ if TYPE_CHECKING:
 
 __all__ = ["WattfareUser", "is_budget_exceeded", "is_not_connected", "to_wattfare_error", "user_id_header"]
 
-# Requests from `openai()` never leave the process; this host only names them.
+# Requests from `openai()` and `anthropic()` never leave the process; this host only names them.
 INTERNAL_BASE_URL = "http://wattfare.internal/api/v1"
+# The anthropic SDK adds `/v1/messages` itself.
+INTERNAL_ANTHROPIC_URL = "http://wattfare.internal/api"
 
 
 class WattfareUser:
@@ -39,6 +42,7 @@ class WattfareUser:
     client = ai.openai()                       # an openai.AsyncOpenAI, metered
     sync_client = ai.openai_sync()             # an openai.OpenAI, for sync code and worker threads
     stream = await client.chat.completions.create(model="openai/gpt-4o-mini", messages=[...], stream=True)
+    claude = ai.anthropic()                    # an anthropic.AsyncAnthropic, metered (Anthropic Messages)
     print((await ai.status()).remaining)       # micro-dollars
     ```
     """
@@ -119,6 +123,33 @@ class WattfareUser:
             default_headers=headers,
             max_retries=options.pop("max_retries", 0),
             http_client=cast(Any, httpx2.Client(transport=transport, timeout=timeout)),
+            **options,
+        )
+
+    def anthropic(self, **options: Any) -> anthropic.AsyncAnthropic:
+        """An ``anthropic.AsyncAnthropic`` whose calls are metered in process, like ``openai()``: Anthropic
+        Messages as OpenRouter serves them, for any model it routes (``anthropic/claude-sonnet-4``…).
+
+        ``max_retries`` is 0, as a retried metered call could be charged twice. A refused call raises
+        the SDK's own ``APIStatusError`` (``PaymentRequiredError`` for a 402) and a stream cut at the
+        cap raises ``APIStatusError`` too; ``to_wattfare_error(exc)`` turns either into ours.
+        """
+        try:
+            import anthropic
+            import httpx2
+        except ImportError as exc:  # pragma: no cover - depends on the installed extras
+            raise ImportError("wf.user(...).anthropic() needs: pip install 'wattfare-embed[anthropic]'") from exc
+        from ._inprocess import InProcessTransport
+
+        timeout = options.pop("timeout", self._embed.settings.upstream_timeout_seconds)
+        http_client = httpx2.AsyncClient(transport=InProcessTransport(self._embed), timeout=timeout)
+        headers = {**_user_headers(self.app_user_id), **options.pop("default_headers", {})}
+        return anthropic.AsyncAnthropic(
+            base_url=INTERNAL_ANTHROPIC_URL,
+            api_key=self._embed.keys.secret_key,
+            default_headers=headers,
+            max_retries=options.pop("max_retries", 0),
+            http_client=http_client,
             **options,
         )
 

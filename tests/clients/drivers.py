@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from .calls import ASK_CITY, ASK_WEATHER, HELLO, WEATHER_TOOL, Cities, City, Conn, Driver, ToolSeen, WeatherTool
+from .endpoint_drivers import ENDPOINT_DRIVERS
 
 
 class OpenAIAsync(Driver):
@@ -178,11 +179,11 @@ class OpenAIAgents(Driver):
     name, package, module = "openai-agents", "openai-agents", "agents"
 
     def run_config(self, conn: Conn) -> Any:
-        from agents import OpenAIProvider, RunConfig, set_default_openai_api
+        from agents import OpenAIProvider, RunConfig
 
-        # Chat Completions until the proxy serves /responses (the SDK's default API).
-        set_default_openai_api("chat_completions")
-        return RunConfig(model_provider=OpenAIProvider(openai_client=conn.async_openai()), tracing_disabled=True)
+        # Chat Completions by choice (the SDK's default API is the Responses API: endpoint_drivers.py).
+        provider = OpenAIProvider(openai_client=conn.async_openai(), use_responses=False)
+        return RunConfig(model_provider=provider, tracing_disabled=True)
 
     async def plain(self, conn: Conn) -> str:
         from agents import Agent, Runner
@@ -336,16 +337,17 @@ class PydanticAI(Driver):
         return (await Agent(self.model(conn), output_type=City).run(ASK_CITY)).output
 
 
-DRIVERS: dict[str, Driver] = {
-    driver.name: driver
-    for driver in (
-        OpenAIAsync(),
-        OpenAISync(),
-        LangChain(),
-        LlamaIndex(),
-        OpenAIAgents(),
-        Instructor(),
-        LiteLLM(),
-        PydanticAI(),
-    )
+CHAT_DRIVERS: tuple[Driver, ...] = (
+    OpenAIAsync(),
+    OpenAISync(),
+    LangChain(),
+    LlamaIndex(),
+    OpenAIAgents(),
+    Instructor(),
+    LiteLLM(),
+    PydanticAI(),
+)
+# By (client, endpoint): a client on another endpoint is a driver of its own (endpoint_drivers.py).
+DRIVERS: dict[tuple[str, str], Driver] = {
+    (driver.name, endpoint): driver for driver in (*CHAT_DRIVERS, *ENDPOINT_DRIVERS) for endpoint in driver.endpoints
 }

@@ -1,9 +1,9 @@
 """Every mainstream Python client, against the proxy over HTTP and against the in-process handles.
 
-Rows are data: client, endpoint, scenario and mode. A client joins with a driver (drivers.py);
-an endpoint (``/responses``, ``/messages``) joins by adding its name to a driver's ``endpoints``
-and branching on ``conn.endpoint`` in its calls. Each row asserts what the user's code sees, errors included: the typed
-error behind whatever the client raises.
+Rows are data: client, endpoint, scenario and mode. A client joins with a driver (drivers.py for
+chat completions, endpoint_drivers.py for the Responses API, Anthropic Messages and legacy
+completions), one per client and endpoint. Each row asserts what the user's code sees, errors
+included: the typed error behind whatever the client raises.
 """
 
 from __future__ import annotations
@@ -20,6 +20,14 @@ from .conftest import CUT_OFF_CAP_USD, MINI, OVERRUN_REPLY, REFUSED_CAP_USD, REP
 from .drivers import DRIVERS
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+# Where a row's faults are injected: the upstream path of its endpoint.
+UPSTREAM_PATHS = {
+    "chat": "/api/v1/chat/completions",
+    "responses": "/api/v1/responses",
+    "messages": "/api/v1/messages",
+    "completions": "/api/v1/completions",
+}
 
 
 @dataclass(frozen=True)
@@ -100,7 +108,7 @@ async def over_cap(driver: Driver, row: Row, stack: Stack) -> None:
 async def cut_off(driver: Driver, row: Row, stack: Stack) -> None:
     """A provider overrunning max_tokens: the proxy cuts the stream at the hold; the client raises."""
     stack.fake.reply_text = OVERRUN_REPLY
-    stack.fake.inject(ignore_max_tokens=True)
+    stack.fake.inject(ignore_max_tokens=True, path=UPSTREAM_PATHS[row.endpoint])
     conn = await _conn(stack, row, monthly_usd=CUT_OFF_CAP_USD, model=SONNET)
     pieces: list[str] = []
     with pytest.raises(Exception) as raised:  # the type is the client's own: asserted below
@@ -122,7 +130,7 @@ async def cut_off(driver: Driver, row: Row, stack: Stack) -> None:
 async def upstream_cut(driver: Driver, row: Row, stack: Stack) -> None:
     """The provider drops the stream: the proxy ends it with our ``upstream`` error; the client raises."""
     stack.fake.reply_text = OVERRUN_REPLY
-    stack.fake.inject(drop_after=20)
+    stack.fake.inject(drop_after=20, path=UPSTREAM_PATHS[row.endpoint])
     conn = await _conn(stack, row)
     pieces: list[str] = []
     with pytest.raises(Exception) as raised:  # the type is the client's own: asserted below
@@ -151,14 +159,12 @@ STREAM_SCENARIOS = {"cut_off", "upstream_cut"}  # made with its stream
 
 def _rows() -> list[Row]:
     rows = []
-    for driver in DRIVERS.values():
+    for (client, endpoint), driver in DRIVERS.items():
         for scenario in SCENARIOS:
             needs = "stream" if scenario in STREAM_SCENARIOS else None if scenario in ERROR_SCENARIOS else scenario
             if needs is not None and needs not in driver.calls:
                 continue
-            rows.extend(
-                Row(driver.name, endpoint, scenario, mode) for endpoint in driver.endpoints for mode in driver.modes
-            )
+            rows.extend(Row(client, endpoint, scenario, mode) for mode in driver.modes)
     return rows
 
 
@@ -167,6 +173,6 @@ ROWS = _rows()
 
 @pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
 async def test_client_row(row: Row, stack: Stack) -> None:
-    driver = DRIVERS[row.client]
+    driver = DRIVERS[(row.client, row.endpoint)]
     require_client(driver.package, driver.module, row.client)
     await SCENARIOS[row.scenario](driver, row, stack)

@@ -31,7 +31,9 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 @dataclass(frozen=True)
 class NodeRow:
-    provider: str  # "openai-chat": @ai-sdk/openai's .chat(); "openai-compatible": @ai-sdk/openai-compatible
+    # "openai-chat": @ai-sdk/openai's .chat(); "openai-responses": its default, openai(id) on the Responses
+    # API; "openai-compatible": @ai-sdk/openai-compatible
+    provider: str
     endpoint: str
     scenario: str
 
@@ -40,7 +42,8 @@ class NodeRow:
         return f"{self.provider}-{self.endpoint}-{self.scenario}"
 
 
-PROVIDERS = {"openai-chat": ("chat",), "openai-compatible": ("chat",)}
+PROVIDERS = {"openai-chat": ("chat",), "openai-responses": ("responses",), "openai-compatible": ("chat",)}
+UPSTREAM_PATHS = {"chat": "/api/v1/chat/completions", "responses": "/api/v1/responses"}
 SCENARIOS = ("plain", "stream", "tools", "not_connected", "over_cap", "cut_off", "upstream_cut")
 ROWS = [
     NodeRow(provider, endpoint, scenario)
@@ -109,7 +112,7 @@ async def test_ai_sdk_row(row: NodeRow, stack: Stack, node_clients: str) -> None
         assert (error["name"], error["statusCode"], error["code"]) == ("AI_APICallError", 402, "budget_exceeded")
     elif row.scenario == "upstream_cut":
         stack.fake.reply_text = OVERRUN_REPLY
-        stack.fake.inject(drop_after=20)  # the provider drops the stream after twenty pieces
+        stack.fake.inject(drop_after=20, path=UPSTREAM_PATHS[row.endpoint])  # dropped after twenty pieces
         ai = await stack.user("1")
         result = await _run(node, row, stack, scenario="stream", user=ai.app_user_id, model=MINI)
         assert result["ok"] and len(result["pieces"]) == 20, result
@@ -117,7 +120,7 @@ async def test_ai_sdk_row(row: NodeRow, stack: Stack, node_clients: str) -> None
         assert error["code"] == "upstream" and result["finishReason"] == "error", result
     else:
         stack.fake.reply_text = OVERRUN_REPLY
-        stack.fake.inject(ignore_max_tokens=True)
+        stack.fake.inject(ignore_max_tokens=True, path=UPSTREAM_PATHS[row.endpoint])
         ai = await stack.user(CUT_OFF_CAP_USD)
         result = await _run(node, row, stack, scenario="stream", user=ai.app_user_id, model=SONNET)
         assert result["ok"], result

@@ -13,6 +13,10 @@ function model() {
   if (spec.provider === "openai-chat") {
     return createOpenAI({ baseURL: spec.baseURL, apiKey: spec.apiKey, headers }).chat(spec.model);
   }
+  if (spec.provider === "openai-responses") {
+    // The provider's default since v5: the Responses API.
+    return createOpenAI({ baseURL: spec.baseURL, apiKey: spec.apiKey, headers })(spec.model);
+  }
   if (spec.provider === "openai-compatible") {
     const provider = createOpenAICompatible({
       name: "wattfare",
@@ -40,8 +44,10 @@ function describe(error) {
 }
 
 // maxRetries: 0, as the README says: the AI SDK ignores `x-should-retry: false`, and a retried call
-// that was sent may be charged twice.
+// that was sent may be charged twice. On the Responses API, store: false, as the README says: the
+// API is stateless, and without it later turns refer to earlier ones by stored ids.
 const common = { model: model(), maxRetries: 0 };
+if (spec.provider === "openai-responses") common.providerOptions = { openai: { store: false } };
 
 async function plain() {
   const { text } = await generateText({ ...common, prompt: "Say hello" });
