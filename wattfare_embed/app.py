@@ -274,8 +274,13 @@ class Wattfare:
 
         proxy_routes = [
             Route("/api/v1/chat/completions", _Endpoint(self.proxy.chat_completions), methods=["POST"]),
+            Route("/api/v1/completions", _Endpoint(self.proxy.completions), methods=["POST"]),
+            Route("/api/v1/responses", _Endpoint(self.proxy.responses), methods=["POST"]),
+            Route("/api/v1/messages", _Endpoint(self.proxy.messages), methods=["POST"]),
             Route("/api/v1/embeddings", _Endpoint(self.proxy.embeddings), methods=["POST"]),
             Route("/api/v1/models", _Endpoint(self.proxy.models), methods=["GET"]),
+            # Model ids hold a slash (`openai/gpt-4o-mini`), so the id is the rest of the path.
+            Route("/api/v1/models/{model_id:path}", _Endpoint(self.proxy.model), methods=["GET"]),
         ]
         self.routes: list[Route] = [*proxy_routes, *(route for route in routes(self) if isinstance(route, Route))]
         self.routes.extend(webhook_routes(self))

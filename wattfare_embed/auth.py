@@ -80,10 +80,15 @@ def model_caller(
     *,
     allow_session_tokens: bool,
     allow_anonymous_user: bool = False,
+    api_key_header: str | None = None,
 ) -> str:
     """The app user a model call spends for: the secret key plus ``X-Wattfare-User``, or (when the
-    app allows browser inference) a session token."""
-    scheme, _, token = headers.get("authorization", "").partition(" ")
+    app allows browser inference) a session token. ``api_key_header`` names a header that may carry
+    the key instead of ``Authorization`` (``x-api-key``, what the anthropic SDK sends)."""
+    authorization = headers.get("authorization", "")
+    if not authorization and api_key_header and headers.get(api_key_header):
+        authorization = "Bearer " + headers[api_key_header]
+    scheme, _, token = authorization.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise AuthError("send `Authorization: Bearer sk_…` with `X-Wattfare-User: <your user id>`")

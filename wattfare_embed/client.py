@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
@@ -143,7 +144,7 @@ class WattfareUser:
 
         timeout = options.pop("timeout", self._embed.settings.upstream_timeout_seconds)
         http_client = httpx2.AsyncClient(transport=InProcessTransport(self._embed), timeout=timeout)
-        headers = {**_user_headers(self.app_user_id), **options.pop("default_headers", {})}
+        headers = {**user_id_header(self.app_user_id), **options.pop("default_headers", {})}
         return anthropic.AsyncAnthropic(
             base_url=INTERNAL_ANTHROPIC_URL,
             api_key=self._embed.keys.secret_key,
@@ -208,7 +209,9 @@ def user_id_header(app_user_id: str) -> dict[str, str]:
 
 
 def to_wattfare_error(exc: BaseException) -> WattfareError | None:
-    """Our typed error behind an exception, seeing through the openai SDK's wrappers."""
+    """Our typed error behind an exception, seeing through the SDKs' wrappers (the openai and
+    anthropic SDKs keep the body; LiteLLM its wrapped exception, or on its own HTTP paths the body
+    as text)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -216,6 +219,8 @@ def to_wattfare_error(exc: BaseException) -> WattfareError | None:
         if isinstance(current, WattfareError):
             return current
         body = getattr(current, "body", None)
+        if body is None:
+            body = _json_object(getattr(current, "message", None))
         if isinstance(body, dict):
             inner = body.get("error", body)
             code = inner.get("code") if isinstance(inner, dict) else None
@@ -227,8 +232,20 @@ def to_wattfare_error(exc: BaseException) -> WattfareError | None:
                 response_headers = getattr(getattr(current, "response", None), "headers", None)
                 retry_after = response_headers.get("retry-after") if response_headers is not None else None
                 return error_from_code(code, message, {"Retry-After": retry_after} if retry_after else None)
-        current = current.__cause__ or current.__context__
+        wrapped = getattr(current, "original_exception", None)  # LiteLLM's MidStreamFallbackError
+        current = wrapped if isinstance(wrapped, BaseException) else current.__cause__ or current.__context__
     return None
+
+
+def _json_object(text: object) -> dict[str, Any] | None:
+    """A JSON object sent as an exception's message (LiteLLM's own HTTP client keeps the body so)."""
+    if not isinstance(text, str) or not text.startswith("{"):
+        return None
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 def openai_error_types() -> tuple[type[Exception], ...]:

@@ -25,18 +25,25 @@ from starlette.types import Receive, Scope, Send
 
 from .auth import model_caller
 from .crypto import derive_key
-from .errors import FundingInvalidError, NotConnectedError, RateLimitedError, UpstreamError, WattfareError
-from .metering.dialects import CHAT, EMBEDDINGS, Dialect
+from .errors import (
+    FundingInvalidError,
+    InvalidRequestError,
+    NotConnectedError,
+    RateLimitedError,
+    UpstreamError,
+    WattfareError,
+)
+from .metering.dialects import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES, Dialect
 from .metering.estimate import Admission, HoldPolicy, affordable_tokens, plan_admission
 from .metering.limits import pin_prices
-from .metering.meter import ResponseMeter
+from .metering.meter import ResponseMeter, TokenPrices
 from .metering.pricing import PriceBook
 from .metering.reconcile import Reconciler
 from .metering.refusals import needs_status, refusal_error
 from .metering.streams import OpenStream, OpenStreams, watch_disconnect
 from .metering.upstream_errors import error_for_upstream_status
 from .metering.wire import (
-    cut_off_event,
+    cut_off_error,
     parse_request,
     read_body,
     relayed_headers,
@@ -76,8 +83,14 @@ class _Exchange:
     settled: bool = field(default=False)
 
 
+class _ModelNotFound(InvalidRequestError):
+    status = 404  # what OpenAI answers for a model it does not have, so clients raise their NotFoundError
+
+
 class Proxy:
-    """Chat completions, embeddings and the model list, metered against each user's cap."""
+    """Chat completions, legacy completions, embeddings, the Responses API and Anthropic Messages, metered
+    against each user's cap by one flow (each endpoint's differences are its ``Dialect``), and the
+    model list."""
 
     def __init__(self, embed: Wattfare) -> None:
         self._embed = embed
@@ -101,8 +114,17 @@ class Proxy:
     async def chat_completions(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._metered(scope, receive, send, CHAT)
 
+    async def completions(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._metered(scope, receive, send, COMPLETIONS)
+
     async def embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._metered(scope, receive, send, EMBEDDINGS)
+
+    async def responses(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._metered(scope, receive, send, RESPONSES)
+
+    async def messages(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._metered(scope, receive, send, MESSAGES)
 
     async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -113,18 +135,33 @@ class Proxy:
             return
         await send_bytes(send, 200, listing, [(b"content-type", b"application/json")])
 
+    async def model(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /models/{id}`` (``client.models.retrieve(id)``): the upstream's entry, as an OpenAI model object."""
+        model_id: str = scope["path_params"]["model_id"]
+        try:
+            self._caller(Headers(scope=scope), allow_anonymous_user=True)
+            entry = await self.prices.model(model_id)
+            if entry is None:
+                raise _ModelNotFound(f"the upstream lists no model {model_id!r}")
+        except WattfareError as exc:
+            await send_error(send, exc)
+            return
+        author = model_id.split("/", 1)[0] if "/" in model_id else "openrouter"
+        body = {"object": "model", "owned_by": author, **entry}
+        await send_bytes(send, 200, json.dumps(body).encode(), [(b"content-type", b"application/json")])
+
     # -- one metered request ----------------------------------------------------------------
 
     async def _metered(self, scope: Scope, receive: Receive, send: Send, dialect: Dialect) -> None:
         trace = self._recorder.begin(dialect.kind)  # telemetry: NO_TRACE, doing nothing, when off
         try:
             headers = Headers(scope=scope)
-            user = self._caller(headers)
+            user = self._caller(headers, api_key_header=dialect.api_key_header)
             trace.authenticated(user)
             # Input hardening (issue 10): JSON only, and the whole body within the deadline.
             require_json_body(headers)
             body = await read_body(receive, self._settings.max_body_bytes, timeout=self._settings.body_timeout_seconds)
-            payload = parse_request(body, dialect.kind)
+            payload = parse_request(body, dialect.check)
             # Bounded admission: every billable part of the request priced at its dearest, or refused.
             request = dialect.read_request(payload)
             price = await self.prices.for_request(request, allow_unpriced=self._settings.allow_unpriced_models)
@@ -134,7 +171,7 @@ class Proxy:
             trace.reserved(reservation.ledger_id, reservation.amount)
         except WattfareError as exc:
             trace.finished(exc.code)
-            await send_error(send, exc)
+            await send_error(send, exc, dialect.error_body)
             return
 
         meter = ResponseMeter(
@@ -143,6 +180,9 @@ class Proxy:
             hold=reservation.amount,
             free=price.free,
             read_event=dialect.read_event,
+            usage_tokens=dialect.usage_tokens,
+            # A usage without cost (streamed Messages; Responses when the cost is left out) is priced from its tokens.
+            token_prices=TokenPrices(admission.input_price, admission.output_price, admission.prompt_fees),
         )
         # Revocable from the moment money is held: a revoke while the upstream is still thinking
         # must stop the call before its first byte, not after its last.
@@ -159,13 +199,16 @@ class Proxy:
             finally:
                 trace.finished(_outcome(exchange))
 
-    def _caller(self, headers: Headers, *, allow_anonymous_user: bool = False) -> str:
+    def _caller(
+        self, headers: Headers, *, allow_anonymous_user: bool = False, api_key_header: str | None = None
+    ) -> str:
         return model_caller(
             headers,
             self._embed.keys,
             self._embed.tokens,
             allow_session_tokens=self._settings.allow_browser_inference,
             allow_anonymous_user=allow_anonymous_user,
+            api_key_header=api_key_header,
         )
 
     async def _reserve_shielded(self, user: str, model: str, kind: str, admission: Admission) -> Reservation:
@@ -223,7 +266,7 @@ class Proxy:
             dialect.prepare(payload, affordable_tokens(admission, reservation.amount))
         # ... and is told the prices the hold assumed, so it refuses rather than route dearer.
         pin_prices(payload, admission.price, completes=dialect.prepare is not None, images=admission.images)
-        payload["user"] = hmac.new(self._user_key, exchange.user.encode(), hashlib.sha256).hexdigest()[:32]
+        dialect.name_user(payload, hmac.new(self._user_key, exchange.user.encode(), hashlib.sha256).hexdigest()[:32])
         credential = self._credential(reservation.connection)
         if credential is None:
             raise FundingInvalidError("this user's funding credential cannot be read; ask them to connect again")
@@ -349,7 +392,7 @@ class Proxy:
                 # Neither [DONE] nor the provider's own error event: the stream was cut short.
                 exchange.cut_off = "upstream"
         if exchange.cut_off:
-            event = meter.separator() + cut_off_event(exchange.cut_off)
+            event = meter.separator() + exchange.dialect.cut_off(cut_off_error(exchange.cut_off), meter.events)
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await self._settle_before_answering(exchange)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -457,7 +500,7 @@ _CUT_OFF_CODES = {"budget_exceeded": "budget_exceeded", "revoked": "not_connecte
 async def _refuse(exchange: _Exchange, send: Send, error: WattfareError) -> None:
     """Answer a request that holds money with an error (the outcome telemetry reports)."""
     exchange.outcome = error.code
-    await send_error(send, error)
+    await send_error(send, error, exchange.dialect.error_body)
 
 
 def _outcome(exchange: _Exchange) -> str:

@@ -44,8 +44,12 @@ __all__ = [
 
 _SUMMARIES = {
     "/api/v1/chat/completions": "OpenAI-compatible chat completions, metered against the user's cap",
+    "/api/v1/responses": "The OpenAI Responses API (stateless), metered against the user's cap",
+    "/api/v1/messages": "Anthropic Messages, metered against the user's cap",
+    "/api/v1/completions": "Legacy text completions, metered against the user's cap",
     "/api/v1/embeddings": "OpenAI-compatible embeddings, metered against the user's cap",
     "/api/v1/models": "The models available, with prices",
+    "/api/v1/models/{model_id:path}": "One model, with its prices",
     "/session": "A session token for the signed-in user",
     "/api/v1/sessions": "A session token for any user (secret key)",
     "/api/v1/connections": "The user's connection and budget (session token)",
@@ -65,7 +69,9 @@ class _ToEmbed(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         full_path: str = scope["path"]
-        mount_path = full_path[: len(full_path) - len(self._route_path)]
+        # A path with a parameter (`/api/v1/models/{model_id:path}`) ends in the parameter's value.
+        static, param, _ = self._route_path.partition("{")
+        mount_path = full_path[: full_path.rfind(static)] if param else full_path[: len(full_path) - len(static)]
         await forward_to_embed(self._embed, mount_path, scope, receive, send)
 
 

@@ -81,6 +81,10 @@ class Admission:
     # `n` completions each up to the limit: the upstream bills every one of them.
     choices: int = 1
     images: bool = False  # the prompt has images (their price is pinned upstream too)
+    # To price a usage that states tokens but no cost: the dearest rate an input token can bill at,
+    # and what the prompt bills beyond its tokens (request, per-image, parser and search fees).
+    input_price: Decimal = Decimal(0)
+    prompt_fees: Micros = 0
 
 
 def prompt_text_tokens(request: BillableRequest) -> int:
@@ -133,22 +137,27 @@ def plan_admission(request: BillableRequest, price: ModelPrice, policy: HoldPoli
     per_input = max(rates.prompt, rates.input_cache_read, rates.input_cache_write)
     if request.cache_write_1h:
         per_input = max(per_input, rates.input_cache_write_1h)
-    cost = Decimal(text_tokens + search_tokens) * per_input + rates.request
+    cost = Decimal(text_tokens + search_tokens) * per_input
+    fees = rates.request
     for part in sized:
         if part.kind == "image":
             per_token = max(per_input, rates.image_token)
-            cost += rates.image if rates.image > 0 else IMAGE_TOKEN_BOUND * per_token
+            if rates.image > 0:
+                fees += rates.image
+            else:
+                cost += IMAGE_TOKEN_BOUND * per_token
         elif part.kind == "audio":
             cost += _media_tokens(part) * max(per_input, rates.audio, rates.input_audio_cache)
         elif part.pages is not None:
-            cost += part.pages * (PDF_TOKENS_PER_PAGE * per_input + PDF_PARSER_PER_PAGE)
+            cost += part.pages * PDF_TOKENS_PER_PAGE * per_input
+            fees += part.pages * PDF_PARSER_PER_PAGE
         else:
             cost += _media_tokens(part) * per_input
-    cost += (len(request.media) - len(sized)) * (policy.media_hold or 0)
+    fees += (len(request.media) - len(sized)) * (policy.media_hold or 0)
     for allowance in request.searches:
         extra = max(0, allowance.results - _INCLUDED_RESULTS) * WEB_SEARCH_EXTRA_RESULT
-        cost += allowance.searches * max(rates.web_search, WEB_SEARCH_FEE + extra)
-    prompt_cost = math.ceil(cost)
+        fees += allowance.searches * max(rates.web_search, WEB_SEARCH_FEE + extra)
+    prompt_cost = math.ceil(cost + fees)
 
     output_price = max(rates.completion, rates.internal_reasoning)
     if "image" in request.output_modalities:
@@ -171,6 +180,8 @@ def plan_admission(request: BillableRequest, price: ModelPrice, policy: HoldPoli
         price=rates,
         choices=request.choices,
         images=any(part.kind == "image" for part in request.media),
+        input_price=max(per_input, rates.image_token, rates.audio, rates.input_audio_cache),
+        prompt_fees=math.ceil(fees),
     )
 
 

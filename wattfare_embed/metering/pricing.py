@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import aiohttp
 
@@ -46,6 +47,7 @@ class PriceBook:
         self._api_key = api_key
         self._ttl = ttl_seconds
         self._prices: dict[str, ModelPrice] = {}
+        self._models: dict[str, dict[str, Any]] = {}
         self._dearest: ModelPrice | None = None  # each price at its highest, computed per load
         self._raw: bytes | None = None
         self._loaded_at = 0.0
@@ -70,6 +72,7 @@ class PriceBook:
         except (ValueError, AttributeError, TypeError) as exc:
             raise UpstreamError("the upstream's model list is not the JSON it should be") from exc
         self._prices = prices
+        self._models = {str(model.get("id")): model for model in models if isinstance(model, dict)}
         known = [price for price in prices.values() if price.known]
         self._dearest = most_expensive("*", known) if known else None
         self._raw = raw
@@ -101,6 +104,11 @@ class PriceBook:
         while (found := self._prices.get(name)) is None and ":" in name:
             name = name.rsplit(":", 1)[0]
         return found
+
+    async def model(self, model_id: str) -> dict[str, Any] | None:
+        """One model's entry of the list, as the upstream states it; ``None`` when it lists no such model."""
+        await self._ensure()
+        return self._models.get(model_id)
 
     async def listing(self) -> bytes:
         """The upstream's model list as it sent it."""

@@ -6,8 +6,7 @@ Everything else in a response is the upstream's, forwarded as it came.
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -23,11 +22,10 @@ from ..errors import (
     UpstreamError,
     WattfareError,
 )
-from .limits import COMPLETION_LIMIT_FIELDS
 
 __all__ = [
     "MAX_MODEL_ID_LENGTH",
-    "cut_off_event",
+    "cut_off_error",
     "parse_request",
     "read_body",
     "relayed_headers",
@@ -64,31 +62,14 @@ def _model_id(value: Any, field: str) -> str:
     return value
 
 
-def parse_request(body: bytes, kind: str) -> dict[str, Any]:
-    """The JSON object of a chat (``kind="chat"``) or embeddings request, checked before anything is held."""
+def parse_request(body: bytes, check: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """The JSON object of a metered request, checked before anything is held: a model, a readable
+    ``provider``, and whatever its endpoint's ``check`` asks."""
     payload = parse_json(body)
     if not isinstance(payload, dict):
         raise InvalidRequestError("the request body must be a JSON object")
     _model_id(payload.get("model"), "model")
-    if kind == "chat":
-        messages = payload.get("messages")
-        if not (isinstance(messages, list) and messages) and not isinstance(payload.get("prompt"), str):
-            raise InvalidRequestError("`messages` must be a non-empty list")
-        if "stream" in payload and not isinstance(payload["stream"], bool):
-            raise InvalidRequestError("`stream` must be true or false")
-        if payload.get("stream_options") is not None and not isinstance(payload["stream_options"], dict):
-            raise InvalidRequestError("`stream_options` must be an object")
-        reasoning = payload.get("reasoning")
-        if reasoning is not None and not isinstance(reasoning, dict):
-            raise InvalidRequestError("`reasoning` must be an object")
-        limits = {name: payload.get(name) for name in (*COMPLETION_LIMIT_FIELDS, "n")}
-        limits["reasoning.max_tokens"] = (reasoning or {}).get("max_tokens")
-        for name, value in limits.items():
-            # A limit we cannot read must not be replaced by a larger one of ours.
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise InvalidRequestError(f"`{name}` must be a positive integer")
-    elif not isinstance(payload.get("input"), (str, list)):
-        raise InvalidRequestError("`input` must be a string or a list")
+    check(payload)
     provider = payload.get("provider")
     if provider is not None and not (isinstance(provider, dict) and isinstance(provider.get("max_price") or {}, dict)):
         raise InvalidRequestError("`provider` must be an object, and its `max_price` too")
@@ -138,22 +119,13 @@ async def read_body(receive: Receive, limit: int, *, timeout: float) -> bytes:
         raise RequestTimeoutError(f"the request body did not arrive within {timeout:g} seconds") from exc
 
 
-def cut_off_event(reason: str) -> bytes:
-    """The one event that ends a stream we stopped, then ``[DONE]``.
-
-    A bare ``{"error": {"code", "message"}}``: every client surfaces it as an error (the openai SDK
-    raises ``APIError`` with it as the body, and the SDKs built on it with it; both AI SDK
-    providers emit an error part). With ``choices`` beside it, as OpenRouter's own mid-stream error
-    has, the AI SDK's ``@ai-sdk/openai`` reads a normal chunk and drops the error.
-    """
-    error: WattfareError
+def cut_off_error(reason: str) -> WattfareError:
+    """Why the proxy ended a stream, as the error its endpoint's cut-off event carries."""
     if reason == "revoked":
-        error = NotConnectedError("the user disconnected their AI budget; the stream was stopped")
-    elif reason == "upstream":
-        error = UpstreamError("the model provider dropped the stream")
-    else:
-        error = BudgetExceededError("the user's monthly cap is reached; the stream was stopped")
-    return b"data: " + json.dumps(error.to_json(), separators=(",", ":")).encode() + b"\n\ndata: [DONE]\n\n"
+        return NotConnectedError("the user disconnected their AI budget; the stream was stopped")
+    if reason == "upstream":
+        return UpstreamError("the model provider dropped the stream")
+    return BudgetExceededError("the user's monthly cap is reached; the stream was stopped")
 
 
 async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
@@ -161,6 +133,7 @@ async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[b
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def send_error(send: Send, error: WattfareError) -> None:
+async def send_error(send: Send, error: WattfareError, shape: Callable[[WattfareError], bytes] | None = None) -> None:
+    """The error's status and headers, its body in our shape or the endpoint's (``shape``: Anthropic's)."""
     headers = [(name.lower().encode(), value.encode()) for name, value in error.response_headers().items()]
-    await send_bytes(send, error.status, error.body(), headers)
+    await send_bytes(send, error.status, shape(error) if shape else error.body(), headers)
