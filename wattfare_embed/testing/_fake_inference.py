@@ -75,7 +75,12 @@ def inference_routes(fake: FakeOpenRouter) -> list[Route]:
         key = caller(request)
         body = await json_object(request)
         plan = admit(fake, key, request, responses_view(body))
-        return await deliver(plan, ResponsesWire(plan, body), streamed=body.get("stream") is True, ledger=fake.ledger)
+        return await deliver(
+            plan,
+            ResponsesWire(plan, body, done_marker=fake.responses_done_marker),
+            streamed=body.get("stream") is True,
+            ledger=fake.ledger,
+        )
 
     async def messages(request: Request) -> Response:
         key = caller(request)

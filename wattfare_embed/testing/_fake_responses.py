@@ -110,9 +110,10 @@ class ResponsesWire:
     message or the function call) with its deltas, then `response.completed` or `response.incomplete`
     carrying the usage, and `[DONE]` (the docs' example ends so; OpenAI's stream does not)."""
 
-    def __init__(self, plan: ReplyPlan, body: JSONObject) -> None:
+    def __init__(self, plan: ReplyPlan, body: JSONObject, *, done_marker: bool = True) -> None:
         self._plan = plan
         self._request = body
+        self._done_marker = done_marker
         self._sequence = 0
         self._items: list[JSONObject] = []  # output items, the last one open while it streams
         self._open_kind: str | None = None
@@ -171,7 +172,8 @@ class ResponsesWire:
     def closing(self, *, usage: bool) -> list[bytes]:
         status = "incomplete" if self._plan.finish_reason == "length" else "completed"
         response = self._response(status, self._items, usage=usage)
-        return [self._event(f"response.{status}", response=response), DONE_EVENT]
+        terminal = self._event(f"response.{status}", response=response)
+        return [terminal, DONE_EVENT] if self._done_marker else [terminal]
 
     def error(self, error: JSONObject) -> bytes:
         response = self._response("failed", self._items, usage=True)

@@ -72,7 +72,9 @@ class FakeOpenRouter:
     is read-only), as are
     `models` (the `/models` catalog, prices as decimal strings), `account_credits` (the account
     balance, None for unlimited), `oauth_key_limit`, `oauth_user_id` and `auto_router_target`
-    (the model a variable-priced router such as `openrouter/auto` answers with).
+    (the model a variable-priced router such as `openrouter/auto` answers with), and
+    `responses_done_marker` (a streamed response ends with `data: [DONE]` after its terminal
+    event, as OpenRouter's docs show; `False` ends it there, as OpenAI's stream does).
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class FakeOpenRouter:
         self.oauth_key_limit = oauth_key_limit
         self.oauth_user_id = "user_2fakeOpenRouterUser"
         self.auto_router_target = "openai/gpt-4o-mini"
+        self.responses_done_marker = True
         self.models: list[JSONObject] = default_models()
         # What media turn out to hold, and how much models generate, once OpenRouter looks.
         self.billing = FakeBilling()
