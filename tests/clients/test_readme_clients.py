@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from .calls import City
-from .conftest import MINI, NODE_DEADLINE_SECONDS, NODE_DIR, REPLY, Stack, require_client
+from .conftest import MINI, NODE_DEADLINE_SECONDS, NODE_DIR, REPLY, SONNET, Stack, require_client
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -38,6 +38,7 @@ async def run_block(name: str, namespace: dict[str, Any]) -> dict[str, Any]:
 
 def _require_python_clients() -> None:
     for package, module in [
+        ("anthropic", "anthropic"),
         ("instructor", "instructor"),
         ("litellm", "litellm"),
         ("openai-agents", "agents"),
@@ -69,13 +70,17 @@ async def test_the_in_process_one_liners_run_as_written(stack: Stack) -> None:
     city = await ns["patched"].chat.completions.create(model=MINI, response_model=City, messages=HI)
     assert city.model_dump() == {"name": "example", "population": 1}
     assert (await ns["agent"].run("Hi")).output == REPLY
+    assert (await ns["responses_agent"].run("Hi")).output == REPLY
+    message = await ns["claude"].messages.create(model=SONNET, max_tokens=100, messages=HI)
+    assert message.content[0].text == REPLY
     await stack.nothing_held(user)
+    kinds = {row.kind for row in await stack.wf.store.ledger(stack.wf.keys.app_id, user.app_user_id, limit=100)}
+    assert kinds == {"chat", "responses", "messages"}  # the Agents SDK's default is the Responses API
     assert (await user.status()).spent > 0
 
 
 async def test_the_over_http_one_liners_run_as_written(stack: Stack) -> None:
     _require_python_clients()
-    from llama_index.core.llms import ChatMessage
 
     user = await stack.user("1")
     ns = await run_block(
@@ -83,10 +88,15 @@ async def test_the_over_http_one_liners_run_as_written(stack: Stack) -> None:
     )
 
     assert ns["reply"].choices[0].message.content == REPLY
+    assert ns["response"].output[0].content[0].text == REPLY  # litellm.aresponses
     assert (await ns["client"].chat.completions.create(model=MINI, messages=HI)).choices[0].message.content == REPLY
-    assert (await ns["llm"].ainvoke("Hi")).content == REPLY
-    assert (await ns["index_llm"].achat([ChatMessage(role="user", content="Hi")])).message.content == REPLY
+    assert (await ns["client"].responses.create(model=MINI, input="Hi")).output_text == REPLY
+    assert (await ns["claude"].messages.create(model=SONNET, max_tokens=100, messages=HI)).content[0].text == REPLY
+    assert (await ns["llm"].ainvoke("Hi")).text == REPLY  # LangChain on the Responses API
+    assert (await ns["index_llm"].acomplete("Hi")).text == REPLY  # LlamaIndex's default: legacy completions
     await stack.nothing_held(user)
+    kinds = {row.kind for row in await stack.wf.store.ledger(stack.wf.keys.app_id, user.app_user_id, limit=100)}
+    assert kinds == {"chat", "responses", "messages", "completions"}
 
 
 async def test_the_ai_sdk_one_liner_runs_as_written(stack: Stack, node_clients: str) -> None:
@@ -108,4 +118,6 @@ async def test_the_ai_sdk_one_liner_runs_as_written(stack: Stack, node_clients: 
     out, err = await asyncio.wait_for(process.communicate(), NODE_DEADLINE_SECONDS)
     assert process.returncode == 0, err.decode()
     assert json.loads(out.decode().strip().splitlines()[-1]) == {"text": REPLY}
+    [row] = await stack.wf.store.ledger(stack.wf.keys.app_id, user.app_user_id, limit=10)
+    assert row.kind == "responses"  # openai(id): the AI SDK's default
     assert (await user.status()).spent > 0
