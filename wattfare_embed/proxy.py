@@ -76,6 +76,7 @@ class _Exchange:
     meter: ResponseMeter
     control: OpenStream
     trace: RequestTrace
+    passed_on: dict[str, str] = field(default_factory=dict)  # client headers the endpoint passes upstream
     outcome: str | None = None  # the error code the client got, once one was sent
     refused_upstream: bool = False
     outcome_unknown: bool = False
@@ -187,7 +188,8 @@ class Proxy:
         # Revocable from the moment money is held: a revoke while the upstream is still thinking
         # must stop the call before its first byte, not after its last.
         control = OpenStream(reservation.connection.id, user)
-        exchange = _Exchange(user, dialect, reservation, admission, meter, control, trace)
+        passed_on = {name: headers[name] for name in dialect.passed_headers if name in headers}
+        exchange = _Exchange(user, dialect, reservation, admission, meter, control, trace, passed_on)
         self._open.add(control)
         try:
             await self._forward(exchange, payload, receive, send)
@@ -270,7 +272,10 @@ class Proxy:
         credential = self._credential(reservation.connection)
         if credential is None:
             raise FundingInvalidError("this user's funding credential cannot be read; ask them to connect again")
-        headers = upstream_headers(credential, self._settings.app_name, self._settings.public_url)
+        headers = {
+            **exchange.passed_on,
+            **upstream_headers(credential, self._settings.app_name, self._settings.public_url),
+        }
         base = reservation.connection.upstream_url or self._settings.upstream_url
         return base + dialect.upstream_path, json.dumps(payload, separators=(",", ":")).encode(), headers
 

@@ -135,7 +135,12 @@ async def test_messages_take_the_key_as_x_api_key_and_answer_errors_in_anthropic
     lite: Proxied, user_id: str
 ) -> None:
     body = {"model": SONNET, "max_tokens": 100, "messages": HELLO}
-    headers = {"x-api-key": lite.keys.secret_key, "x-wattfare-user": user_id, "anthropic-version": "2023-06-01"}
+    headers = {
+        "x-api-key": lite.keys.secret_key,
+        "x-wattfare-user": user_id,
+        "anthropic-version": "2023-06-01",
+        "anthropic-beta": "context-1m-2025-08-07",
+    }
 
     refused = await lite.http.post(MESSAGES, json=body, headers=headers)
     assert refused.status_code == 402
@@ -152,6 +157,11 @@ async def test_messages_take_the_key_as_x_api_key_and_answer_errors_in_anthropic
     assert answer.status_code == 200 and answer.json()["type"] == "message"
     [sent] = lite.upstream_calls(MESSAGES)
     assert sent.headers["authorization"].startswith("Bearer sk-or-")  # the user's funding key, not ours
+    assert "x-api-key" not in sent.headers and "x-wattfare-user" not in sent.headers
+    assert (sent.headers["anthropic-version"], sent.headers["anthropic-beta"]) == (
+        "2023-06-01",
+        "context-1m-2025-08-07",
+    )
     assert "user" not in sent.json and len(sent.json["metadata"]["user_id"]) == 32
     [row] = await lite.settled(user_id, 1)
     assert (row.kind, row.cost_source) == ("messages", "reported")

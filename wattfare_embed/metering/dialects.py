@@ -5,8 +5,9 @@ live (``read_request``), where its output limit lives (``prepare``: ``max_tokens
 ``max_output_tokens``, a thinking budget; ``None`` when it produces no output), how its
 responses carry output, usage and errors (``read_event``, ``usage_tokens``), and how the proxy
 speaks on it: the event that ends a stream it stopped (``cut_off``), the body of an error
-(``error_body``), where the end user's pseudonym goes (``name_user``) and the header an SDK may
-send the key in (``api_key_header``). The pieces live beside each API (``chat_api``,
+(``error_body``), where the end user's pseudonym goes (``name_user``), the header an SDK may
+send the key in (``api_key_header``) and the client's headers the upstream also reads
+(``passed_headers``). The pieces live beside each API (``chat_api``,
 ``responses_api``, ``messages_api``); a new endpoint is a new ``Dialect``, not a new flow.
 """
 
@@ -74,6 +75,7 @@ class Dialect:
     error_body: Callable[[WattfareError], bytes] = _openai_error_body
     name_user: Callable[[dict[str, Any], str], None] = _name_user
     api_key_header: str | None = None  # a header that may carry the secret key instead of Authorization
+    passed_headers: tuple[str, ...] = ()  # the client's headers the upstream also needs
 
 
 CHAT = Dialect(
@@ -127,6 +129,8 @@ MESSAGES = Dialect(
     messages_cut_off,
     error_body=messages_error_body,
     name_user=name_messages_user,
-    # The anthropic SDK sends its API key as `x-api-key`.
+    # The anthropic SDK sends its API key as `x-api-key`, and asks for its API version and beta
+    # features in headers, which OpenRouter's skin reads too.
     api_key_header="x-api-key",
+    passed_headers=("anthropic-version", "anthropic-beta"),
 )
