@@ -154,7 +154,7 @@ class Proxy:
     # -- one metered request ----------------------------------------------------------------
 
     async def _metered(self, scope: Scope, receive: Receive, send: Send, dialect: Dialect) -> None:
-        trace = self._recorder.begin(dialect.kind)  # telemetry: NO_TRACE, doing nothing, when off
+        trace = self._recorder.begin(dialect.operation)  # telemetry: NO_TRACE, doing nothing, when off
         try:
             headers = Headers(scope=scope)
             user = self._caller(headers, api_key_header=dialect.api_key_header)

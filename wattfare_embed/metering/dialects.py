@@ -72,6 +72,7 @@ class Dialect:
     read_event: EventReader
     usage_tokens: UsageTokens
     cut_off: Callable[[WattfareError, int], bytes]  # (why, data events so far) -> what ends a stream we stopped
+    operation: str = "chat"  # what telemetry names it (the GenAI conventions' gen_ai.operation.name)
     error_body: Callable[[WattfareError], bytes] = _openai_error_body
     name_user: Callable[[dict[str, Any], str], None] = _name_user
     api_key_header: str | None = None  # a header that may carry the secret key instead of Authorization
@@ -97,6 +98,7 @@ COMPLETIONS = Dialect(
     read_completion_event,
     chat_usage_tokens,
     chat_cut_off,
+    operation="text_completion",
 )
 EMBEDDINGS = Dialect(
     "embeddings",
@@ -107,6 +109,7 @@ EMBEDDINGS = Dialect(
     read_chat_event,
     chat_usage_tokens,
     chat_cut_off,
+    operation="embeddings",
 )
 RESPONSES = Dialect(
     "responses",
