@@ -11,11 +11,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.log_guard import SecretsInLogs
 from wattfare_embed import AppKeys, new_key_pair
 
-POSTGRES_URL = os.environ.get("WATTFARE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+BASE_POSTGRES_URL = os.environ.get("WATTFARE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+# One database per run, made from the base one at the start and dropped at the end: a run never
+# meets rows of another run, nor tables another code version (another branch, an older release)
+# migrated. Child processes inherit the name, so servers a test starts share the run's database.
+_RUN_DATABASE = os.environ.setdefault(
+    "WATTFARE_TEST_RUN_DATABASE", f"{make_url(BASE_POSTGRES_URL).database}_run{os.getpid()}"
+)
+POSTGRES_URL = make_url(BASE_POSTGRES_URL).set(database=_RUN_DATABASE).render_as_string(hide_password=False)
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -35,27 +43,32 @@ def require_postgres() -> None:
     pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432: skipping the PostgreSQL variant")
 
 
-async def _empty_public_schema(database_url: str) -> None:
+async def _admin(statement: str) -> None:
+    """Run one statement on the base test database (where databases are made and dropped)."""
     import asyncpg
 
     from wattfare_embed.store._postgres import _connect_kwargs, asyncpg_url
 
-    url = asyncpg_url(database_url)
+    url = asyncpg_url(BASE_POSTGRES_URL)
     assert url is not None
     connection = await asyncpg.connect(**_connect_kwargs(url))
     try:
-        await connection.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
+        await connection.execute(statement)
     finally:
         await connection.close()
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _postgres_starts_empty() -> None:
-    """Every run starts on an empty PostgreSQL test database. Tests share it (each with its own app
-    id), so rows may stay behind; but tables migrated by a run of other code (another branch, an
-    older release) would meet this code's revisions half way and fail its start-ups."""
-    if postgres_reachable():
-        asyncio.run(_empty_public_schema(POSTGRES_URL))
+def _postgres_run_database() -> Iterator[None]:
+    if not postgres_reachable() or os.getpid() != int(_RUN_DATABASE.rsplit("_run", 1)[1]):
+        yield  # no server, or a child process of the run that made the database
+        return
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{_RUN_DATABASE}" WITH (FORCE)'))
+    asyncio.run(_admin(f'CREATE DATABASE "{_RUN_DATABASE}"'))
+    try:
+        yield
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{_RUN_DATABASE}" WITH (FORCE)'))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
