@@ -18,7 +18,7 @@ WEB_BUILT := $(WEB)/dist/index.html
 WEB_SOURCES := $(wildcard $(WEB)/src/*.ts $(WEB)/src/*.tsx) $(WEB)/index.html $(WEB)/vite.config.ts $(WEB)/tsconfig.json
 NPM_QUIET := --no-audit --no-fund --loglevel=error
 
-.PHONY: test lint typecheck pytest pytest-openai3 js js-check js-static react-chat-build react-chat demo demo-hosted bench bench-peers bench-scale bench-profile bench-telemetry clean
+.PHONY: screenshots test lint typecheck pytest pytest-openai3 js js-check js-static react-chat-build react-chat demo demo-hosted bench bench-peers bench-scale bench-profile bench-telemetry clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -109,6 +109,10 @@ pytest-openai3: $(STAMP3)
 	$(VENV3)/bin/python -m pytest -q -p no:cacheprovider $(OPENAI3_TESTS) -k "$(OPENAI3_ROWS)"
 
 test: lint typecheck pytest pytest-openai3
+
+# The README's pictures in docs/images come from the browser tests; an ordinary run leaves them alone.
+screenshots: $(STAMP) react-chat-build
+	WATTFARE_SCREENSHOTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/browser tests/hosted/test_browser.py
 
 demo: $(DEMO_STAMP)
 	@$(BIN)/python -m example_apps.fastapi_chat.run_demo $(if $(CONSENT),--consent $(CONSENT))

@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
+from tests.screenshots import SCREENSHOTS
 from wattfare_embed import AppKeys, Wattfare, new_key_pair
 from wattfare_embed.consent import DevConsent
 from wattfare_embed.testing.fake_openrouter import FakeOpenRouter
@@ -41,7 +42,7 @@ LOGIN_COOKIE = "app_user"
 # A deliberately expensive model, so that one short reply visibly moves a $10 budget.
 MODEL = "acme/pricey-demo"
 REPLY = "Here is a short streamed reply from the fake model."
-IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+IMAGES = SCREENSHOTS
 
 
 def _require_chromium() -> None:

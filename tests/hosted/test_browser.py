@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, async_playwright, expect
 
+from tests.screenshots import SCREENSHOTS
 from wattfare_embed.money import micros_from_usd
 
 from .conftest import APP_NAME, PASSWORD, Stack
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+IMAGES = SCREENSHOTS
 
 
 @pytest.fixture
