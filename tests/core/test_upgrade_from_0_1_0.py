@@ -136,7 +136,11 @@ async def test_a_0_1_0_database_is_adopted_and_upgraded_without_losing_a_row(old
         # Event ids are per app now: each old one is kept for the app holding connections here.
         assert after.pop("wattfare_webhook_events") == [("app1", *row) for row in before.pop("wattfare_webhook_events")]
         added = {table: after.pop(table) for table in set(after) - set(before)}
-        assert added == {"wcd_sessions": []}, "tables added since 0.1.0 start empty"
+        assert added == {"wcd_sessions": [], "wattfare_grants": []}, "tables added since 0.1.0 start empty"
+        # Consent requests gained `grant_requests`, empty on every old row (none asked for a grant).
+        requests = after.pop("wattfare_consent_requests")
+        assert all(row[-1] is None for row in requests)
+        after["wattfare_consent_requests"] = [row[:-1] for row in requests]
         assert after == before
 
         def state(db: Connection) -> tuple[Any, ...]:
