@@ -280,3 +280,26 @@ def _reservation_request(wf: Wattfare) -> Any:
     return ReservationRequest(
         app_id=wf.keys.app_id, app_user_id="", wanted=5000, minimum=100, kind="chat", model="m", ttl_seconds=60
     )
+
+
+async def test_revoking_a_grant_stops_its_stream_in_flight(lite: Proxied) -> None:
+    issued, _key = await grant_for(lite)
+    lite.fake.reply_text = OVERRUN_REPLY
+    lite.fake.chunk_delay = 0.05
+    chunks: list[bytes] = []
+
+    async with lite.http.stream(
+        "POST", CHAT, json=lite.chat_body(stream=True, max_tokens=200), headers=grant_headers(lite, issued.token)
+    ) as response:
+        async for chunk in response.aiter_raw():
+            chunks.append(chunk)
+            if len(chunks) == 2:
+                await lite.wf.grant(issued.token).revoke()
+
+    events = sse_events(b"".join(chunks))
+    assert events[-1]["error"]["code"] == "not_connected"  # the revoked stream's cut-off event
+    pieces = sum(1 for event in events if event.get("choices") and event["choices"][0]["delta"].get("content"))
+    assert pieces < 60
+    [row] = await settled(lite, issued, 1)
+    assert row.state == "settled"
+    assert error_of(await chat(lite, issued.token)) == (402, "grant_invalid")
