@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ._redaction import redact
 from .consent import AuthorizeRequest, FundingGrant
-from .errors import GrantInvalidError, InvalidRequestError, WattfareError
+from .errors import GrantInvalidError, InvalidRequestError, UpstreamError, WattfareError
 from .grants import IssuedGrant, issue_grant
 from .money import Micros
 from .pkce import new_verifier, s256_challenge
@@ -170,6 +170,11 @@ async def finish(
         # Shown on the callback page: whatever the authority put in it, no credential goes with it.
         shown = type(exc)(redact(exc.message), headers=exc.headers)
         return ConsentOutcome(status, request.return_to, request.mode, shown)
+    if grant.grant_requests is not None:
+        # A one-time grant is never stored as a connection (docs/consent-protocol.md, §4.1).
+        status = await embed.status(request.app_user_id)
+        wrong = UpstreamError("the consent authority answered a one-time grant where a connection was asked")
+        return ConsentOutcome(status, request.return_to, request.mode, wrong)
     await save_grant(embed, request.app_user_id, grant, request.requested_cap, now)
     status = await embed.status(request.app_user_id)
     return ConsentOutcome(status, request.return_to, request.mode)

@@ -114,8 +114,11 @@ def grant_callback(
     grant = outcome.grant.to_json() if outcome.grant is not None else None
     result = "error" if outcome.error is not None else "granted" if grant else "denied"
     back = _redirect_target(outcome.return_to, result, grant)
-    if outcome.mode == "redirect" and outcome.error is None:
+    redirecting = outcome.mode == "redirect" and outcome.error is None
+    if redirecting and grant is None:
         return RedirectResponse(back, status_code=303, headers={"cache-control": "no-store"})
+    # A granted redirect goes back from the page's script, not a Location header: the token stays
+    # in a body (which no access log or client trace records) and in the app's #fragment.
     if outcome.error is not None:
         title, message, status_code = "Not approved", outcome.error.message, 400
     elif grant is None:
@@ -130,8 +133,9 @@ def grant_callback(
     payload = {
         "type": GRANT_MESSAGE,
         "origin": public_origin(embed.settings, request),
-        "returnTo": back.partition("#")[0],  # the token only ever travels in the message
-        "navigate": outcome.error is None and grant is None,
+        # In a popup the token only ever travels in the message to the opener.
+        "returnTo": back if redirecting else back.partition("#")[0],
+        "navigate": redirecting or (outcome.error is None and grant is None),
         "status": None,
         "grant": grant,
         "error": outcome.error.to_json()["error"] if outcome.error else None,

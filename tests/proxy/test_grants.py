@@ -131,11 +131,22 @@ async def test_the_grant_dollar_cap_cuts_a_stream_mid_way(lite: Proxied) -> None
     # Nothing of the cap is left for a next request of any size: it is refused typed.
     assert error_of(await chat(lite, issued.token, model=SONNET)) == (402, "grant_invalid")
 
+    async def reconciled() -> LedgerEntry | None:
+        await lite.wf.proxy.sweep()
+        [final] = await grant_rows(lite, issued)
+        return final if not final.reconcile else None
+
+    # The estimate the cut stream was charged is replaced by the upstream's figure, on the grant.
+    final = await poll(reconciled, what="the cut stream's charge to be reconciled")
+    assert final.cost_source == "reported"
+    assert (await record_of(lite, issued)).spent == final.cost
+
 
 async def test_an_expired_grant_is_refused(lite: Proxied) -> None:
-    issued, _key = await grant_for(lite, expires_at=int(time.time()) + 1)
+    expires_at = int(time.time()) + 4
+    issued, _key = await grant_for(lite, expires_at=expires_at)
     assert (await chat(lite, issued.token)).status_code == 200
-    await asyncio.sleep(1.2)
+    await asyncio.sleep(max(0.0, expires_at - time.time()) + 0.2)
 
     refused = await chat(lite, issued.token)
 
