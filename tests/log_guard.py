@@ -3,7 +3,8 @@
 It looks at everything a handler could print: the message and its arguments, the attributes
 passed with ``extra``, the exception text and the stack. Keys are recognised by their shapes
 (an app's secret key ``sk_live_…``/``sk_test_…``, an OpenRouter funding or management key
-``sk-or-…``) and by value, for the keys a test registers with ``remember``.
+``sk-or-…``, a one-time grant token ``wfg_…``) and by value, for the keys a test registers with
+``remember``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import Any
 
 __all__ = ["SecretsInLogs"]
 
-KEY_SHAPES = re.compile(r"\bsk_(?:live|test)_[A-Za-z0-9]+_[A-Za-z0-9_\-]{16,}|\bsk-or-[A-Za-z0-9_\-]+")
+KEY_SHAPES = re.compile(
+    r"\bsk_(?:live|test)_[A-Za-z0-9]+_[A-Za-z0-9_\-]{16,}|\bsk-or-[A-Za-z0-9_\-]+|\bwfg_[A-Za-z0-9_\-]{16,}"
+)
 # What every LogRecord has; anything else on a record came in through `extra`.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 

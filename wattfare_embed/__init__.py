@@ -25,6 +25,8 @@ from .errors import (
     UpstreamError,
     WattfareError,
 )
+from .grant_client import WattfareGrant, grant_header
+from .grants import GrantStatus
 from .keys import AppKeys, new_key_pair
 from .middleware import WattfareMiddleware
 from .status import ConnectionStatus
@@ -42,6 +44,7 @@ __all__ = [
     "FundingGrant",
     "FundingInvalidError",
     "GrantInvalidError",
+    "GrantStatus",
     "HostedConsent",
     "InvalidRequestError",
     "NotConnectedError",
@@ -57,8 +60,10 @@ __all__ = [
     "UpstreamError",
     "Wattfare",
     "WattfareError",
+    "WattfareGrant",
     "WattfareMiddleware",
     "WattfareUser",
+    "grant_header",
     "is_budget_exceeded",
     "is_not_connected",
     "metadata",

@@ -3,8 +3,9 @@
 Two nets: every credential the process knows (the app's secret key, the upstream and
 management keys, the key sealing credentials at rest, a funding key in use) is replaced
 wherever it appears, and so is anything shaped like one (``sk-or-…``, ``sk_live_…``,
-``Bearer …``, ``Basic …``, a JWT), known or not. Funding keys are never registered one by
-one (there is one per user); they are caught by the credential in hand and by their shape.
+``Bearer …``, ``Basic …``, a JWT, a one-time grant's ``wfg_…``), known or not. Funding keys are
+never registered one by one (there is one per user); they are caught by the credential in hand
+and by their shape.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ _SHAPES = re.compile(
     r"|\bsk_(?:live|test)_[A-Za-z0-9_\-]+"  # the app's secret key
     r"|\bsk-[A-Za-z0-9_\-]{16,}"  # other OpenAI-style provider keys
     r"|\beyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+"  # a JWT (session tokens)
+    r"|\bwfg_[A-Za-z0-9_\-]{16,}"  # a one-time grant token
 )
 _SCHEME = re.compile(r"(?i)^(bearer|basic)(\s+)")
 # Shorter strings are not treated as secrets: replacing them would garble ordinary text.

@@ -31,12 +31,14 @@ from .errors import ConfigurationError, InvalidRequestError, WattfareError
 from .keys import AppKeys, parse_keys
 from .money import Micros
 from .status import ConnectionStatus
-from .store import ConnectionRecord, ConnectionState, PoolSizes, SqlStore, Store
+from .store import ConnectionRecord, ConnectionState, GrantRecord, PoolSizes, SqlStore, Store
+from .store._grants import connection_view
 from .telemetry import Recorder, Telemetry
 from .tokens import SessionTokens
 
 if TYPE_CHECKING:
     from .client import WattfareUser
+    from .grant_client import WattfareGrant
 
 __all__ = ["Session", "Wattfare"]
 
@@ -102,6 +104,9 @@ class Wattfare:
         max_concurrent_webhooks: int = 32,
         max_open_consents_per_user: int = 10,
         telemetry: Telemetry | None = None,
+        default_grant_usd: float | int | str | Decimal = 1,
+        max_grant_usd: float | int | str | Decimal = 20,
+        grant_ttl_seconds: int = 24 * 3600,
     ) -> None:
         secret = env_or(secret_key, "WATTFARE_SECRET_KEY")
         publishable = env_or(publishable_key, "WATTFARE_PUBLISHABLE_KEY")
@@ -134,6 +139,9 @@ class Wattfare:
             max_concurrent_webhooks=max_concurrent_webhooks,
             max_open_consents_per_user=max_open_consents_per_user,
             telemetry=telemetry,
+            default_grant_usd=default_grant_usd,
+            max_grant_usd=max_grant_usd,
+            grant_ttl_seconds=grant_ttl_seconds,
         )
         if consent is None:
             if self.keys.live:
@@ -321,6 +329,12 @@ class Wattfare:
 
         return WattfareUser(self, app_user_id)
 
+    def grant(self, grant_token: str) -> WattfareGrant:
+        """A handle on a one-time grant a visitor approved: ``status()``, ``openai()``, ``model()``."""
+        from .grant_client import WattfareGrant
+
+        return WattfareGrant(self, grant_token)
+
     async def status(self, app_user_id: str) -> ConnectionStatus:
         """A user's connection and budget; ``connected=False`` (never an error) when there is none."""
         app_user_id_of(app_user_id)
@@ -381,6 +395,10 @@ class Wattfare:
         except Exception:
             # Revocation here already stopped spending; the authority's copy is best effort.
             logger.warning("the consent authority did not confirm revoking grant %s", grant_id, exc_info=True)
+
+    def open_credential_of_grant(self, record: GrantRecord) -> str | None:
+        """A one-time grant's funding credential (sealed for ``app_id/grant_id``), or ``None``."""
+        return self.open_credential(connection_view(record, ""))
 
     def open_credential(self, record: ConnectionRecord) -> str | None:
         """The connection's funding credential, or ``None`` when it is gone or no longer opens.

@@ -35,32 +35,14 @@ INTERNAL_BASE_URL = "http://wattfare.internal/api/v1"
 INTERNAL_ANTHROPIC_URL = "http://wattfare.internal/api"
 
 
-class WattfareUser:
-    """One of your users, as seen by the embed.
+class MeteredClients:
+    """The metered clients of one funding source (a user's connection, or a one-time grant): the
+    requests they make carry ``_caller_headers()`` and never leave the process."""
 
-    ```python
-    ai = wf.user("user_123")
-    client = ai.openai()                       # an openai.AsyncOpenAI, metered
-    sync_client = ai.openai_sync()             # an openai.OpenAI, for sync code and worker threads
-    stream = await client.chat.completions.create(model="openai/gpt-4o-mini", messages=[...], stream=True)
-    claude = ai.anthropic()                    # an anthropic.AsyncAnthropic, metered (Anthropic Messages)
-    print((await ai.status()).remaining)       # micro-dollars
-    ```
-    """
+    _embed: Wattfare
 
-    def __init__(self, embed: Wattfare, app_user_id: str) -> None:
-        self._embed = embed
-        self.app_user_id = app_user_id_of(app_user_id)
-
-    async def status(self) -> ConnectionStatus:
-        """Connection and budget; ``connected=False`` on first run, never an error."""
-        return await self._embed.status(self.app_user_id)
-
-    async def disconnect(self) -> None:
-        await self._embed.disconnect(self.app_user_id)
-
-    async def create_session(self, *, monthly_usd: float | int | str | None = None) -> Session:
-        return await self._embed.create_session(self.app_user_id, monthly_usd=monthly_usd)
+    def _caller_headers(self) -> dict[str, str]:
+        raise NotImplementedError
 
     def openai(self, **options: Any) -> openai.AsyncOpenAI:
         """An ``openai.AsyncOpenAI`` whose calls are metered in process (no HTTP hop).
@@ -78,7 +60,7 @@ class WattfareUser:
 
         timeout = options.pop("timeout", self._embed.settings.upstream_timeout_seconds)
         http_client = httpx2.AsyncClient(transport=InProcessTransport(self._embed), timeout=timeout)
-        headers = {**user_id_header(self.app_user_id), **options.pop("default_headers", {})}
+        headers = {**self._caller_headers(), **options.pop("default_headers", {})}
         return openai.AsyncOpenAI(
             base_url=INTERNAL_BASE_URL,
             api_key=self._embed.keys.secret_key,
@@ -88,6 +70,46 @@ class WattfareUser:
             http_client=cast(Any, http_client),
             **options,
         )
+
+    def model(self, model_name: str) -> Any:
+        """A pydantic-ai model billed here (needs the ``pydantic-ai`` extra)."""
+        try:
+            from pydantic_ai.models.openai import OpenAIChatModel
+            from pydantic_ai.providers.openai import OpenAIProvider
+        except ImportError as exc:  # pragma: no cover - depends on the installed extras
+            raise ImportError("wf.user(...).model() needs: pip install 'wattfare-embed[pydantic-ai]'") from exc
+        return OpenAIChatModel(model_name, provider=OpenAIProvider(openai_client=self.openai()))
+
+
+class WattfareUser(MeteredClients):
+    """One of your users, as seen by the embed.
+
+    ```python
+    ai = wf.user("user_123")
+    client = ai.openai()                       # an openai.AsyncOpenAI, metered
+    sync_client = ai.openai_sync()             # an openai.OpenAI, for sync code and worker threads
+    stream = await client.chat.completions.create(model="openai/gpt-4o-mini", messages=[...], stream=True)
+    claude = ai.anthropic()                    # an anthropic.AsyncAnthropic, metered (Anthropic Messages)
+    print((await ai.status()).remaining)       # micro-dollars
+    ```
+    """
+
+    def __init__(self, embed: Wattfare, app_user_id: str) -> None:
+        self._embed = embed
+        self.app_user_id = app_user_id_of(app_user_id)
+
+    def _caller_headers(self) -> dict[str, str]:
+        return user_id_header(self.app_user_id)
+
+    async def status(self) -> ConnectionStatus:
+        """Connection and budget; ``connected=False`` on first run, never an error."""
+        return await self._embed.status(self.app_user_id)
+
+    async def disconnect(self) -> None:
+        await self._embed.disconnect(self.app_user_id)
+
+    async def create_session(self, *, monthly_usd: float | int | str | None = None) -> Session:
+        return await self._embed.create_session(self.app_user_id, monthly_usd=monthly_usd)
 
     def openai_sync(self, **options: Any) -> SyncOpenAI:
         """An ``openai.OpenAI`` for sync code, metered in process like ``openai()``.
@@ -116,7 +138,7 @@ class WattfareUser:
 
         timeout = options.pop("timeout", self._embed.settings.upstream_timeout_seconds)
         transport = ThreadedInProcessTransport(self._embed, embed_loop, deadline=timeout)
-        headers = {**user_id_header(self.app_user_id), **options.pop("default_headers", {})}
+        headers = {**self._caller_headers(), **options.pop("default_headers", {})}
         return MeteredOpenAI(
             embed_loop=embed_loop,
             base_url=INTERNAL_BASE_URL,
@@ -144,7 +166,7 @@ class WattfareUser:
 
         timeout = options.pop("timeout", self._embed.settings.upstream_timeout_seconds)
         http_client = httpx2.AsyncClient(transport=InProcessTransport(self._embed), timeout=timeout)
-        headers = {**user_id_header(self.app_user_id), **options.pop("default_headers", {})}
+        headers = {**self._caller_headers(), **options.pop("default_headers", {})}
         return anthropic.AsyncAnthropic(
             base_url=INTERNAL_ANTHROPIC_URL,
             api_key=self._embed.keys.secret_key,
@@ -153,15 +175,6 @@ class WattfareUser:
             http_client=http_client,
             **options,
         )
-
-    def model(self, model_name: str) -> Any:
-        """A pydantic-ai model billed to this user (needs the ``pydantic-ai`` extra)."""
-        try:
-            from pydantic_ai.models.openai import OpenAIChatModel
-            from pydantic_ai.providers.openai import OpenAIProvider
-        except ImportError as exc:  # pragma: no cover - depends on the installed extras
-            raise ImportError("wf.user(...).model() needs: pip install 'wattfare-embed[pydantic-ai]'") from exc
-        return OpenAIChatModel(model_name, provider=OpenAIProvider(openai_client=self.openai()))
 
     def __repr__(self) -> str:
         return f"WattfareUser({self.app_user_id!r})"

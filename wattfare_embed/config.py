@@ -83,6 +83,9 @@ class Settings:
     telemetry: Telemetry
     max_request_hold: Micros | None = None
     media_hold: Micros | None = None
+    default_grant_cap: Micros = 1_000_000
+    max_grant_cap: Micros = 20_000_000
+    grant_ttl_seconds: int = 24 * 3600
 
     @classmethod
     def build(
@@ -110,6 +113,9 @@ class Settings:
         max_concurrent_webhooks: int = 32,
         max_open_consents_per_user: int = 10,
         telemetry: Telemetry | None = None,
+        default_grant_usd: float | int | str | Decimal = 1,
+        max_grant_usd: float | int | str | Decimal = 20,
+        grant_ttl_seconds: int = 24 * 3600,
     ) -> Settings:
         default_cap = _usd(default_monthly_usd, "default_monthly_usd")
         max_cap = _usd(max_monthly_usd, "max_monthly_usd")
@@ -121,6 +127,12 @@ class Settings:
             raise ConfigurationError("body_timeout_seconds must be more than 0 and at most 3600")
         if max_concurrent_webhooks < 1 or max_open_consents_per_user < 1:
             raise ConfigurationError("max_concurrent_webhooks and max_open_consents_per_user must be at least 1")
+        default_grant, max_grant = _usd(default_grant_usd, "default_grant_usd"), _usd(max_grant_usd, "max_grant_usd")
+        if default_grant > max_grant:
+            raise ConfigurationError("default_grant_usd is above max_grant_usd")
+        # A grant is for a visit, not a subscription: a day by default, a month at most.
+        if not 60 <= grant_ttl_seconds <= 30 * 24 * 3600:
+            raise ConfigurationError("grant_ttl_seconds must be at least 60 and at most 30 days (2592000)")
         upstream = cast(str, env_or(upstream_url, "WATTFARE_UPSTREAM_URL", DEFAULT_UPSTREAM_URL)).rstrip("/")
         if not upstream.startswith(("http://", "https://")):
             raise ConfigurationError(f"upstream_url must be an http(s) URL, not {upstream!r}")
@@ -153,6 +165,9 @@ class Settings:
             else _usd(max_request_hold_usd, "max_request_hold_usd"),
             media_hold=None if media_hold_usd is None else _usd(media_hold_usd, "media_hold_usd"),
             telemetry=telemetry or Telemetry(),
+            default_grant_cap=default_grant,
+            max_grant_cap=max_grant,
+            grant_ttl_seconds=grant_ttl_seconds,
         )
 
 

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from ._redaction import redact
 from .consent import AuthorizeRequest, FundingGrant
-from .errors import GrantInvalidError, InvalidRequestError, WattfareError
+from .errors import GrantInvalidError, InvalidRequestError, UpstreamError, WattfareError
+from .grants import IssuedGrant, issue_grant
 from .money import Micros
 from .pkce import new_verifier, s256_challenge
 from .status import ConnectionStatus
@@ -67,6 +68,9 @@ class ConsentOutcome:
     mode: str
     error: WattfareError | None = None
     denied: bool = False
+    # A one-time grant's round trip: what was asked for, and the grant when it was approved.
+    grant_requests: int | None = None
+    grant: IssuedGrant | None = None
 
 
 async def begin(
@@ -78,8 +82,10 @@ async def begin(
     mode: str,
     browser_id: str,
     mount_url: str,
+    grant_requests: int | None = None,
 ) -> str:
-    """Record a consent request and return the one-time authorize URL."""
+    """Record a consent request and return the one-time authorize URL. With ``grant_requests``
+    the visitor is asked for a one-time grant of that many requests capped at ``monthly_cap``."""
     now = int(time.time())
     state = secrets.token_urlsafe(24)
     verifier = new_verifier()
@@ -98,6 +104,7 @@ async def begin(
             browser_hash=browser_hash(embed.keys.app_id, browser_id),
             created_at=now,
             expires_at=now + embed.settings.consent_ttl_seconds,
+            grant_requests=grant_requests,
         ),
         keep_open=embed.settings.max_open_consents_per_user,
     )
@@ -108,19 +115,27 @@ async def begin(
         monthly_cap=monthly_cap,
         app_user_id=app_user_id,
         mount_url=mount_url,
+        grant_requests=grant_requests,
     )
     return embed.consent.authorize_url(request, embed.authority_context())
 
 
-async def _why_unusable(embed: Wattfare, state: str, now: int) -> GrantInvalidError:
+async def _why_unusable(embed: Wattfare, state: str, now: int) -> ConsentOutcome:
     known = await embed.store.find_consent_request(state)
+    nobody = ConnectionStatus.of("", None, now)
     if known is None or known.app_id != embed.keys.app_id:
-        return GrantInvalidError("this consent link is unknown; start connecting again")
+        unknown = GrantInvalidError("this consent link is unknown; start connecting again")
+        return ConsentOutcome(nobody, "/", "popup", unknown)
     if known.used_at is not None:
-        return GrantInvalidError("this consent link was already used; start connecting again")
-    if known.expires_at <= now:
-        return GrantInvalidError("this consent link has expired; start connecting again")
-    return GrantInvalidError("this consent link was started in another browser; start connecting again from the app")
+        error = GrantInvalidError("this consent link was already used; start connecting again")
+    elif known.expires_at <= now:
+        error = GrantInvalidError("this consent link has expired; start connecting again")
+    else:
+        error = GrantInvalidError(
+            "this consent link was started in another browser; start connecting again from the app"
+        )
+    # A grant's link answers as a grant's round trip, so the page waiting for one hears the error.
+    return ConsentOutcome(nobody, "/", "popup", error, grant_requests=known.grant_requests)
 
 
 async def finish(
@@ -142,7 +157,9 @@ async def finish(
         return ConsentOutcome(ConnectionStatus.of("", None, now), "/", "popup", unknown)
     request = await embed.store.consume_consent_request(state, browser_hash(embed.keys.app_id, browser_id or ""), now)
     if request is None:
-        return ConsentOutcome(ConnectionStatus.of("", None, now), "/", "popup", await _why_unusable(embed, state, now))
+        return await _why_unusable(embed, state, now)
+    if request.grant_requests is not None:
+        return await _finish_grant(embed, request, code, error, now)
     if error or not code:
         status = await embed.status(request.app_user_id)
         return ConsentOutcome(status, request.return_to, request.mode, denied=True)
@@ -153,9 +170,32 @@ async def finish(
         # Shown on the callback page: whatever the authority put in it, no credential goes with it.
         shown = type(exc)(redact(exc.message), headers=exc.headers)
         return ConsentOutcome(status, request.return_to, request.mode, shown)
+    if grant.grant_requests is not None:
+        # A one-time grant is never stored as a connection (docs/consent-protocol.md, §4.1).
+        status = await embed.status(request.app_user_id)
+        wrong = UpstreamError("the consent authority answered a one-time grant where a connection was asked")
+        return ConsentOutcome(status, request.return_to, request.mode, wrong)
     await save_grant(embed, request.app_user_id, grant, request.requested_cap, now)
     status = await embed.status(request.app_user_id)
     return ConsentOutcome(status, request.return_to, request.mode)
+
+
+async def _finish_grant(
+    embed: Wattfare, request: ConsentRequest, code: str | None, error: str | None, now: int
+) -> ConsentOutcome:
+    """A one-time grant's callback: nobody's connection changes; the grant is made and its token
+    goes back to the browser that asked."""
+    nobody = ConnectionStatus.of("", None, now)
+    asked = request.grant_requests
+    if error or not code:
+        return ConsentOutcome(nobody, request.return_to, request.mode, denied=True, grant_requests=asked)
+    try:
+        funding = await embed.consent.exchange(code, request.verifier, request.redirect_uri, embed.authority_context())
+    except WattfareError as exc:
+        shown = type(exc)(redact(exc.message), headers=exc.headers)
+        return ConsentOutcome(nobody, request.return_to, request.mode, shown, grant_requests=asked)
+    issued = await issue_grant(embed, funding, asked or 1, request.requested_cap, now)
+    return ConsentOutcome(nobody, request.return_to, request.mode, grant_requests=asked, grant=issued)
 
 
 async def save_grant(embed: Wattfare, app_user_id: str, grant: FundingGrant, requested: Micros, now: int) -> None:

@@ -59,6 +59,8 @@ def _with_result(return_to: str, result: str) -> str:
 
 
 def routes(embed: Wattfare) -> list[BaseRoute]:
+    from . import grant_pages
+
     settings = embed.settings
     json_limit = min(settings.max_body_bytes, MAX_JSON_BODY_BYTES)
 
@@ -124,12 +126,18 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
         return json_response((await embed.status(user)).to_json())
 
     async def _begin(
-        request: Request, app_user_id: str, monthly_cap: int, return_to: Any, mode: str
+        request: Request,
+        app_user_id: str | None,
+        monthly_cap: int,
+        return_to: Any,
+        mode: str,
+        grant_requests: int | None = None,
     ) -> tuple[str, str]:
         browser_id = request.cookies.get(_browser_cookie(request)) or secrets.token_urlsafe(32)
         url = await consent_flow.begin(
             embed,
-            app_user_id=app_user_id,
+            app_user_id=app_user_id or grant_pages.grant_consent_owner(embed.keys.app_id, browser_id),
+            grant_requests=grant_requests,
             monthly_cap=monthly_cap,
             return_to=safe_return_path(return_to),
             mode=mode,
@@ -174,6 +182,16 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
         _bind_browser(request, response, browser_id)
         return response
 
+    async def create_grant_consent(request: Request) -> Response:
+        # An app without accounts has no session: the publishable key names the app, and what
+        # the visitor approves on the authority's page is the only thing that grants anything.
+        body = await read_object(request)
+        ask = grant_pages.read_grant_ask(embed, body)
+        url, browser_id = await _begin(request, None, ask.max_cost, body.get("returnTo"), ask.mode, ask.requests)
+        response = json_response({"url": url})
+        _bind_browser(request, response, browser_id)
+        return response
+
     async def connect_redirect(request: Request) -> Response:
         # A link on another site must not start a consent flow (and pick its cap) for a signed-in
         # user; browsers say where a navigation came from. Typed or bookmarked URLs say "none".
@@ -198,6 +216,9 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
             error=query.get("error"),
             browser_id=request.cookies.get(_browser_cookie(request)),
         )
+        if outcome.grant_requests is not None:
+            callback_page = _template("callback.html")
+            return grant_pages.grant_callback(embed, request, outcome, callback_page, _page_headers())
         result = "error" if outcome.error is not None else "denied" if outcome.denied else "connected"
         back = _with_result(outcome.return_to, result)
         if outcome.mode == "redirect" and outcome.error is None:
@@ -221,6 +242,7 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
             "origin": public_origin(settings, request),
             "returnTo": back,
             # An error stays on screen (with a link back) instead of vanishing in a redirect.
+            "type": "wattfare:connect",
             "navigate": outcome.error is None,
             "status": outcome.status.to_json(),
             "error": outcome.error.to_json()["error"] if outcome.error else None,
@@ -275,6 +297,9 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
         if authority.auto_approve:
             code = _dev_code(authority, pending, pending.requested_cap)
             return _back_to_callback(pending, code=code)
+        if pending.grant_requests is not None:
+            grant_page = grant_pages.render_dev_grant_page(embed, request, pending, _template("dev_grant.html"))
+            return Response(grant_page, media_type="text/html", headers=_page_headers())
         page = _template("dev_consent.html").substitute(
             app_name=html.escape(settings.app_name),
             app_initial=html.escape(settings.app_name[:1].upper() or "A"),
@@ -297,11 +322,17 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
             return _link_error_page(request, exc)
         if form.get("decision") != "approve":
             return _back_to_callback(pending, error="access_denied")
-        cap = parse_monthly_usd(form.get("monthlyUsd"), maximum=settings.max_monthly_cap)
+        if pending.grant_requests is not None:
+            cap = pending.requested_cap  # a grant's terms are the app's ask, approved or denied whole
+        else:
+            cap = parse_monthly_usd(form.get("monthlyUsd"), maximum=settings.max_monthly_cap)
         return _back_to_callback(pending, code=_dev_code(authority, pending, cap))
 
     def _dev_code(authority: DevConsent, pending: Any, cap: int) -> str:
-        return authority.issue_code(pending.state, s256_challenge(pending.verifier), cap, embed.authority_context())
+        challenge = s256_challenge(pending.verifier)
+        return authority.issue_code(
+            pending.state, challenge, cap, embed.authority_context(), grant_requests=pending.grant_requests
+        )
 
     async def browser_client(request: Request) -> Response:
         script = resources.files("wattfare_embed").joinpath("static", "wattfare.js").read_bytes()
@@ -320,6 +351,7 @@ def routes(embed: Wattfare) -> list[BaseRoute]:
         Route("/api/v1/connections", delete_connection, methods=["DELETE"]),
         Route("/api/v1/status", status_for_server, methods=["GET"]),
         Route("/api/v1/consent", create_consent, methods=["POST"]),
+        Route("/api/v1/grants/consent", create_grant_consent, methods=["POST"]),
         Route("/connect", connect_redirect, methods=["GET"]),
         Route("/callback", callback, methods=["GET"]),
         Route("/dev/consent", dev_consent_page, methods=["GET"]),

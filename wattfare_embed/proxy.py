@@ -33,6 +33,7 @@ from .errors import (
     UpstreamError,
     WattfareError,
 )
+from .grants import GrantAdmission, is_grant_id
 from .metering.dialects import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES, Dialect
 from .metering.estimate import Admission, HoldPolicy, affordable_tokens, plan_admission
 from .metering.limits import pin_prices
@@ -107,6 +108,7 @@ class Proxy:
         self._hold_policy = HoldPolicy(embed.settings.max_request_hold, embed.settings.media_hold)
         self._user_key = derive_key(embed.keys.secret_key, b"wattfare upstream user ids v1")
         self._open = OpenStreams()
+        self._grants = GrantAdmission(embed)
         embed.on_connection_ended(self._open.stop)
         embed.on_startup(self._start_revocation_watch)
 
@@ -157,7 +159,9 @@ class Proxy:
         trace = self._recorder.begin(dialect.operation)  # telemetry: NO_TRACE, doing nothing, when off
         try:
             headers = Headers(scope=scope)
-            user = self._caller(headers, api_key_header=dialect.api_key_header)
+            # A one-time grant's request names its grant (X-Wattfare-Grant) instead of a user.
+            grant = self._grants.token_of(headers, dialect.api_key_header)
+            user = self._caller(headers, api_key_header=dialect.api_key_header) if grant is None else ""
             trace.authenticated(user)
             # Input hardening (issue 10): JSON only, and the whole body within the deadline.
             require_json_body(headers)
@@ -168,7 +172,8 @@ class Proxy:
             price = await self.prices.for_request(request, allow_unpriced=self._settings.allow_unpriced_models)
             trace.priced(payload["model"])
             admission = plan_admission(request, price, self._hold_policy)
-            reservation = await self._reserve_shielded(user, payload["model"], dialect.kind, admission)
+            reservation = await self._reserve_shielded(user, payload["model"], dialect.kind, admission, grant)
+            user = reservation.connection.app_user_id  # a grant's requests go as the grant's id
             trace.reserved(reservation.ledger_id, reservation.amount)
         except WattfareError as exc:
             trace.finished(exc.code)
@@ -213,9 +218,11 @@ class Proxy:
             api_key_header=api_key_header,
         )
 
-    async def _reserve_shielded(self, user: str, model: str, kind: str, admission: Admission) -> Reservation:
+    async def _reserve_shielded(
+        self, user: str, model: str, kind: str, admission: Admission, grant: str | None = None
+    ) -> Reservation:
         """Reserve; if the request is cancelled meanwhile, the hold (committed or not) is released."""
-        task = asyncio.ensure_future(self._reserve(user, model, kind, admission))
+        task = asyncio.ensure_future(self._reserve(user, model, kind, admission, grant))
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -230,9 +237,13 @@ class Proxy:
         held = task.result()
         _keep(asyncio.ensure_future(self._embed.store.settle(held.ledger_id, 0, "none", int(time.time()))))
 
-    async def _reserve(self, user: str, model: str, kind: str, admission: Admission) -> Reservation:
+    async def _reserve(
+        self, user: str, model: str, kind: str, admission: Admission, grant: str | None = None
+    ) -> Reservation:
         # Absurd asks (max_tokens in the billions) stay within a 64-bit column.
         wanted, minimum = min(admission.wanted, MAX_HOLD), min(admission.minimum, MAX_HOLD)
+        if grant is not None:
+            return await self._grants.reserve(grant, model, kind, wanted, minimum)
         now = int(time.time())
         request = ReservationRequest(
             app_id=self._embed.keys.app_id,
@@ -415,6 +426,10 @@ class Proxy:
             await asyncio.sleep(REVOCATION_POLL_SECONDS)
             for connection_id, user in self._open.in_flight():
                 try:
+                    if is_grant_id(connection_id):
+                        if not await self._grants.still_active(connection_id):
+                            self._open.stop(connection_id)
+                        continue
                     record = await store.get_connection(app_id, user, int(time.time()))
                 except Exception:
                     logger.warning("checking a connection for a revoke failed; trying again", exc_info=True)

@@ -3,6 +3,9 @@
 //   import { createWattfare, isNotConnected } from "wattfare-embed/client";
 //   const wattfare = createWattfare({ publishableKey: "pk_test_…", session: "/wattfare/session" });
 //   button.onclick = () => wattfare.connect({ monthlyUsd: 10 });
+//
+// An app without accounts leaves `session` out and asks for one-time grants:
+//   const grant = await createWattfare({ publishableKey: "pk_test_…" }).requestGrant({ requests: 3, maxUsd: 0.5 });
 
 import { createClient, type WattfareClient, type WattfareConfig } from "./create-client.js";
 
@@ -13,6 +16,7 @@ export type {
   WattfareConfig,
   WattfareState,
 } from "./create-client.js";
+export type { Grant, GrantOptions, GrantResult, NotGranted } from "./grant.js";
 export type { SessionSource } from "./session.js";
 export type { ConnectionState, ConnectionStatus } from "./status.js";
 export { formatUsd, readStatus } from "./status.js";

@@ -4,6 +4,14 @@
 
 import { runConsentRound, type ConsentRound } from "./consent-window.js";
 import { WattfareError, isBudgetExceeded, isNotConnected, toWattfareError } from "./errors.js";
+import {
+  checkGrantOptions,
+  startGrantRound,
+  takeRedirectGrant,
+  type Grant,
+  type GrantOptions,
+  type GrantResult,
+} from "./grant.js";
 import { send, type Fetch } from "./http.js";
 import { SessionTokens, checkSessionSource, type SessionSource } from "./session.js";
 import { notConnectedStatus, readStatus, type ConnectionStatus } from "./status.js";
@@ -11,8 +19,9 @@ import { notConnectedStatus, readStatus, type ConnectionStatus } from "./status.
 export interface WattfareConfig {
   /** `pk_live_…` or `pk_test_…`: names the app; safe in the browser. */
   publishableKey: string;
-  /** Your route that mints a session token for the signed-in user (POSTed), or a function returning one. */
-  session: SessionSource;
+  /** Your route that mints a session token for the signed-in user (POSTed), or a function returning one.
+   * Leave it out in an app without accounts that only asks for one-time grants (`requestGrant`). */
+  session?: SessionSource;
   /** Where the embed is mounted, e.g. `/wattfare` (the default) or `https://app.example.com/wattfare`. */
   baseURL?: string;
   /** The origin the consent result is posted from: the embed's own (where `{mount}/callback` is served). */
@@ -35,7 +44,7 @@ export interface WattfareState {
   error: WattfareError | null;
 }
 
-export type RedirectResult = "connected" | "denied" | "error";
+export type RedirectResult = "connected" | "granted" | "denied" | "error";
 
 export interface WattfareClient {
   readonly publishableKey: string;
@@ -48,6 +57,13 @@ export interface WattfareClient {
   /** Open the consent popup (call it from a click); a full-page redirect when popups are blocked.
    * Resolves with the new status; a denial or a closed popup resolves as not connected. */
   connect(options?: ConnectOptions): Promise<ConnectionStatus>;
+  /** Ask the visitor for a one-time grant of a few requests under a dollar cap (call it from a click):
+   * a popup, or a full-page redirect when popups are blocked (then `redirectGrant` holds the result
+   * on the page the visitor comes back to). Needs only the publishable key. Resolves with the grant,
+   * or `{granted: false, reason}` when the visitor denied or closed the window. */
+  requestGrant(options: GrantOptions): Promise<GrantResult>;
+  /** Set when this page load ends a grant's redirect round trip (taken out of the address). */
+  readonly redirectGrant: Grant | null;
   /** Read the status from the server (and tell every listener). */
   refresh(): Promise<ConnectionStatus>;
   status(): Promise<ConnectionStatus>;
@@ -73,9 +89,9 @@ export function createClient(config: WattfareConfig, defaultBaseURL: string): Wa
   const { publishableKey, session } = config ?? ({} as Partial<WattfareConfig>);
   const key = typeof publishableKey === "string" ? PUBLISHABLE_KEY.exec(publishableKey) : null;
   if (!key?.[2]) throw new WattfareError("invalid_request", "publishableKey must look like pk_live_… or pk_test_…");
-  checkSessionSource(session);
+  if (session !== undefined) checkSessionSource(session);
   const fetcher: Fetch = config.fetch ?? ((input, init) => fetch(input, init));
-  const tokens = new SessionTokens(session, key[2], fetcher);
+  const tokens = session === undefined ? null : new SessionTokens(session, key[2], fetcher);
 
   let resolvedBase: string | null = null;
   const base = (): string => {
@@ -95,6 +111,8 @@ export function createClient(config: WattfareConfig, defaultBaseURL: string): Wa
   let inFlight = 0;
   let pending: { popup: Window; promise: Promise<ConnectionStatus> } | null = null;
   let redirectResult: RedirectResult | null = null;
+  let redirectGrant: Grant | null = null;
+  let pendingGrant: { popup: Window; promise: Promise<GrantResult> } | null = null;
 
   function setState(change: Partial<WattfareState>): void {
     const next = { ...state, ...change };
@@ -135,6 +153,9 @@ export function createClient(config: WattfareConfig, defaultBaseURL: string): Wa
   }
 
   async function api(method: string, path: string, body?: object, retry = true): Promise<unknown> {
+    if (tokens === null) {
+      throw new WattfareError("invalid_request", "this client was made without `session`: it can only requestGrant()");
+    }
     const headers: Record<string, string> = { authorization: `Bearer ${await tokens.token()}`, accept: "application/json" };
     if (body) headers["content-type"] = "application/json";
     try {
@@ -194,10 +215,25 @@ export function createClient(config: WattfareConfig, defaultBaseURL: string): Wa
     return promise;
   }
 
+  function requestGrant(options: GrantOptions): Promise<GrantResult> {
+    checkGrantOptions(options);
+    if (pendingGrant && !pendingGrant.popup.closed) {
+      pendingGrant.popup.focus();
+      return pendingGrant.promise;
+    }
+    pendingGrant = null;
+    const opened = startGrantRound({ publishableKey, base, origin: consentOrigin, fetcher }, options);
+    const promise = opened.promise.finally(() => {
+      if (pendingGrant?.promise === promise) pendingGrant = null;
+    });
+    if (opened.popup) pendingGrant = { popup: opened.popup, promise };
+    return promise;
+  }
+
   // Re-read on return to the tab: a revoke on the consent domain's dashboard shows without a reload.
   let lastFocusRefresh = 0;
   const onReturn = (): void => {
-    if (document.visibilityState === "hidden" || pending) return;
+    if (document.visibilityState === "hidden" || pending || tokens === null) return;
     const now = Date.now();
     if (now - lastFocusRefresh < FOCUS_REFRESH_GAP_MS) return;
     lastFocusRefresh = now;
@@ -221,6 +257,10 @@ export function createClient(config: WattfareConfig, defaultBaseURL: string): Wa
     get redirectResult() {
       return redirectResult;
     },
+    get redirectGrant() {
+      return redirectGrant;
+    },
+    requestGrant,
     get current() {
       return state.status;
     },
@@ -258,11 +298,12 @@ export function createClient(config: WattfareConfig, defaultBaseURL: string): Wa
   if (hasWindow()) {
     const here = new URL(location.href);
     const result = here.searchParams.get("wattfare");
-    if (result === "connected" || result === "denied" || result === "error") {
+    if (result === "connected" || result === "granted" || result === "denied" || result === "error") {
       redirectResult = result;
       here.searchParams.delete("wattfare");
+      redirectGrant = takeRedirectGrant(here);
       history.replaceState(history.state, "", here.pathname + here.search + here.hash);
-      queueMicrotask(() => refresh().catch(() => {}));
+      if (tokens !== null && result !== "granted") queueMicrotask(() => refresh().catch(() => {}));
     }
   }
   return client;

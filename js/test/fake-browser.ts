@@ -114,6 +114,9 @@ export class FakeBrowser {
       this.connected = false;
       return new Response(null, { status: 204 });
     }
+    if (path === "/wattfare/api/v1/grants/consent") {
+      return json({ url: `${ORIGIN}/wattfare/dev/consent?state=g${this.calls.length}` });
+    }
     if (path === "/wattfare/api/v1/consent") return json({ url: `${ORIGIN}/wattfare/dev/consent?state=s${this.calls.length}` });
     return json({ error: { code: "invalid_request", message: `no route ${path}` } }, 400);
   };

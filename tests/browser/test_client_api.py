@@ -111,7 +111,8 @@ def test_errors_are_wattfare_error_objects_with_code_and_status(visit: Visit, de
         const otherApp = "x." + btoa(JSON.stringify({ app: "someoneelse" })) + ".y";
         return {
           badKey: await caught(() => createWattfare({ publishableKey: "sk_test_abc_def", session: "/s" })),
-          noSession: await caught(() => createWattfare({ publishableKey: pk })),
+          // Without a session a client only asks for one-time grants: reading a connection is refused.
+          noSession: await caught(() => createWattfare({ publishableKey: pk }).status()),
           badToken: await caught(() => forged.status()),
           mints,
           otherApp: await caught(() => createWattfare({ publishableKey: pk, session: () => otherApp }).status()),

@@ -105,7 +105,9 @@ async def test_auto_approve_round_trip_connects_with_the_requested_cap(harness: 
 async def test_the_callback_page_posts_the_status_to_the_apps_exact_origin(lite: Harness, user_id: str) -> None:
     token = await lite.session(user_id)
     page = await lite.browser.get(await lite.consent_url(token), follow_redirects=True)
-    assert 'postMessage({ type: "wattfare:connect", status: result.status, error: result.error }, target)' in page.text
+    post = "postMessage({ type: result.type, status: result.status, grant: result.grant, error: result.error }, target)"
+    assert post in page.text
+    assert callback_result(page)["type"] == "wattfare:connect"
     assert "var target = result.origin;" in page.text
     assert '"*"' not in page.text and "'*'" not in page.text
     assert callback_result(page)["origin"] == lite.base_url

@@ -243,3 +243,28 @@ def test_live_keys_work_with_openrouter_consent(sqlite_url: str) -> None:
     embed = make_embed(live, sqlite_url, consent=OpenRouterConsent(api_url="https://openrouter.example/api/v1/"))
     assert embed.consent.name == "openrouter"
     assert embed.consent.api_url == "https://openrouter.example/api/v1"  # type: ignore[attr-defined]
+
+
+async def test_openrouter_pkce_funds_a_one_time_grant_with_a_key_for_it_alone(
+    openrouter_lite: OpenRouterSetup,
+) -> None:
+    from wattfare_embed.grants import grant_token_hash
+
+    setup = openrouter_lite
+    started = await setup.app.browser.post(
+        "/api/v1/grants/consent",
+        json={"publishableKey": setup.app.keys.publishable_key, "requests": 2, "maxUsd": 0.25},
+    )
+    assert started.status_code == 200, started.text
+    page = await setup.app.browser.get(started.json()["url"], follow_redirects=True)
+
+    grant = callback_result(page)["grant"]
+    embed = setup.app.embed
+    record = await embed.store.find_grant(embed.keys.app_id, grant_token_hash(grant["grantToken"]))
+    assert record is not None and (record.requests_allowed, record.max_cost) == (2, 250_000)
+    # The PKCE exchange minted a key of the visitor's for this grant alone.
+    key = setup.fake.keys.find(embed.open_credential_of_grant(record) or "")
+    assert key is not None and key.via_oauth
+    assert await embed.store.get_connection(embed.keys.app_id, "", 0) is None
+    status = await embed.grant(grant["grantToken"]).status()
+    assert (status.active, status.requests_left) == (True, 2)

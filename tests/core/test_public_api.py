@@ -17,6 +17,7 @@ PUBLIC_NAMES = [
     "FundingGrant",
     "FundingInvalidError",
     "GrantInvalidError",
+    "GrantStatus",
     "HostedConsent",
     "InvalidRequestError",
     "NotConnectedError",
@@ -32,11 +33,13 @@ PUBLIC_NAMES = [
     "UpstreamError",
     "Wattfare",
     "WattfareError",
+    "WattfareGrant",
     "WattfareMiddleware",
     "WattfareUser",
     "is_budget_exceeded",
     "is_not_connected",
     "metadata",
+    "grant_header",
     "migrations",
     "new_key_pair",
     "to_wattfare_error",
@@ -87,6 +90,7 @@ def test_the_store_metadata_holds_only_prefixed_tables() -> None:
         "wattfare_ledger",
         "wattfare_consent_requests",
         "wattfare_webhook_events",
+        "wattfare_grants",
     }
     assert all(name.startswith("wattfare_") for name in wattfare_embed.metadata.tables)
 

@@ -136,7 +136,12 @@ async def test_a_0_1_0_database_is_adopted_and_upgraded_without_losing_a_row(old
         # Event ids are per app now: each old one is kept for the app holding connections here.
         assert after.pop("wattfare_webhook_events") == [("app1", *row) for row in before.pop("wattfare_webhook_events")]
         added = {table: after.pop(table) for table in set(after) - set(before)}
-        assert added == {"wcd_sessions": []}, "tables added since 0.1.0 start empty"
+        assert added == {"wcd_sessions": [], "wattfare_grants": []}, "tables added since 0.1.0 start empty"
+        # Columns added for one-time grants are empty on every old row (none was a one-time grant).
+        for table, added_columns in (("wattfare_consent_requests", 1), ("wcd_codes", 1), ("wcd_grants", 2)):
+            rows = after.pop(table)
+            assert all(set(row[-added_columns:]) == {None} for row in rows), table
+            after[table] = [row[:-added_columns] for row in rows]
         assert after == before
 
         def state(db: Connection) -> tuple[Any, ...]:

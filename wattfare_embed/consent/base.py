@@ -27,6 +27,8 @@ class AuthorizeRequest:
     app_user_id: str
     # The embed's own public base URL (origin + mount path), for authorities it serves itself.
     mount_url: str
+    # Set for a one-time grant of this many requests; ``monthly_cap`` is then the grant's dollar cap.
+    grant_requests: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,9 @@ class FundingGrant:
     monthly_cap: Micros | None = None  # None: the authority does not report one; the request stands
     hard_limit: Micros | None = None
     upstream_url: str | None = None
+    # A one-time grant's terms, when the authority approved one (else None: it is a connection).
+    grant_requests: int | None = None
+    expires_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

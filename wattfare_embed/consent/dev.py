@@ -47,10 +47,19 @@ class DevConsent:
     def authorize_url(self, request: AuthorizeRequest, context: AuthorityContext) -> str:
         return f"{request.mount_url}/dev/consent?{urlencode({'state': request.state})}"
 
-    def issue_code(self, state: str, code_challenge: str, monthly_cap: Micros, context: AuthorityContext) -> str:
-        """A signed, 10-minute code carrying the approved cap, bound to the PKCE challenge."""
+    def issue_code(
+        self,
+        state: str,
+        code_challenge: str,
+        monthly_cap: Micros,
+        context: AuthorityContext,
+        *,
+        grant_requests: int | None = None,
+    ) -> str:
+        """A signed, 10-minute code carrying the approved cap (and a grant's request count), bound
+        to the PKCE challenge."""
         now = int(time.time())
-        claims = {
+        claims: dict[str, object] = {
             "aud": _CODE_AUDIENCE,
             "state": state,
             "cap": monthly_cap,
@@ -58,6 +67,8 @@ class DevConsent:
             "iat": now,
             "exp": now + 600,
         }
+        if grant_requests is not None:
+            claims["req"] = grant_requests
         return jwt.encode(claims, self._key(context), algorithm="HS256")
 
     async def exchange(self, code: str, verifier: str, redirect_uri: str, context: AuthorityContext) -> FundingGrant:
@@ -68,8 +79,12 @@ class DevConsent:
         if not challenge_matches(verifier, str(claims.get("chl", ""))):
             raise GrantInvalidError("the consent code does not match this consent request")
         credential = context.upstream_api_key or SIMULATED_KEY_PREFIX + secrets.token_hex(16)
+        requests = claims.get("req")
         return FundingGrant(
-            credential=credential, grant_id="dev_" + secrets.token_hex(8), monthly_cap=int(claims["cap"])
+            credential=credential,
+            grant_id="dev_" + secrets.token_hex(8),
+            monthly_cap=int(claims["cap"]),
+            grant_requests=requests if isinstance(requests, int) else None,
         )
 
     async def revoke(self, credential: str | None, grant_id: str | None, context: AuthorityContext) -> None:

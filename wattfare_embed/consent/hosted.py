@@ -148,17 +148,21 @@ class HostedConsent:
     # -- the protocol -----------------------------------------------------------------------
 
     def authorize_url(self, request: AuthorizeRequest, context: AuthorityContext) -> str:
-        query = urlencode(
-            {
-                "response_type": "code",
-                "client_id": context.keys.publishable_key,
-                "redirect_uri": request.redirect_uri,
-                "state": request.state,
-                "code_challenge": request.code_challenge,
-                "code_challenge_method": "S256",
-                "monthly_usd": wire_usd(request.monthly_cap),
-            }
-        )
+        params = {
+            "response_type": "code",
+            "client_id": context.keys.publishable_key,
+            "redirect_uri": request.redirect_uri,
+            "state": request.state,
+            "code_challenge": request.code_challenge,
+            "code_challenge_method": "S256",
+        }
+        if request.grant_requests is not None:
+            # A one-time grant (docs/consent-protocol.md, §3.1): a request count and a dollar cap.
+            params["grant_requests"] = str(request.grant_requests)
+            params["max_usd"] = wire_usd(request.monthly_cap)
+        else:
+            params["monthly_usd"] = wire_usd(request.monthly_cap)
+        query = urlencode(params)
         return f"{self._cached_for_authorize(context.http).authorization_endpoint}?{query}"
 
     async def exchange(self, code: str, verifier: str, redirect_uri: str, context: AuthorityContext) -> FundingGrant:
@@ -181,14 +185,22 @@ class HostedConsent:
 
     def _grant(self, payload: dict[str, Any]) -> FundingGrant:
         key, grant_id, upstream = payload.get("funding_key"), payload.get("grant_id"), payload.get("upstream_url")
-        if payload.get("token_type") != "funding" or not isinstance(key, str) or not key:
+        kind = payload.get("token_type")
+        if kind not in ("funding", "grant") or not isinstance(key, str) or not key:
             raise UpstreamError("the consent domain's token response has no funding key")
         if not isinstance(grant_id, str) or not grant_id or len(grant_id) > 128:
             raise UpstreamError("the consent domain's token response has no grant id")
         if upstream is not None and (not isinstance(upstream, str) or not self._upstream_allowed(upstream)):
             raise UpstreamError(f"the consent domain named an upstream that is not https: {upstream!r}")
+        requests = expires_at = None
+        if kind == "grant":
+            requests, expires_at = payload.get("grant_requests"), payload.get("expires_at")
+            if isinstance(requests, bool) or not isinstance(requests, int) or requests < 1:
+                raise UpstreamError("the consent domain's grant has no request count")
+            if isinstance(expires_at, bool) or not isinstance(expires_at, int):
+                raise UpstreamError("the consent domain's grant has no expiry")
         try:
-            cap = parse_wire_usd(payload.get("monthly_usd"))
+            cap = parse_wire_usd(payload.get("max_usd" if kind == "grant" else "monthly_usd"))
             hard = payload.get("hard_limit_usd")
             hard_limit = parse_wire_usd(hard) if hard is not None else None
         except ValueError as exc:
@@ -199,6 +211,8 @@ class HostedConsent:
             monthly_cap=cap,
             hard_limit=hard_limit,
             upstream_url=upstream.rstrip("/") if upstream else None,
+            grant_requests=requests,
+            expires_at=expires_at,
         )
 
     def _upstream_allowed(self, url: str) -> bool:

@@ -181,6 +181,7 @@ class ConsentDomain:
             "token_endpoint_auth_methods_supported": ["client_secret_basic"],
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic"],
             "periods_supported": ["month"],
+            "one_time_grants_supported": True,  # grant_requests + max_usd (docs/consent-protocol.md, §2.1)
             "webhook_events_supported": ["grant.revoked", "grant.updated"],
             "webhook_signature_versions_supported": ["v1"],
         }

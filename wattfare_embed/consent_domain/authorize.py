@@ -21,10 +21,11 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from ..consent._protocol import parse_wire_usd, wire_usd
+from ..money import Micros
 from .config import DomainSettings
 from .forms import FormError, read_form
 from .login import Authenticate, call_authenticate, refusal_page
-from .pages import consent_page, error_page, page_response
+from .pages import consent_page, error_page, grant_consent_page, page_response
 from .records import App, CodeRecord
 from .sessions import CsrfError, Sessions
 from .storage import DomainStore
@@ -33,6 +34,22 @@ __all__ = ["ConsentScreen", "code_hash"]
 
 _CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _PASSED_ON = ("client_id", "redirect_uri", "state", "code_challenge", "code_challenge_method")
+_REQUESTS = re.compile(r"^[0-9]{1,4}$")
+MAX_GRANT_REQUESTS = 1000
+
+
+def _grant_ask(params: Mapping[str, str]) -> tuple[int, Micros] | str | None:
+    """A one-time grant's ``(requests, max cap)`` (docs/consent-protocol.md, §2.1), an error
+    description when it is malformed, or ``None`` for a monthly connection."""
+    if "grant_requests" not in params:
+        return None
+    text = params.get("grant_requests", "")
+    if not _REQUESTS.match(text) or not 1 <= int(text) <= MAX_GRANT_REQUESTS:
+        return f"grant_requests must be a whole number from 1 to {MAX_GRANT_REQUESTS}"
+    try:
+        return int(text), parse_wire_usd(params.get("max_usd", ""))
+    except ValueError:
+        return "a one-time grant needs max_usd, a positive amount"
 
 
 def code_hash(code: str) -> str:
@@ -74,6 +91,12 @@ class ConsentScreen:
         problem = _problem(params)
         if problem is not None:
             return _back(redirect_uri, state, error=problem[0], error_description=problem[1])
+        ask = _grant_ask(params)
+        if isinstance(ask, str):
+            return _back(redirect_uri, state, error="invalid_request", error_description=ask)
+        if ask is not None and ask[1] > self._settings.max_monthly_cap:
+            description = f"max_usd may be at most {wire_usd(self._settings.max_monthly_cap)}"
+            return _back(redirect_uri, state, error="invalid_request", error_description=description)
         try:
             requested = parse_wire_usd(params.get("monthly_usd") or wire_usd(self._settings.default_monthly_cap))
         except ValueError:
@@ -83,6 +106,8 @@ class ConsentScreen:
             next_path = request.url.path + ("?" + request.url.query if request.url.query else "")
             separator = "&" if "?" in self._login_url else "?"
             return RedirectResponse(f"{self._login_url}{separator}{urlencode({'next': next_path})}", status_code=303)
+        if ask is not None:
+            return await self._grant_screen(request, app, params, user_id, ask)
         cap = wire_usd(min(requested, self._settings.max_monthly_cap))
         return await self._screen(request, app, params, user_id, cap, asked=wire_usd(requested))
 
@@ -111,6 +136,13 @@ class ConsentScreen:
             return self._error("Your session has ended", "Sign in and connect again from the app.", 401)
         if fields.get("decision") != "approve":
             return _back(redirect_uri, state, error="access_denied")
+        ask = _grant_ask(fields)
+        if isinstance(ask, str):
+            return _back(redirect_uri, state, error="invalid_request", error_description=ask)
+        if ask is not None:
+            # A one-time grant's terms are approved as asked (shown, never edited), within the maximum.
+            requests, cap = ask[0], min(ask[1], self._settings.max_monthly_cap)
+            return await self._issue_code(app, user_id, redirect_uri, state, fields, cap, requests)
         asked = fields.get("asked_usd", "")
         try:
             cap = parse_wire_usd(fields.get("monthly_usd", ""))
@@ -120,6 +152,18 @@ class ConsentScreen:
         if cap > self._settings.max_monthly_cap:
             error = f"The cap may be at most ${wire_usd(self._settings.max_monthly_cap)}."
             return await self._screen(request, app, fields, user_id, wire_usd(cap), asked=asked, error=error)
+        return await self._issue_code(app, user_id, redirect_uri, state, fields, cap, None)
+
+    async def _issue_code(
+        self,
+        app: App,
+        user_id: str,
+        redirect_uri: str,
+        state: str | None,
+        fields: Mapping[str, str],
+        cap: Micros,
+        grant_requests: int | None,
+    ) -> Response:
         code = secrets.token_urlsafe(32)
         now = int(time.time())
         await self._store.add_code(
@@ -134,9 +178,29 @@ class ConsentScreen:
                 expires_at=now + self._settings.code_ttl_seconds,
                 used_at=None,
                 grant_id=None,
+                grant_requests=grant_requests,
             )
         )
         return _back(redirect_uri, state, code=code)
+
+    async def _grant_screen(
+        self, request: Request, app: App, params: Mapping[str, str], user_id: str, ask: tuple[int, Micros]
+    ) -> Response:
+        csrf, fresh = self._sessions.csrf_token(request, await self._sessions.binding(request, user_id))
+        fields = {name: params.get(name, "") for name in _PASSED_ON}
+        requests, cap = ask
+        page = grant_consent_page(
+            app_name=app.name,
+            requests=requests,
+            cap_usd=wire_usd(cap),
+            payer=await self._store.user_email(user_id) or user_id,
+            expires_in_hours=self._settings.grant_ttl_seconds // 3600,
+            fields={**fields, "csrf": csrf, "grant_requests": str(requests), "max_usd": wire_usd(cap)},
+            domain_name=self._settings.name,
+        )
+        response = page_response(page, form_targets=[fields["redirect_uri"]])
+        self._sessions.set_csrf_cookie(response, fresh)
+        return response
 
     async def _client(self, params: Mapping[str, str]) -> tuple[App, str]:
         client_id = params.get("client_id") or ""

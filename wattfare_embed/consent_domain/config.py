@@ -37,6 +37,7 @@ class DomainSettings:
     default_monthly_cap: Micros = 10 * MICROS_PER_USD
     max_monthly_cap: Micros = 1000 * MICROS_PER_USD
     code_ttl_seconds: int = 600
+    grant_ttl_seconds: int = 24 * 3600  # how long a one-time grant lives (the app may end it sooner)
     session_ttl_seconds: int = 12 * 3600
     upstream_timeout_seconds: float = 15.0
     webhook_timeout_seconds: float = 10.0

@@ -8,6 +8,7 @@ webhook; a new cap is set on the upstream key first, then announced to the app.
 from __future__ import annotations
 
 import asyncio
+import time
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -68,10 +69,21 @@ class Dashboard:
         if user_id is None:
             separator = "&" if "?" in self._login_url else "?"
             return RedirectResponse(f"{self._login_url}{separator}{urlencode({'next': '/dashboard'})}", 303)
-        grants = [g for g in await self._store.live_grants(user_id=user_id) if g.status == GrantState.ACTIVE]
+        now = int(time.time())
+        grants = [
+            g
+            for g in await self._store.live_grants(user_id=user_id)
+            if g.status == GrantState.ACTIVE and (g.expires_at is None or g.expires_at > now)  # expired: gone
+        ]
         usage = await asyncio.gather(*(self._upstream.monthly_usage(g.key_hash or "") for g in grants))
         rows = [
-            DashboardRow(g.id, g.app_name, wire_usd(g.monthly_cap), wire_usd(spent) if spent is not None else None)
+            DashboardRow(
+                g.id,
+                g.app_name,
+                wire_usd(g.monthly_cap),
+                wire_usd(spent) if spent is not None else None,
+                grant_requests=g.grant_requests,
+            )
             for g, spent in zip(grants, usage, strict=True)
         ]
         csrf, fresh = self._sessions.csrf_token(request, await self._sessions.binding(request, user_id))
@@ -95,8 +107,8 @@ class Dashboard:
             cap = parse_wire_usd(form.get("monthly_usd", ""))
         except ValueError:
             return _notice("invalid")
-        if cap > self._settings.max_monthly_cap:
-            return _notice("invalid")
+        if cap > self._settings.max_monthly_cap or grant.one_time:
+            return _notice("invalid")  # a one-time grant's cap is what was approved: revoke it instead
         try:
             changed = await self._grants.change_cap(grant, cap)
         except UpstreamFailure:

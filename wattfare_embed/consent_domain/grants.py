@@ -34,15 +34,24 @@ class GrantLifecycle:
         self._outbox = outbox
         self._settings = settings
 
-    async def mint(self, app: App, user_id: str, cap: Micros, code_hash: str) -> tuple[Grant, str]:
+    async def mint(
+        self, app: App, user_id: str, cap: Micros, code_hash: str, *, grant_requests: int | None = None
+    ) -> tuple[Grant, str]:
         """A new active grant with its own key limited to ``cap`` a month: ``(grant, key secret)``.
 
-        The user's older grants to the same app are revoked: one app, one cap per user.
+        The user's older grants to the same app are revoked: one app, one cap per user. A one-time
+        grant (``grant_requests``) has a key limited to ``cap`` in all, never reset, and expires;
+        it replaces nothing, and nothing replaces it.
         """
         now = int(time.time())
-        grant = await self._store.start_grant(code_hash, app.id, user_id, cap, now)
+        one_time = grant_requests is not None
+        expires_at = now + self._settings.grant_ttl_seconds if one_time else None
+        grant = await self._store.start_grant(
+            code_hash, app.id, user_id, cap, now, grant_requests=grant_requests, expires_at=expires_at
+        )
         try:
-            key_hash, secret = await self._upstream.create(f"wattfare: {app.name} ({grant.id})", cap)
+            name = f"wattfare: {app.name} ({grant.id})"
+            key_hash, secret = await self._upstream.create(name, cap, monthly=not one_time)
         except UpstreamFailure:
             await self._store.revoke_grant(grant.id, now, "mint_failed", lambda _: ())
             raise
@@ -51,7 +60,7 @@ class GrantLifecycle:
             await self.flush()
             raise GrantRevokedMeanwhile(grant.id)
         for older in await self._store.live_grants(user_id=user_id, app_id=app.id):
-            if older.id != grant.id:
+            if older.id != grant.id and not one_time and not older.one_time:
                 await self.revoke(older, reason="replaced", notify=True)
         active = await self._store.get_grant(grant.id)
         assert active is not None

@@ -155,12 +155,44 @@ def consent_page(
     return _layout(f"Allow {app_name}?", body, domain_name)
 
 
+def grant_consent_page(
+    *,
+    app_name: str,
+    requests: int,
+    cap_usd: str,
+    payer: str,
+    expires_in_hours: int,
+    fields: Mapping[str, str],
+    domain_name: str,
+) -> str:
+    plural = "" if requests == 1 else "s"
+    body = (
+        f"<h1>Let {_e(app_name)} make {requests} AI request{plural} for you?</h1>"
+        f"<p><strong>{_e(app_name)}</strong> has no account for you: it asks for a one-time grant, over when "
+        "its requests are used, its dollar cap is reached, or it expires. You can revoke it on your dashboard.</p>"
+        "<dl>"
+        f'<dt>Requests</dt><dd id="grant-requests">{requests}</dd>'
+        f'<dt>Dollar cap</dt><dd id="grant-cap">${_e(cap_usd)} in total</dd>'
+        f'<dt>Who pays</dt><dd id="grant-payer">You ({_e(payer)}), from your {_e(domain_name)} budget</dd>'
+        f'<dt>Expires</dt><dd id="grant-expiry">in {expires_in_hours} hours</dd>'
+        "</dl>"
+        '<form method="post" action="/authorize">'
+        + _hidden(fields)
+        + f'<p class="muted">The key {_e(app_name)} gets is limited to ${_e(cap_usd)}: it can never spend more.</p>'
+        '<div class="actions"><button type="submit" name="decision" value="approve">Approve</button>'
+        '<button type="submit" name="decision" value="deny" class="secondary" formnovalidate>Deny</button></div>'
+        "</form>"
+    )
+    return _layout(f"Approve {requests} request{plural} for {app_name}?", body, domain_name)
+
+
 @dataclass(frozen=True, slots=True)
 class DashboardRow:
     grant_id: str
     app_name: str
     cap_usd: str
     spent_usd: str | None  # None when the upstream could not say
+    grant_requests: int | None = None  # a one-time grant: shown as such, revocable, not re-capped
 
 
 def dashboard_page(
@@ -173,6 +205,16 @@ def dashboard_page(
         lines = []
         for row in rows:
             spent = f"${_e(row.spent_usd)}" if row.spent_usd is not None else "unavailable"
+            if row.grant_requests is not None:
+                lines.append(
+                    f'<tr data-grant="{_e(row.grant_id)}"><td>{_e(row.app_name)}</td>'
+                    f"<td>One-time: {row.grant_requests} requests, ${_e(row.cap_usd)} in all</td><td>{spent}</td><td>"
+                    f'<form method="post" action="/dashboard/grants/{_e(row.grant_id)}/revoke">'
+                    + _hidden({"csrf": csrf})
+                    + f'<button type="submit" class="danger" aria-label="Revoke {_e(row.app_name)}">Revoke</button>'
+                    "</form></td></tr>"
+                )
+                continue
             lines.append(
                 f'<tr data-grant="{_e(row.grant_id)}"><td>{_e(row.app_name)}</td>'
                 f"<td>${_e(row.cap_usd)}</td><td>{spent}</td><td>"

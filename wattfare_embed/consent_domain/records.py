@@ -37,6 +37,12 @@ class Grant:
     created_at: int
     updated_at: int
     app_name: str = ""
+    grant_requests: int | None = None  # a one-time grant's request count (None: a monthly connection)
+    expires_at: int | None = None
+
+    @property
+    def one_time(self) -> bool:
+        return self.grant_requests is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +57,7 @@ class CodeRecord:
     expires_at: int
     used_at: int | None
     grant_id: str | None
+    grant_requests: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,6 +65,7 @@ codes = Table(
     Column("expires_at", BigInteger, nullable=False),
     Column("used_at", BigInteger),
     Column("grant_id", String(40)),  # the grant minted from it, revoked if the code is replayed
+    Column("grant_requests", Integer),  # set when the visitor approved a one-time grant of this many requests
 )
 
 # One grant per approved consent, each with its own upstream key (by the upstream's key hash).
@@ -81,6 +82,10 @@ grants = Table(
     Column("updated_at", BigInteger, nullable=False),
     Column("revoked_at", BigInteger),
     Column("revoked_reason", String(20)),  # user | app | replaced | code_replayed
+    # A one-time grant: this many requests under `monthly_cap` in total (its key never resets),
+    # until `expires_at`. NULL for a monthly connection.
+    Column("grant_requests", Integer),
+    Column("expires_at", BigInteger),
 )
 Index("wcd_grants_user", grants.c.user_id, grants.c.status)
 Index("wcd_grants_app_user", grants.c.app_id, grants.c.user_id, grants.c.status)

@@ -60,6 +60,8 @@ def _grant(row: Any, app_name: str = "") -> Grant:
         created_at=row.created_at,
         updated_at=row.updated_at,
         app_name=app_name,
+        grant_requests=row.grant_requests,
+        expires_at=row.expires_at,
     )
 
 
@@ -199,7 +201,17 @@ class DomainStore:
 
     # -- grants -----------------------------------------------------------------------------
 
-    async def start_grant(self, code_hash: str, app_id: str, user_id: str, cap: Micros, now: int) -> Grant:
+    async def start_grant(
+        self,
+        code_hash: str,
+        app_id: str,
+        user_id: str,
+        cap: Micros,
+        now: int,
+        *,
+        grant_requests: int | None = None,
+        expires_at: int | None = None,
+    ) -> Grant:
         """A pending grant for a code being exchanged, linked to the code in the same transaction."""
         grant_id = new_id("grt_")
 
@@ -213,6 +225,8 @@ class DomainStore:
                     monthly_cap=cap,
                     created_at=now,
                     updated_at=now,
+                    grant_requests=grant_requests,
+                    expires_at=expires_at,
                 )
             )
             db.execute(update(schema.codes).where(_C.code_hash == code_hash).values(grant_id=grant_id))

@@ -113,12 +113,28 @@ class TokenEndpoint:
         if not challenge_matches(verifier, record.code_challenge):
             return _oauth_error("invalid_grant", "the code_verifier does not match the code_challenge")
         try:
-            grant, funding_key = await self._grants.mint(app, record.user_id, record.monthly_cap, record.code_hash)
+            grant, funding_key = await self._grants.mint(
+                app, record.user_id, record.monthly_cap, record.code_hash, grant_requests=record.grant_requests
+            )
         except GrantRevokedMeanwhile:
             return _oauth_error("invalid_grant", "the code was used already")
         except UpstreamFailure as exc:
             logger.warning("minting an upstream key for app %s failed: %s", app.id, exc)
             return _oauth_error("temporarily_unavailable", "the upstream could not mint a key; connect again", 503)
+        if grant.one_time:
+            # A one-time grant (docs/consent-protocol.md, §4.1): a request count and a total cap.
+            return _json(
+                {
+                    "grant_id": grant.id,
+                    "token_type": "grant",
+                    "funding_key": funding_key,
+                    "upstream_url": self._settings.upstream_url.rstrip("/"),
+                    "grant_requests": grant.grant_requests,
+                    "max_usd": wire_usd(grant.monthly_cap),
+                    "hard_limit_usd": wire_usd(grant.monthly_cap),
+                    "expires_at": grant.expires_at,
+                }
+            )
         return _json(
             {
                 "grant_id": grant.id,

@@ -37,9 +37,12 @@ class UpstreamKeys:
         self._http = http
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
 
-    async def create(self, name: str, limit: Micros) -> tuple[str, str]:
-        """A new key limited to ``limit`` a month: ``(hash, secret)``; the secret is never seen again."""
-        body = {"name": name[:100], "limit": usd_number(limit), "limit_reset": "monthly"}
+    async def create(self, name: str, limit: Micros, *, monthly: bool = True) -> tuple[str, str]:
+        """A new key limited to ``limit`` a month (or in all, when not ``monthly``: a one-time
+        grant's key): ``(hash, secret)``; the secret is never seen again."""
+        body: dict[str, object] = {"name": name[:100], "limit": usd_number(limit)}
+        if monthly:
+            body["limit_reset"] = "monthly"
         status, payload = await self._call("POST", "/keys", body)
         data = payload.get("data") if isinstance(payload, dict) else None
         secret = payload.get("key") if isinstance(payload, dict) else None

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from ..store import ConnectionRecord
+from ..store._grants import GRANT_LEDGER_PREFIX, connection_view
 from .output import charged_cost
 
 if TYPE_CHECKING:
@@ -81,6 +82,14 @@ class Reconciler:
             self._embed.recorder.reconciled(max(0.0, time.time() - settled_at))
         return True
 
+    async def _funding_of(self, ledger_id: str, app_user_id: str, now: int) -> ConnectionRecord | None:
+        """What paid for a ledger row: the user's connection, or the one-time grant its id names."""
+        store = self._embed.store
+        if ledger_id.startswith(GRANT_LEDGER_PREFIX):
+            grant = await store.get_grant(app_user_id)  # a grant's rows go as the grant's id
+            return connection_view(grant, "") if grant is not None else None
+        return await store.get_connection(self._embed.keys.app_id, app_user_id, now)
+
     async def sweep(self) -> None:
         """Settle reservations orphaned by a dead process; retry reconciliations still open."""
         store, now, app_id = self._embed.store, int(time.time()), self._embed.keys.app_id
@@ -92,7 +101,7 @@ class Reconciler:
             if now - entry.created_at > _GIVE_UP_SECONDS or not entry.generation_id:
                 await store.give_up_reconciliation(entry.id)
                 continue
-            record = await store.get_connection(app_id, entry.app_user_id, now)
+            record = await self._funding_of(entry.id, entry.app_user_id, now)
             credential = self._credential(record) if record is not None else None
             if record is None or credential is None:
                 # Oldest first, a page at a time: rows nobody can ask about would block the rest.

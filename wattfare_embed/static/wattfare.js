@@ -271,6 +271,66 @@ async function send(fetcher, url, init) {
   throw new WattfareError(code, `HTTP ${response.status} from ${url}`, response.status, retryAfter);
 }
 
+// src/grant.ts
+var GRANT_MESSAGE = "wattfare:grant";
+var REDIRECT_KEYS = ["wattfare_grant", "expires_at", "requests", "max_usd"];
+function readGrant(value) {
+  if (typeof value !== "object" || value === null) return null;
+  const { grantToken, expiresAt, requests, maxUsd } = value;
+  if (typeof grantToken !== "string" || !grantToken.startsWith("wfg_")) return null;
+  if (typeof expiresAt !== "number" || typeof requests !== "number" || typeof maxUsd !== "number") return null;
+  return { granted: true, grantToken, expiresAt, requests, maxUsd };
+}
+function checkGrantOptions(options) {
+  const { requests, maxUsd } = options ?? {};
+  if (typeof requests !== "number" || !Number.isInteger(requests) || requests < 1 || requests > 1e3) {
+    throw new WattfareError("invalid_request", "requests must be a whole number from 1 to 1000");
+  }
+  if (maxUsd !== void 0 && (typeof maxUsd !== "number" || !Number.isFinite(maxUsd) || maxUsd <= 0)) {
+    throw new WattfareError("invalid_request", "maxUsd must be a positive number of US dollars");
+  }
+}
+function startGrantRound(deps, options) {
+  const round = {
+    messageType: GRANT_MESSAGE,
+    origin: deps.origin(),
+    async begin(mode, returnTo) {
+      const body = { publishableKey: deps.publishableKey, requests: options.requests, mode };
+      if (options.maxUsd !== void 0) body.maxUsd = options.maxUsd;
+      if (returnTo !== void 0) body.returnTo = returnTo;
+      const response = await send(deps.fetcher, deps.base() + "/api/v1/grants/consent", {
+        method: "POST",
+        headers: { "content-type": "application/json", accept: "application/json" },
+        body: JSON.stringify(body)
+      });
+      const answer = await response.json();
+      if (typeof answer?.url !== "string") throw new WattfareError("unknown", "the server gave no consent URL");
+      return answer.url;
+    },
+    accept(data) {
+      if (data.grant === null || data.grant === void 0) return { granted: false, reason: "denied" };
+      return readGrant(data.grant) ?? void 0;
+    },
+    closedWithoutAnswer: async () => ({ granted: false, reason: "closed" })
+  };
+  return runConsentRound(round);
+}
+function takeRedirectGrant(here) {
+  const fragment = new URLSearchParams(here.hash.replace(/^#/, ""));
+  const token = fragment.get("wattfare_grant");
+  if (!token) return null;
+  const grant = readGrant({
+    grantToken: token,
+    expiresAt: Number(fragment.get("expires_at")),
+    requests: Number(fragment.get("requests")),
+    maxUsd: Number(fragment.get("max_usd"))
+  });
+  for (const key of REDIRECT_KEYS) fragment.delete(key);
+  const rest = fragment.toString();
+  here.hash = rest ? `#${rest}` : "";
+  return grant;
+}
+
 // src/session.ts
 var EARLY_SECONDS = 30;
 function jwtClaims(token) {
@@ -404,9 +464,9 @@ function createClient(config, defaultBaseURL) {
   const { publishableKey, session } = config ?? {};
   const key = typeof publishableKey === "string" ? PUBLISHABLE_KEY.exec(publishableKey) : null;
   if (!key?.[2]) throw new WattfareError("invalid_request", "publishableKey must look like pk_live_… or pk_test_…");
-  checkSessionSource(session);
+  if (session !== void 0) checkSessionSource(session);
   const fetcher = config.fetch ?? ((input, init) => fetch(input, init));
-  const tokens = new SessionTokens(session, key[2], fetcher);
+  const tokens = session === void 0 ? null : new SessionTokens(session, key[2], fetcher);
   let resolvedBase = null;
   const base = () => {
     if (resolvedBase) return resolvedBase;
@@ -423,6 +483,8 @@ function createClient(config, defaultBaseURL) {
   let inFlight = 0;
   let pending = null;
   let redirectResult = null;
+  let redirectGrant = null;
+  let pendingGrant = null;
   function setState(change) {
     const next = { ...state, ...change };
     next.loading = inFlight > 0 && next.status === null;
@@ -459,6 +521,9 @@ function createClient(config, defaultBaseURL) {
     }
   }
   async function api(method, path, body, retry = true) {
+    if (tokens === null) {
+      throw new WattfareError("invalid_request", "this client was made without `session`: it can only requestGrant()");
+    }
     const headers = { authorization: `Bearer ${await tokens.token()}`, accept: "application/json" };
     if (body) headers["content-type"] = "application/json";
     try {
@@ -513,9 +578,23 @@ function createClient(config, defaultBaseURL) {
     if (opened.popup) pending = { popup: opened.popup, promise };
     return promise;
   }
+  function requestGrant(options) {
+    checkGrantOptions(options);
+    if (pendingGrant && !pendingGrant.popup.closed) {
+      pendingGrant.popup.focus();
+      return pendingGrant.promise;
+    }
+    pendingGrant = null;
+    const opened = startGrantRound({ publishableKey, base, origin: consentOrigin, fetcher }, options);
+    const promise = opened.promise.finally(() => {
+      if (pendingGrant?.promise === promise) pendingGrant = null;
+    });
+    if (opened.popup) pendingGrant = { popup: opened.popup, promise };
+    return promise;
+  }
   let lastFocusRefresh = 0;
   const onReturn = () => {
-    if (document.visibilityState === "hidden" || pending) return;
+    if (document.visibilityState === "hidden" || pending || tokens === null) return;
     const now = Date.now();
     if (now - lastFocusRefresh < FOCUS_REFRESH_GAP_MS) return;
     lastFocusRefresh = now;
@@ -539,6 +618,10 @@ function createClient(config, defaultBaseURL) {
     get redirectResult() {
       return redirectResult;
     },
+    get redirectGrant() {
+      return redirectGrant;
+    },
+    requestGrant,
     get current() {
       return state.status;
     },
@@ -575,11 +658,12 @@ function createClient(config, defaultBaseURL) {
   if (hasWindow()) {
     const here = new URL(location.href);
     const result = here.searchParams.get("wattfare");
-    if (result === "connected" || result === "denied" || result === "error") {
+    if (result === "connected" || result === "granted" || result === "denied" || result === "error") {
       redirectResult = result;
       here.searchParams.delete("wattfare");
+      redirectGrant = takeRedirectGrant(here);
       history.replaceState(history.state, "", here.pathname + here.search + here.hash);
-      queueMicrotask(() => refresh().catch(() => {
+      if (tokens !== null && result !== "granted") queueMicrotask(() => refresh().catch(() => {
       }));
     }
   }

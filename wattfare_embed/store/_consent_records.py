@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from ._grants import revoke_grant_by_authority_id
 from ._runner import TransactionRunner
 from .base import ConnectionState, ConsentRequest, GrantChange, GrantChangeResult
 from .schema import connections, consent_requests, webhook_events
@@ -101,6 +102,10 @@ class ConsentRecords(ABC):
                 .where(table.app_id == change.app_id, table.grant_id == change.grant_id)
                 .with_for_update()
             ).first()
+            if row is None and change.revoke:
+                # Not a connection's: maybe a one-time grant's, which a revoke ends the same way.
+                ended = revoke_grant_by_authority_id(db, change.app_id, change.grant_id, now)
+                return GrantChangeResult(duplicate=False, applied=ended is not None, connection_id=ended)
             if row is None or row.status != ConnectionState.ACTIVE.value:
                 return GrantChangeResult(duplicate=False)  # not (or no longer) this app's grant
             values: dict[str, Any]

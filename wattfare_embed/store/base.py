@@ -19,8 +19,11 @@ __all__ = [
     "ConsentRequest",
     "GrantChange",
     "GrantChangeResult",
+    "GrantRecord",
+    "GrantRefusal",
     "LedgerEntry",
     "NewConnection",
+    "NewGrant",
     "Refusal",
     "Reservation",
     "ReservationRequest",
@@ -141,6 +144,55 @@ class ConsentRequest:
     created_at: int
     expires_at: int
     used_at: int | None = None
+    grant_requests: int | None = None  # set when the round trip asks for a one-time grant
+
+
+@dataclass(frozen=True, slots=True)
+class NewGrant:
+    """A one-time grant as consent produced it; ``token_hash`` is all the store keeps of its token."""
+
+    id: str
+    app_id: str
+    token_hash: str
+    authority: str
+    requests_allowed: int
+    max_cost: Micros
+    sealed_credential: str
+    expires_at: int
+    authority_grant_id: str | None = None
+    upstream_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRecord:
+    """A one-time grant and what is used of it."""
+
+    id: str
+    app_id: str
+    authority: str
+    requests_allowed: int
+    requests_used: int
+    max_cost: Micros
+    spent: Micros
+    reserved: Micros
+    revoked: bool
+    created_at: int
+    expires_at: int
+    authority_grant_id: str | None
+    upstream_url: str | None
+    sealed_credential: str | None = field(default=None, repr=False)
+
+
+class GrantRefusal(StrEnum):
+    """Why a request was not admitted against a grant."""
+
+    UNKNOWN = "unknown"
+    EXPIRED = "expired"
+    USED_UP = "used_up"
+    OVER_CAP = "over_cap"
+    REVOKED = "revoked"
+    HELD_IN_FLIGHT = "held_in_flight"  # the rest of the cap is held by requests still running
+    CONTENDED = "contended"
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,3 +327,20 @@ class Store(Protocol):
         A concurrent or later delivery of the same id is a ``duplicate`` that changes nothing;
         a failure leaves nothing recorded, so the domain's retry applies it then.
         """
+
+    async def create_grant(self, grant: NewGrant, now: int) -> GrantRecord: ...
+
+    async def find_grant(self, app_id: str, token_hash: str) -> GrantRecord | None: ...
+
+    async def get_grant(self, grant_id: str) -> GrantRecord | None: ...
+
+    async def reserve_grant(
+        self, app_id: str, token_hash: str, request: ReservationRequest, now: int
+    ) -> tuple[Reservation, GrantRecord] | GrantRefusal:
+        """Admit one request against a grant: take one of its requests and hold up to
+        ``request.wanted`` (at least ``request.minimum``) of its dollar cap, both in one
+        transaction, so concurrent requests never pass either; the ledger row names the grant.
+        ``settle``, ``reconcile`` and ``sweep_expired`` finish its rows as they do a connection's."""
+
+    async def revoke_grant(self, app_id: str, grant_id: str, now: int) -> GrantRecord | None:
+        """End a grant at once (its credential dropped); ``None`` when the app has no such grant."""

@@ -25,6 +25,7 @@ from sqlalchemy import (
 __all__ = [
     "connections",
     "consent_requests",
+    "grants",
     "ledger",
     "metadata",
     "schema_version",
@@ -99,10 +100,40 @@ consent_requests = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("expires_at", BigInteger, nullable=False),
     Column("used_at", BigInteger),
+    # Set when the visitor is asked for a one-time grant of this many requests (no connection).
+    Column("grant_requests", Integer),
 )
 # One user's open requests are counted and trimmed on each new one; expired ones are swept.
 Index("wattfare_consent_requests_user", consent_requests.c.app_id, consent_requests.c.app_user_id)
 Index("wattfare_consent_requests_expiry", consent_requests.c.expires_at)
+
+# One-time grants: a visitor of an app without accounts approved a few requests under a dollar cap.
+# Only a hash of the token is kept; the ledger rows of its requests name the grant as their
+# `connection_id`. `used` counts admitted requests (a request released unsent gives its back).
+grants = Table(
+    "wattfare_grants",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("app_id", String(64), nullable=False),
+    Column("token_hash", String(64), nullable=False),
+    Column("authority", String(32), nullable=False),
+    Column("requests_allowed", Integer, nullable=False),
+    Column("requests_used", Integer, nullable=False, default=0),
+    Column("max_cost", BigInteger, nullable=False),
+    Column("spent", BigInteger, nullable=False, default=0),
+    Column("reserved", BigInteger, nullable=False, default=0),
+    Column("credential", Text),  # sealed by CredentialBox; NULL once revoked
+    Column("authority_grant_id", String(128)),  # the consent domain's id, named by its webhooks
+    Column("upstream_url", String(512)),
+    Column("revoked", Boolean, nullable=False, default=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint("token_hash", name="wattfare_grants_token"),
+    CheckConstraint("reserved >= 0", name="wattfare_grants_reserved_nonnegative"),
+    CheckConstraint("requests_used >= 0", name="wattfare_grants_used_nonnegative"),
+)
+Index("wattfare_grants_authority_grant", grants.c.authority_grant_id)
 
 # Applied webhook event ids, per app: apps sharing a database each apply their own domain's events.
 webhook_events = Table(

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..periods import period_of
 from ._consent_records import ConsentRecords
+from ._grants import GRANT_ID_PREFIX, GRANT_LEDGER_PREFIX, GrantRecords, sweep_grant_row
 from ._postgres import PostgresFastPath, asyncpg_url
 from ._revocations import RevocationListener, notify_connection_ended
 from ._runner import TransactionRunner, runner_for_url
@@ -52,7 +53,7 @@ from .schema import connections, ledger
 __all__ = ["SqlStore"]
 
 
-class SqlStore(ConsentRecords):
+class SqlStore(ConsentRecords, GrantRecords):
     """Cap and usage state in the app's own SQL database.
 
     ``SqlStore("sqlite+aiosqlite:///wattfare.db")`` or
@@ -316,6 +317,8 @@ class SqlStore(ConsentRecords):
     ) -> bool:
         period = period_of(now)
         state = "released" if cost_source == "none" else "settled"
+        if ledger_id.startswith(GRANT_LEDGER_PREFIX):
+            return await self._settle_grant_row(ledger_id, state, cost, cost_source, now, generation_id, reconcile)
         if self._postgres is not None:
             return await self._postgres.settle(
                 ledger_id, state, cost, cost_source, generation_id, reconcile, period, now
@@ -359,6 +362,9 @@ class SqlStore(ConsentRecords):
         return await self._run_handle().run(operation)
 
     async def reconcile(self, ledger_id: str, actual: int, now: int) -> bool:
+        if ledger_id.startswith(GRANT_LEDGER_PREFIX):
+            return await self._reconcile_grant_row(ledger_id, actual, now)
+
         def operation(db: Connection) -> bool:
             row = db.execute(
                 select(_L.connection_id, _L.cost)
@@ -406,15 +412,18 @@ class SqlStore(ConsentRecords):
                 query = query.where(_L.app_id == app_id)
             rows = db.execute(query.with_for_update()).all()
             for row in rows:
-                db.execute(
-                    update(connections)
-                    .where(_C.id == row.connection_id)
-                    .values(
-                        spent=_spent_in(period) + row.reserved,
-                        period=_latest_period(period),
-                        reserved=_C.reserved - row.reserved,
+                if row.connection_id.startswith(GRANT_ID_PREFIX):
+                    sweep_grant_row(db, row.connection_id, row.reserved, now)
+                else:
+                    db.execute(
+                        update(connections)
+                        .where(_C.id == row.connection_id)
+                        .values(
+                            spent=_spent_in(period) + row.reserved,
+                            period=_latest_period(period),
+                            reserved=_C.reserved - row.reserved,
+                        )
                     )
-                )
                 # The upstream may have billed a request whose process died, so the whole
                 # hold is charged (never more than was reserved under the cap).
                 charged_in = select(_C.period).where(_C.id == row.connection_id).scalar_subquery()
