@@ -135,8 +135,12 @@ async def test_a_0_1_0_database_is_adopted_and_upgraded_without_losing_a_row(old
         before.pop("wattfare_schema_version")
         # Event ids are per app now: each old one is kept for the app holding connections here.
         assert after.pop("wattfare_webhook_events") == [("app1", *row) for row in before.pop("wattfare_webhook_events")]
+        # Ledger rows gain token counts, unknown (NULL) for requests made before.
+        assert after.pop("wattfare_ledger") == [(*row, None, None) for row in before.pop("wattfare_ledger")]
         added = {table: after.pop(table) for table in set(after) - set(before)}
-        assert added == {"wcd_sessions": []}, "tables added since 0.1.0 start empty"
+        assert added == {"wcd_sessions": [], "wattfare_alert_firings": [], "wattfare_alert_outbox": []}, (
+            "tables added since 0.1.0 start empty"
+        )
         assert after == before
 
         def state(db: Connection) -> tuple[Any, ...]:

@@ -1,5 +1,7 @@
 """Cap and usage state: the ``Store`` protocol and its SQL implementation."""
 
+from ._alerts import AlertDelivery, AlertFiring
+from ._usage import MonthTotal, Receipt, TokenCount
 from .base import (
     ConnectionRecord,
     ConnectionState,
@@ -19,19 +21,24 @@ from .schema import metadata
 from .sql import SqlStore
 
 __all__ = [
+    "AlertDelivery",
+    "AlertFiring",
     "ConnectionRecord",
     "ConnectionState",
     "ConsentRequest",
     "GrantChange",
     "GrantChangeResult",
     "LedgerEntry",
+    "MonthTotal",
     "NewConnection",
     "PoolSizes",
+    "Receipt",
     "Refusal",
     "Reservation",
     "ReservationRequest",
     "SqlStore",
     "Store",
+    "TokenCount",
     "metadata",
     "migrations",
 ]

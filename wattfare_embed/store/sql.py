@@ -15,6 +15,7 @@ from sqlalchemy import Connection, and_, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from ..periods import period_of
+from ._alerts import AlertRecords
 from ._consent_records import ConsentRecords
 from ._postgres import PostgresFastPath, asyncpg_url
 from ._revocations import RevocationListener, notify_connection_ended
@@ -35,6 +36,7 @@ from ._statements import (
     _nonnegative,
     _spent_in,
 )
+from ._usage import UsageRecords
 from .base import (
     ConnectionRecord,
     ConnectionState,
@@ -52,7 +54,7 @@ from .schema import connections, ledger
 __all__ = ["SqlStore"]
 
 
-class SqlStore(ConsentRecords):
+class SqlStore(ConsentRecords, UsageRecords, AlertRecords):
     """Cap and usage state in the app's own SQL database.
 
     ``SqlStore("sqlite+aiosqlite:///wattfare.db")`` or
