@@ -244,7 +244,7 @@ class Alerts:
                 created=now,
             )
             body = json.dumps(alert.to_json(), separators=(",", ":"))
-            channels = ([CALLBACK] if self._callbacks else []) + ([WEBHOOK] if self.webhook_url else [])
+            channels = self._channels()
             firing = AlertFiring(alert.id, app_id, user, record.period, percent, record.spent, record.monthly_cap, now)
             fired |= await store.fire_alert(firing, [(channel, body) for channel in channels], now)
         if len(passed) == len(self.thresholds):
@@ -252,6 +252,9 @@ class Alerts:
         return fired
 
     # -- the outbox -----------------------------------------------------------------------------
+
+    def _channels(self) -> list[str]:
+        return ([CALLBACK] if self._callbacks else []) + ([WEBHOOK] if self.webhook_url else [])
 
     async def _poll_outbox(self) -> None:
         while True:
@@ -264,7 +267,10 @@ class Alerts:
     async def deliver_due(self) -> int:
         """Deliver every due delivery this process can lease; returns how many succeeded."""
         store, now = self._embed.store, int(time.time())
-        claimed = await store.claim_alert_deliveries(self._embed.keys.app_id, now, lease_seconds=LEASE_SECONDS)
+        # Only what this process can deliver: one without callbacks (a CLI, say) leaves theirs alone.
+        claimed = await store.claim_alert_deliveries(
+            self._embed.keys.app_id, self._channels(), now, lease_seconds=LEASE_SECONDS
+        )
         done = 0
         for delivery in claimed:
             try:
@@ -287,8 +293,7 @@ class Alerts:
                 if inspect.isawaitable(result):
                     await asyncio.wait_for(result, WEBHOOK_TIMEOUT_SECONDS)
             return
-        if self.webhook_url is None:
-            raise ConfigurationError("no alert_webhook_url is configured in this process")
+        assert self.webhook_url is not None  # claimed only when one is configured
         body = delivery.payload.encode()
         headers = {
             "content-type": "application/json",

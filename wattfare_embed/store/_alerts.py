@@ -9,6 +9,7 @@ same transaction, so a recorded firing is never left without them.
 from __future__ import annotations
 
 import secrets
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -84,7 +85,8 @@ class AlertRecords(ABC):
             for channel, payload in deliveries:
                 db.execute(
                     insert(alert_outbox).values(
-                        id="ald_" + secrets.token_hex(12),
+                        # Time first, so deliveries due together go out in the order they fired.
+                        id=f"ald_{time.time_ns():016x}{secrets.token_hex(6)}",
                         app_id=firing.app_id,
                         event_id=firing.event_id,
                         channel=channel,
@@ -102,15 +104,22 @@ class AlertRecords(ABC):
         return True
 
     async def claim_alert_deliveries(
-        self, app_id: str, now: int, *, lease_seconds: int, limit: int = 50
+        self, app_id: str, channels: Sequence[str], now: int, *, lease_seconds: int, limit: int = 50
     ) -> list[AlertDelivery]:
-        """Due deliveries, each leased to this caller: no other process takes it until the lease ends
-        (a process that dies holding one leaves it to be retried then)."""
+        """Due deliveries on ``channels`` (those the caller can make), each leased to the caller: no
+        other process takes it until the lease ends (one that dies holding it leaves it to be retried then)."""
+        if not channels:
+            return []
 
         def operation(db: Connection) -> list[AlertDelivery]:
             due = db.execute(
                 select(_O.id, _O.event_id, _O.channel, _O.payload, _O.attempts, _O.next_attempt_at)
-                .where(_O.app_id == app_id, _O.delivered_at.is_(None), _O.next_attempt_at <= now)
+                .where(
+                    _O.app_id == app_id,
+                    _O.channel.in_(list(channels)),
+                    _O.delivered_at.is_(None),
+                    _O.next_attempt_at <= now,
+                )
                 .order_by(_O.next_attempt_at, _O.id)
                 .limit(limit)
             ).all()

@@ -300,9 +300,9 @@ class Store(Protocol):
         """Record a firing once per (app, user, period, percent) with its deliveries; True if this call did."""
 
     async def claim_alert_deliveries(
-        self, app_id: str, now: int, *, lease_seconds: int, limit: int = 50
+        self, app_id: str, channels: Sequence[str], now: int, *, lease_seconds: int, limit: int = 50
     ) -> list[AlertDelivery]:
-        """Lease due deliveries to the caller."""
+        """Lease due deliveries on ``channels`` to the caller."""
 
     async def alert_delivered(self, delivery_id: str, now: int) -> None: ...
 
