@@ -1,4 +1,4 @@
-"""``wattfare consent-domain serve | migrate | register-app | add-user``: run and administer a consent domain.
+"""``wattfare consent-domain serve | migrate | register-app | add-user | …``: run and administer a consent domain.
 
 Every option also reads an environment variable, so a deployment can keep
 secrets out of the command line (``OPENROUTER_MANAGEMENT_KEY`` above all).
@@ -215,3 +215,7 @@ def add_consent_domain_commands(commands: Any) -> None:
     sessions.add_argument("--email", default=None, help="the user whose sessions end")
     sessions.add_argument("--all", action="store_true", help="end every session of every user")
     sessions.set_defaults(run_async=_end_sessions)
+
+    from .budget_commands import add_budget_commands
+
+    add_budget_commands(domain, database)

@@ -37,6 +37,7 @@ class Grant:
     created_at: int
     updated_at: int
     app_name: str = ""
+    key_limit: Micros | None = None  # the limit last set on the upstream key
 
 
 @dataclass(frozen=True, slots=True)

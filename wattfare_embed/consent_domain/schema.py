@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
 
-__all__ = ["apps", "codes", "grants", "metadata", "outbox", "sessions", "settings", "users"]
+__all__ = [
+    "apps",
+    "budget_alerts",
+    "budgets",
+    "codes",
+    "grants",
+    "metadata",
+    "outbox",
+    "sessions",
+    "settings",
+    "users",
+]
 
 metadata = MetaData()
 
@@ -35,6 +46,7 @@ users = Table(
     Column("email", String(320), nullable=False, unique=True),
     Column("password_hash", String(256), nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    Column("role", String(20)),  # NULL: a user; "operator": may set everyone's budgets on /operator
 )
 
 # Built-in sign-ins, by the SHA-256 of the random id the session cookie carries: a session lasts
@@ -81,6 +93,8 @@ grants = Table(
     Column("updated_at", BigInteger, nullable=False),
     Column("revoked_at", BigInteger),
     Column("revoked_reason", String(20)),  # user | app | replaced | code_replayed
+    # The limit last set on the grant's upstream key: its share of the user's budget (or its cap).
+    Column("key_limit", BigInteger),
 )
 Index("wcd_grants_user", grants.c.user_id, grants.c.status)
 Index("wcd_grants_app_user", grants.c.app_id, grants.c.user_id, grants.c.status)
@@ -110,4 +124,23 @@ settings = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+# A user's monthly budget across every app (the operator's default, in wcd_settings, otherwise).
+budgets = Table(
+    "wcd_budgets",
+    metadata,
+    Column("user_id", String(255), primary_key=True),
+    Column("monthly_budget", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# A budget threshold a user passed in a month: the key makes its notice go out once.
+budget_alerts = Table(
+    "wcd_budget_alerts",
+    metadata,
+    Column("user_id", String(255), primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("percent", Integer, primary_key=True),
+    Column("fired_at", BigInteger, nullable=False),
 )

@@ -60,6 +60,7 @@ def _grant(row: Any, app_name: str = "") -> Grant:
         created_at=row.created_at,
         updated_at=row.updated_at,
         app_name=app_name,
+        key_limit=row.key_limit,
     )
 
 
