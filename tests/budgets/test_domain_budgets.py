@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 
 from tests.hosted.conftest import PASSWORD, Servers, Stack, WebhookGate, domain_settings, host_app
@@ -244,3 +245,54 @@ async def test_the_budget_is_set_from_the_command_line(tmp_path: Path, capsys: p
 
 async def _limit_is(key: Any, usd: float) -> bool | None:
     return True if key.limit is not None and float(key.limit) == usd else None
+
+
+async def _signed_in(domain: Domain, email: str, path: str) -> tuple[Any, httpx2.Response]:
+    from tests.hosted.conftest import Browser, form
+
+    browser = Browser()
+    domain.stacks[0].browsers.append(browser)
+    response = await browser.get(domain.domain_url + path)
+    page = await browser.follow(response)
+    fields = form(page.text, "/login").fields
+    fields.update(email=email, password=PASSWORD)
+    return browser, await browser.follow(await browser.post_form(domain.domain_url + "/login", fields))
+
+
+async def test_the_operator_page_sets_budgets_for_operators_only(tmp_path: Path) -> None:
+    from tests.hosted.conftest import form
+    from wattfare_embed.consent_domain import budget_store
+
+    async with three_apps(tmp_path) as domain:
+        await domain.stacks[0].connect("ada", "10")
+        key = domain.stacks[0].funding_key(await domain.stacks[0].connection("ada"))
+        assert float(key.limit or 0) == 10.0
+
+        _, refused = await _signed_in(domain, domain.email, "/operator")
+        assert refused.status_code == 403  # an ordinary user
+
+        operator = f"op-{uuid.uuid4().hex[:6]}@example.com"
+        await domain.domain.add_user(operator, PASSWORD)
+        assert await budget_store.set_role(domain.domain.store, operator, budget_store.OPERATOR)
+        browser, page = await _signed_in(domain, operator, "/operator")
+        assert page.status_code == 200 and domain.email in page.text
+        row = next(f for f in _forms(page.text) if f.fields.get("user_id") == domain.user_id)
+        saved = await browser.post_form(domain.domain_url + row.action, {**row.fields, "monthly_usd": "2.5"})
+        assert saved.status_code == 303 and "notice=saved" in saved.headers["location"]
+        assert float(key.limit or 0) == 2.5  # re-limited at once
+        assert (await domain.domain.budget(domain.user_id)).budget == 2_500_000
+
+        forged = await browser.post_form(
+            domain.domain_url + row.action, {"user_id": domain.user_id, "monthly_usd": "99"}
+        )
+        assert forged.status_code == 403  # no CSRF token
+        bad = await browser.post_form(domain.domain_url + row.action, {**row.fields, "monthly_usd": "lots"})
+        assert "notice=invalid" in bad.headers["location"]
+        assert (await domain.domain.budget(domain.user_id)).budget == 2_500_000
+        assert form(page.text, "/operator/budgets")  # the default's form is there too
+
+
+def _forms(page: str) -> list[Any]:
+    from tests.hosted.conftest import forms
+
+    return forms(page)

@@ -42,6 +42,7 @@ from .dashboard import Dashboard
 from .grants import GrantLifecycle
 from .login import Authenticate, PasswordLogin, add_user, end_sessions, set_password
 from .notifier import Notifier
+from .operator import OperatorPage
 from .outbox import Outbox
 from .registration import register_app
 from .session_store import SessionStore
@@ -243,4 +244,6 @@ class ConsentDomain:
         routes.extend(TokenEndpoint(self.store, self.grants, settings).routes())
         dashboard = Dashboard(self.store, sessions, self.grants, self.budgets, settings, authenticate, self._login_url)
         routes.extend(dashboard.routes())
+        operator = OperatorPage(self.store, sessions, self.budgets, settings, authenticate, self._login_url)
+        routes.extend(operator.routes())
         return routes

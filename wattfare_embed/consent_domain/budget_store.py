@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_BUDGET_SETTING",
     "OPERATOR",
     "budget_of",
+    "budget_overview",
     "budgeted_users",
     "default_budget",
     "fire_budget_alert",
@@ -130,5 +131,17 @@ async def set_role(store: DomainStore, email: str, role: str | None) -> bool:
 async def is_operator(store: DomainStore, user_id: str) -> bool:
     def operation(db: Connection) -> bool:
         return db.execute(select(_U.role).where(_U.id == user_id)).scalar() == OPERATOR
+
+    return await store.runner.run(operation)
+
+
+async def budget_overview(store: DomainStore) -> list[tuple[str, str | None, Micros | None]]:
+    """``(user id, email, own budget)`` for every built-in user and every user with a budget."""
+
+    def operation(db: Connection) -> list[tuple[str, str | None, Micros | None]]:
+        emails = {row.id: row.email for row in db.execute(select(_U.id, _U.email)).all()}
+        budgets = {row.user_id: int(row.monthly_budget) for row in db.execute(select(schema.budgets)).all()}
+        users = sorted(set(emails) | set(budgets), key=lambda user: emails.get(user) or user)
+        return [(user, emails.get(user), budgets.get(user)) for user in users]
 
     return await store.runner.run(operation)
