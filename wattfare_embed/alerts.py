@@ -154,6 +154,8 @@ class Alerts:
         self._tokens: list[TokenCount] = []
         self._users: set[str] = set()
         self._wake = asyncio.Event()
+        # One flush at a time: a flush returns only once what was queued before it is done.
+        self._flushing = asyncio.Lock()
         # Users whose every threshold fired this period: nothing to read for them until it ends.
         self._done: dict[str, str] = {}
 
@@ -199,6 +201,10 @@ class Alerts:
 
     async def flush(self) -> None:
         """Write queued token counts, check the users with new spend, deliver what fired."""
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         tokens, self._tokens = self._tokens, []
         try:
             await self._embed.store.record_tokens(tokens)

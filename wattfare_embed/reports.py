@@ -73,12 +73,14 @@ class ReportLine:
     billing_account_name: str
     sub_account: str  # whose budget: the app's user id, or the domain's user
     app_id: str
-    model: str
-    requests: int
+    model: str  # the resource charged for: a model (the embed), an app (the consent domain)
+    requests: int | None  # None: not counted (the consent domain sees keys' spend, not requests)
     cost: Micros
     estimated_cost: Micros
     tokens_in: int
     tokens_out: int
+    resource_type: str = "Model"
+    resource_name: str | None = None
 
 
 def parse_month(value: str) -> str:
@@ -98,7 +100,9 @@ def focus_rows(lines: Iterable[ReportLine], month: str) -> list[dict[str, str]]:
     for line in lines:
         cost = usd_text(line.cost)
         tokens = line.tokens_in + line.tokens_out
-        publisher = line.model.split("/", 1)[0] if "/" in line.model else ""
+        publisher = line.model.split("/", 1)[0] if "/" in line.model and line.resource_type == "Model" else ""
+        counted = "" if line.requests is None else str(line.requests)
+        described = f"{counted} metered requests to" if line.requests is not None else "metered spend of"
         rows.append(
             {
                 "BilledCost": cost,
@@ -114,7 +118,7 @@ def focus_rows(lines: Iterable[ReportLine], month: str) -> list[dict[str, str]]:
                 "ChargePeriodEnd": end,
                 "ChargeCategory": "Usage",
                 "ChargeClass": "",
-                "ChargeDescription": f"{line.requests} metered requests to {line.model}",
+                "ChargeDescription": f"{described} {line.resource_name or line.model}",
                 "ChargeFrequency": "Usage-Based",
                 "ConsumedQuantity": str(tokens),
                 "ConsumedUnit": "Tokens",
@@ -126,12 +130,12 @@ def focus_rows(lines: Iterable[ReportLine], month: str) -> list[dict[str, str]]:
                 "ServiceCategory": "AI and Machine Learning",
                 "ServiceName": "AI model inference",
                 "ResourceId": line.model,
-                "ResourceName": line.model,
-                "ResourceType": "Model",
+                "ResourceName": line.resource_name or line.model,
+                "ResourceType": line.resource_type,
                 "SubAccountId": line.sub_account,
                 "SubAccountName": line.sub_account,
                 "x_AppId": line.app_id,
-                "x_Requests": str(line.requests),
+                "x_Requests": counted,
                 "x_TokensIn": str(line.tokens_in),
                 "x_TokensOut": str(line.tokens_out),
                 "x_EstimatedCost": usd_text(line.estimated_cost),

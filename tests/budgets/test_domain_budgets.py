@@ -181,6 +181,15 @@ async def test_three_apps_share_one_budget_and_never_pass_it_beyond_the_bound(tm
             totals = await stack.embed.store.month_totals(stack.keys.app_id, period_of(time.time()))
             assert sum(t.cost for t in totals) == record.spent
 
+        # The domain's report of the month, per user and app, says the same to the micro-dollar.
+        report = await asyncio.to_thread(_domain_report, domain.domain.settings.database_url, period_of(time.time()))
+        by_app = {row["x_AppId"]: row for row in report}
+        for stack, record in zip(domain.stacks, spent, strict=True):
+            row = by_app[stack.keys.app_id]
+            assert row["SubAccountId"] == domain.email and row["ResourceName"] == stack.embed.settings.app_name
+            assert int(row["x_BilledCostMicros"]) == record.spent == _micros(row["BilledCost"])
+        assert sum(int(row["x_BilledCostMicros"]) for row in report) == total
+
         # 50, 80 and 90 % passed: one e-mail each, to the user.
         await poll(lambda: _count(domain.sink, 3), what="three budget e-mails", timeout=20)
         subjects = sorted(m["Subject"] for m in domain.sink.messages)
@@ -195,6 +204,21 @@ async def test_three_apps_share_one_budget_and_never_pass_it_beyond_the_bound(tm
         await domain.domain.outbox.deliver_due()
         await asyncio.sleep(0.5)
         assert len(domain.sink.messages) == 3
+
+
+def _domain_report(database_url: str, month: str) -> list[dict[str, str]]:
+    import contextlib as _contextlib
+    import io
+    import json
+
+    from wattfare_embed.cli import main
+
+    out = io.StringIO()
+    with _contextlib.redirect_stdout(out):
+        code = main(["consent-domain", "usage", "--database-url", database_url, "--month", month, "--format", "json"])
+    assert code == 0
+    rows: list[dict[str, str]] = json.loads(out.getvalue())
+    return rows
 
 
 async def _count(sink: SmtpSink, n: int) -> bool | None:

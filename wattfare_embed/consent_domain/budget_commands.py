@@ -103,6 +103,43 @@ async def _set_role(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _usage_report(args: argparse.Namespace) -> int:
+    from ..reports import ReportLine, focus_rows, parse_month, render
+    from . import budget_store
+    from .storage import DomainStore
+
+    try:
+        month = parse_month(args.month)
+    except ValueError as exc:
+        print(f"error: --month: {exc}", file=sys.stderr)
+        return 2
+    store = DomainStore(args.database_url)
+    await store.open()
+    try:
+        usage = await budget_store.month_usage(store, month)
+    finally:
+        await store.close()
+    lines = [
+        ReportLine(
+            billing_account=args.account,
+            billing_account_name=args.account,
+            sub_account=email or user_id,
+            app_id=app_id,
+            model=app_id,
+            requests=None,
+            cost=spent,
+            estimated_cost=0,
+            tokens_in=0,
+            tokens_out=0,
+            resource_type="App",
+            resource_name=app_name,
+        )
+        for user_id, email, app_id, app_name, spent in usage
+    ]
+    sys.stdout.write(render(focus_rows(lines, month), args.format))
+    return 0
+
+
 def add_budget_commands(domain: Any, database: argparse.ArgumentParser) -> None:
     budget = domain.add_parser(
         "set-budget", parents=[database], help="a user's monthly budget across every app (or the default)"
@@ -117,6 +154,14 @@ def add_budget_commands(domain: Any, database: argparse.ArgumentParser) -> None:
 
     listing = domain.add_parser("budgets", parents=[database], help="the default budget and every user's own")
     listing.set_defaults(run_async=_list_budgets)
+
+    usage = domain.add_parser(
+        "usage", parents=[database], help="a month's spend per user and app, in FOCUS columns (csv or json)"
+    )
+    usage.add_argument("--month", required=True, help="YYYY-MM")
+    usage.add_argument("--format", choices=("csv", "json"), default="csv")
+    usage.add_argument("--account", default="consent-domain", help="BillingAccountId / Name (default: consent-domain)")
+    usage.set_defaults(run_async=_usage_report)
 
     role = domain.add_parser("set-role", parents=[database], help="make a built-in user an operator (or not)")
     role.add_argument("--email", required=True)

@@ -22,6 +22,8 @@ __all__ = [
     "default_budget",
     "fire_budget_alert",
     "is_operator",
+    "month_usage",
+    "record_usage",
     "set_default_budget",
     "set_key_limit",
     "set_role",
@@ -143,5 +145,54 @@ async def budget_overview(store: DomainStore) -> list[tuple[str, str | None, Mic
         budgets = {row.user_id: int(row.monthly_budget) for row in db.execute(select(schema.budgets)).all()}
         users = sorted(set(emails) | set(budgets), key=lambda user: emails.get(user) or user)
         return [(user, emails.get(user), budgets.get(user)) for user in users]
+
+    return await store.runner.run(operation)
+
+
+async def record_usage(store: DomainStore, readings: Sequence[tuple[str, Micros]], period: str, now: int) -> None:
+    """Keep each grant's latest reported spend for ``period`` (one row per grant and month)."""
+    if not readings:
+        return
+    _GU = schema.grant_usage.c
+
+    def operation(db: Connection) -> None:
+        for grant_id, spent in readings:
+            changed = db.execute(
+                update(schema.grant_usage)
+                .where(_GU.grant_id == grant_id, _GU.period == period)
+                .values(spent=spent, updated_at=now)
+            )
+            if changed.rowcount == 0:
+                db.execute(
+                    insert(schema.grant_usage).values(grant_id=grant_id, period=period, spent=spent, updated_at=now)
+                )
+
+    try:
+        await store.runner.run(operation)
+    except IntegrityError:  # another process inserted the row first: write over it
+        await store.runner.run(operation)
+
+
+async def month_usage(store: DomainStore, period: str) -> list[tuple[str, str | None, str, str, Micros]]:
+    """``(user id, email, app id, app name, spent)`` per user and app in ``period``, summed exactly."""
+    _GU, _A = schema.grant_usage.c, schema.apps.c
+
+    def operation(db: Connection) -> list[tuple[str, str | None, str, str, Micros]]:
+        query = (
+            select(_G.user_id, _U.email, _G.app_id, _A.name, _GU.spent)
+            .select_from(schema.grant_usage)
+            .join(schema.grants, _G.id == _GU.grant_id)
+            .join(schema.apps, _A.id == _G.app_id)
+            .outerjoin(schema.users, _U.id == _G.user_id)
+            .where(_GU.period == period)
+        )
+        sums: dict[tuple[str, str | None, str, str], int] = {}
+        for row in db.execute(query).all():
+            key = (row.user_id, row.email, row.app_id, row.name)
+            sums[key] = sums.get(key, 0) + int(row.spent)
+        return [
+            (*key, spent)
+            for key, spent in sorted(sums.items(), key=lambda item: (item[0][1] or item[0][0], item[0][2]))
+        ]
 
     return await store.runner.run(operation)

@@ -98,7 +98,10 @@ class BudgetKeeper:
         # A key whose spend is unknown counts as having spent its whole limit, and keeps it.
         spent = [usage if usage is not None else limit for usage, limit in zip(reported, current, strict=True)]
         used = sum(spent)
-        period = period_of(time.time())
+        now = int(time.time())
+        period = period_of(now)
+        readings = [(g.id, usage) for g, usage in zip(grants, reported, strict=True) if usage is not None]
+        await budget_store.record_usage(self._store, readings, period, now)
         if budget is None:
             # No budget (any more): every key back at its app's own cap.
             caps = [g.monthly_cap for g in grants]
@@ -146,10 +149,9 @@ class BudgetKeeper:
             await self.rebalance(grant.user_id)
 
     async def sync_all(self) -> None:
-        """Re-balance every user with a budget and an active grant (the periodic pass)."""
+        """Re-read every user with an active grant: their keys' spend is kept for the monthly report,
+        and, for a user with a budget, their keys are re-limited (the periodic pass)."""
         for user_id in await budget_store.budgeted_users(self._store):
-            if await budget_store.budget_of(self._store, user_id) is None:
-                continue
             try:
                 async with self.lock(user_id):
                     await self.rebalance(user_id)

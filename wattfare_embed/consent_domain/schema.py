@@ -13,6 +13,7 @@ __all__ = [
     "budget_alerts",
     "budgets",
     "codes",
+    "grant_usage",
     "grants",
     "metadata",
     "outbox",
@@ -143,4 +144,15 @@ budget_alerts = Table(
     Column("period", String(7), primary_key=True),
     Column("percent", Integer, primary_key=True),
     Column("fired_at", BigInteger, nullable=False),
+)
+
+# Each grant's spend per month as its upstream key last reported it (at each budget pass): the
+# domain's monthly report reads these, so a closed month keeps its figures after the key resets.
+grant_usage = Table(
+    "wcd_grant_usage",
+    metadata,
+    Column("grant_id", String(40), primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("spent", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
 )

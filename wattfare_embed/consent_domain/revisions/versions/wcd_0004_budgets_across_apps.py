@@ -3,7 +3,8 @@
 ``wcd_budgets`` holds the budgets the operator set per user (the default is a setting);
 ``wcd_grants.key_limit`` the limit last set on each grant's upstream key, its share of the
 user's budget; ``wcd_budget_alerts`` the thresholds each user passed each month, keyed so each
-notice goes out once; ``wcd_users.role`` marks operators.
+notice goes out once; ``wcd_grant_usage`` each grant's spend per month as its key last
+reported it (the monthly report); ``wcd_users.role`` marks operators.
 
 Revision ID: wcd_0004
 Revises: wcd_0002
@@ -37,6 +38,14 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("user_id"),
     )
+    op.create_table(
+        "wcd_grant_usage",
+        sa.Column("grant_id", sa.String(length=40), nullable=False),
+        sa.Column("period", sa.String(length=7), nullable=False),
+        sa.Column("spent", sa.BigInteger(), nullable=False),
+        sa.Column("updated_at", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("grant_id", "period"),
+    )
     with op.batch_alter_table("wcd_grants", schema=None) as batch_op:
         batch_op.add_column(sa.Column("key_limit", sa.BigInteger(), nullable=True))
 
@@ -51,5 +60,6 @@ def downgrade() -> None:
     with op.batch_alter_table("wcd_grants", schema=None) as batch_op:
         batch_op.drop_column("key_limit")
 
+    op.drop_table("wcd_grant_usage")
     op.drop_table("wcd_budgets")
     op.drop_table("wcd_budget_alerts")
