@@ -51,6 +51,11 @@ CALLBACK, WEBHOOK = "callback", "webhook"
 LEASE_SECONDS = 60  # a delivery in hand is someone else's to retry only after this
 MAX_BACKOFF_SECONDS = 3600
 WEBHOOK_TIMEOUT_SECONDS = 10.0
+# Token counts waiting to be written while the store fails: past this, new ones go unrecorded
+# (receipts show no tokens for them) rather than growing the process without end.
+MAX_QUEUED_TOKEN_COUNTS = 100_000
+# Settles are gathered this long before one write: one transaction for many requests under load.
+BATCH_SECONDS = 0.05
 
 AlertCallback = Callable[["BudgetAlert"], Awaitable[None] | None]
 UsageTokens = Callable[[dict[str, Any]], tuple[int, int] | None]
@@ -169,7 +174,7 @@ class Alerts:
         self, user: str, ledger_id: str, cost: Micros, usage: dict[str, Any] | None, usage_tokens: UsageTokens
     ) -> None:
         """A request's final row was written: note its tokens and, if it cost anything, its user."""
-        if usage is not None:
+        if usage is not None and len(self._tokens) < MAX_QUEUED_TOKEN_COUNTS:
             counted = usage_tokens(usage)
             if counted is not None:
                 self._tokens.append(TokenCount(ledger_id, counted[0], counted[1]))
@@ -191,6 +196,7 @@ class Alerts:
     async def _work(self) -> None:
         while True:
             await self._wake.wait()
+            await asyncio.sleep(BATCH_SECONDS)
             self._wake.clear()
             try:
                 await self.flush()
