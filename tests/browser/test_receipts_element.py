@@ -15,7 +15,7 @@ pytestmark = pytest.mark.browser
 
 def test_the_receipts_button_lists_each_reply_with_what_it_cost(visit: Visit, demo: Demo) -> None:
     page = open_home(visit, demo)
-    page.evaluate("document.getElementById('budget').setAttribute('receipts', '')")
+    page.evaluate("document.querySelector('wattfare-connect').setAttribute('receipts', '')")
     connect_through_popup(page, "10")
     receipts_button = page.get_by_role("button", name="Receipts")
     expect(receipts_button).to_be_visible()
