@@ -135,10 +135,15 @@ async def test_a_0_1_0_database_is_adopted_and_upgraded_without_losing_a_row(old
         before.pop("wattfare_schema_version")
         # Event ids are per app now: each old one is kept for the app holding connections here.
         assert after.pop("wattfare_webhook_events") == [("app1", *row) for row in before.pop("wattfare_webhook_events")]
-        # Ledger rows gain token counts, unknown (NULL) for requests made before.
-        assert after.pop("wattfare_ledger") == [(*row, None, None) for row in before.pop("wattfare_ledger")]
+        # Ledger rows gain token counts, unknown (NULL) for requests made before; grants the limit last
+        # set on their key and users a role, unknown (NULL) as well.
+        for table in ("wattfare_ledger", "wcd_grants"):
+            new_columns = (None, None) if table == "wattfare_ledger" else (None,)
+            assert after.pop(table) == [(*row, *new_columns) for row in before.pop(table)], table
+        assert after.pop("wcd_users") == [(*row, None) for row in before.pop("wcd_users")]
         added = {table: after.pop(table) for table in set(after) - set(before)}
-        assert added == {"wcd_sessions": [], "wattfare_alert_firings": [], "wattfare_alert_outbox": []}, (
+        empty = ("wcd_sessions", "wcd_budgets", "wcd_budget_alerts", "wcd_grant_usage")
+        assert added == {key: [] for key in (*empty, "wattfare_alert_firings", "wattfare_alert_outbox")}, (
             "tables added since 0.1.0 start empty"
         )
         assert after == before
