@@ -8,6 +8,7 @@ app.mount("/wattfare", wf)
 ```
 """
 
+from .alerts import BudgetAlert, verify_alert
 from .app import Session, Wattfare
 from .client import WattfareUser, is_budget_exceeded, is_not_connected, to_wattfare_error, user_id_header
 from .consent import ConsentAuthority, DevConsent, FundingGrant, HostedConsent, OpenRouterConsent
@@ -36,6 +37,7 @@ from .telemetry import Telemetry
 __all__ = [
     "AppKeys",
     "AuthError",
+    "BudgetAlert",
     "BudgetExceededError",
     "ConfigurationError",
     "ConnectionStatus",
@@ -71,4 +73,5 @@ __all__ = [
     "new_key_pair",
     "to_wattfare_error",
     "user_id_header",
+    "verify_alert",
 ]

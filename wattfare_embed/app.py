@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ._http import parse_monthly_usd
 from ._lifespan import run_lifespan
 from ._redaction import protect_logs
+from .alerts import DEFAULT_THRESHOLDS, AlertCallback, Alerts
 from .auth import app_user_id_of
 from .config import ResolveUser, Settings, env_or
 from .consent import AuthorityContext, ConsentAuthority, DevConsent
@@ -39,6 +40,7 @@ from .tokens import SessionTokens
 if TYPE_CHECKING:
     from .client import WattfareUser
     from .grant_client import WattfareGrant
+    from .receipts import UsagePage
 
 __all__ = ["Session", "Wattfare"]
 
@@ -107,6 +109,9 @@ class Wattfare:
         default_grant_usd: float | int | str | Decimal = 1,
         max_grant_usd: float | int | str | Decimal = 20,
         grant_ttl_seconds: int = 24 * 3600,
+        alert_thresholds: Sequence[int] = DEFAULT_THRESHOLDS,
+        alert_webhook_url: str | None = None,
+        alert_retry_seconds: float = 30.0,
     ) -> None:
         secret = env_or(secret_key, "WATTFARE_SECRET_KEY")
         publishable = env_or(publishable_key, "WATTFARE_PUBLISHABLE_KEY")
@@ -182,10 +187,14 @@ class Wattfare:
         self._on_start: list[Callable[[], Awaitable[None]]] = []
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
         self._connection_listeners: list[Callable[[str], None]] = []
+        # Threshold alerts and token counts, fed by the proxy after each settle, off the request's path.
+        self.alerts = Alerts(self, alert_thresholds, alert_webhook_url, retry_seconds=alert_retry_seconds)
         from .proxy import Proxy
 
         self.proxy = Proxy(self)
         self._on_start.append(self._start_sweeper)
+        self._on_start.append(self.alerts.start)
+        self._on_stop.append(self.alerts.stop)
         self._asgi: ASGIApp = self._build_app()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -278,6 +287,7 @@ class Wattfare:
     def _build_app(self) -> ASGIApp:
         from .endpoints import routes
         from .monitoring import monitoring_routes
+        from .receipts import receipt_routes
         from .webhooks import webhook_routes
 
         proxy_routes = [
@@ -291,6 +301,7 @@ class Wattfare:
             Route("/api/v1/models/{model_id:path}", _Endpoint(self.proxy.model), methods=["GET"]),
         ]
         self.routes: list[Route] = [*proxy_routes, *(route for route in routes(self) if isinstance(route, Route))]
+        self.routes.extend(receipt_routes(self))
         self.routes.extend(webhook_routes(self))
         self.routes.extend(monitoring_routes(self))
         router = Router(list(self.routes), default=_not_found)
@@ -363,6 +374,19 @@ class Wattfare:
         self.connection_ended(record.id)
         if record.status is ConnectionState.ACTIVE:
             await self.revoke_with_authority(self.open_credential(record), record.grant_id)
+
+    async def usage(self, app_user_id: str, *, cursor: str | None = None, limit: int = 50) -> UsagePage:
+        """A page of the user's charged requests this period, newest first (what ``GET /api/v1/usage``
+        answers the user's browser); ``page.next_cursor`` asks for the next page."""
+        from .receipts import usage_page
+
+        app_user_id_of(app_user_id)
+        return await usage_page(self, app_user_id, cursor=cursor, limit=limit)
+
+    def on_alert(self, callback: AlertCallback) -> None:
+        """Call ``callback(alert)`` (sync or async) once for each threshold a user's spend passes this
+        month (``alert_thresholds``, 50/80/100 % of the cap by default); see ``BudgetAlert``."""
+        self.alerts.on_alert(callback)
 
     def on_startup(self, hook: Callable[[], Awaitable[None]]) -> None:
         """Run ``hook`` during start-up, after the store and the HTTP client are open."""

@@ -60,6 +60,10 @@ async def _status(args: argparse.Namespace) -> int:
 async def _usage(args: argparse.Namespace) -> int:
     if args.user is not None:
         app_user_id_of(args.user, "--user")
+    if args.month is not None:
+        return await _month_report(args)
+    if args.format != "table":
+        raise ConfigurationError("--format csv or json is for a month's report: add --month YYYY-MM")
     embed = _embed(args)
     async with embed:
         rows = await embed.store.ledger(embed.keys.app_id, args.user, limit=args.limit)
@@ -68,6 +72,37 @@ async def _usage(args: argparse.Namespace) -> int:
         cost = usd_text(row.cost) if row.cost is not None else "-"
         user, model, source = row.app_user_id[:16], row.model[:32], row.cost_source or ""
         print(f"{row.id:<28} {user:<16} {model:<32} {row.state:<9} {cost:>12} {source}")
+    return 0
+
+
+async def _month_report(args: argparse.Namespace) -> int:
+    from .reports import ReportLine, focus_rows, parse_month, render
+
+    try:
+        month = parse_month(args.month)
+    except ValueError as exc:
+        raise ConfigurationError(f"--month: {exc}") from exc
+    embed = _embed(args)
+    async with embed:
+        totals = await embed.store.month_totals(embed.keys.app_id, month)
+    app_id = embed.keys.app_id
+    lines = [
+        ReportLine(
+            billing_account=app_id,
+            billing_account_name=args.app_name or app_id,
+            sub_account=total.app_user_id,
+            app_id=app_id,
+            model=total.model,
+            requests=total.requests,
+            cost=total.cost,
+            estimated_cost=total.estimated_cost,
+            tokens_in=total.tokens_in,
+            tokens_out=total.tokens_out,
+        )
+        for total in totals
+        if args.user is None or total.app_user_id == args.user
+    ]
+    sys.stdout.write(render(focus_rows(lines, month), "csv" if args.format == "table" else args.format))
     return 0
 
 
@@ -92,9 +127,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = commands.add_parser("status", parents=[database], help="a user's connection and budget")
     status.add_argument("user")
     status.set_defaults(run_async=_status)
-    usage = commands.add_parser("usage", parents=[database], help="recent metered requests")
+    usage = commands.add_parser(
+        "usage", parents=[database], help="recent metered requests, or a month's report (--month) in FOCUS columns"
+    )
     usage.add_argument("--user", default=None)
     usage.add_argument("--limit", type=int, default=50)
+    usage.add_argument("--month", default=None, help="YYYY-MM: per user and model, exact, in FOCUS columns")
+    usage.add_argument("--format", choices=("table", "csv", "json"), default="table", help="for --month: csv or json")
+    usage.add_argument("--app-name", default=None, help="BillingAccountName in the report (default: the app id)")
     usage.set_defaults(run_async=_usage)
     add_consent_domain_commands(commands)
 

@@ -466,6 +466,10 @@ class Proxy:
         # failed is tried again by the shielded one in `_metered` (the store's settle is idempotent).
         exchange.settled = True
         exchange.trace.settled(cost, source, meter.usage, meter.response_model)
+        # Token counts and threshold alerts: queued here, written by a background task.
+        self._embed.alerts.settled(
+            exchange.user, reservation.ledger_id, cost, meter.usage, exchange.dialect.usage_tokens
+        )
         if reconcile and meter.generation_id:
             self.reconciler.later(reservation.ledger_id, meter.generation_id, reservation.connection)
 

@@ -20,6 +20,8 @@ export type { Grant, GrantOptions, GrantResult, NotGranted } from "./grant.js";
 export type { SessionSource } from "./session.js";
 export type { ConnectionState, ConnectionStatus } from "./status.js";
 export { formatUsd, readStatus } from "./status.js";
+export type { UsageOptions, UsagePage, UsageReceipt } from "./usage.js";
+export { formatReceiptUsd, readUsagePage } from "./usage.js";
 export type { WattfareErrorBody, WattfareErrorCode } from "./errors.js";
 export {
   WattfareAuthError,

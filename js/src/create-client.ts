@@ -15,6 +15,7 @@ import {
 import { send, type Fetch } from "./http.js";
 import { SessionTokens, checkSessionSource, type SessionSource } from "./session.js";
 import { notConnectedStatus, readStatus, type ConnectionStatus } from "./status.js";
+import { readUsagePage, type UsageOptions, type UsagePage } from "./usage.js";
 
 export interface WattfareConfig {
   /** `pk_live_…` or `pk_test_…`: names the app; safe in the browser. */
@@ -67,6 +68,9 @@ export interface WattfareClient {
   /** Read the status from the server (and tell every listener). */
   refresh(): Promise<ConnectionStatus>;
   status(): Promise<ConnectionStatus>;
+  /** The user's receipts this month, newest first: each charged request's model, tokens and exact
+   * cost ("what did this app spend of my money?"). Pass `nextCursor` as `cursor` for older ones. */
+  usage(options?: UsageOptions): Promise<UsagePage>;
   /** Revoke the connection, here and at the consent authority. */
   disconnect(): Promise<ConnectionStatus>;
   /** `listener(status)` on every status read, at once too when one is known; returns the unsubscribe. */
@@ -181,6 +185,16 @@ export function createClient(config: WattfareConfig, defaultBaseURL: string): Wa
     return track(async () => publish(statusFrom(await api("GET", "/api/v1/connections")), order));
   }
 
+  async function usage(options?: UsageOptions): Promise<UsagePage> {
+    const query = new URLSearchParams();
+    if (options?.cursor) query.set("cursor", options.cursor);
+    if (options?.limit !== undefined) query.set("limit", String(options.limit));
+    const suffix = query.toString() ? `?${query.toString()}` : "";
+    const page = readUsagePage(await track(() => api("GET", `/api/v1/usage${suffix}`)));
+    if (!page) throw new WattfareError("unknown", "the server answered something that is not a usage page");
+    return page;
+  }
+
   function connect(options?: ConnectOptions): Promise<ConnectionStatus> {
     if (pending && !pending.popup.closed) {
       pending.popup.focus();
@@ -267,6 +281,7 @@ export function createClient(config: WattfareConfig, defaultBaseURL: string): Wa
     connect,
     refresh,
     status: refresh,
+    usage,
     disconnect: () => track(() => api("DELETE", "/api/v1/connections")).then(refresh),
     subscribe(listener) {
       statusListeners.add(listener);

@@ -6,6 +6,7 @@ import type { WattfareClient, WattfareConfig } from "./create-client.js";
 import { createWattfare } from "./client.js";
 import { WattfareError, toWattfareError } from "./errors.js";
 import { formatUsd, type ConnectionStatus } from "./status.js";
+import { formatReceiptUsd, type UsagePage } from "./usage.js";
 
 const TEMPLATE = `<style>
 :host { display: inline-block; --wattfare-accent: #2952cc; --wattfare-focus: #f0b400; }
@@ -21,13 +22,22 @@ progress { width: 8rem; height: .6rem; appearance: none; border: 0; border-radiu
 ::-webkit-progress-bar { background: #e3e7ef; }
 ::-webkit-progress-value { background: var(--wattfare-accent); }
 ::-moz-progress-bar { background: var(--wattfare-accent); }
+[part=receipts] { border-collapse: collapse; font-size: .85em; font-variant-numeric: tabular-nums; margin-top: .4rem; }
+[part=receipts] th, [part=receipts] td { text-align: left; padding: .15rem .6rem .15rem 0; }
+[part=receipts] td.cost { text-align: right; }
 </style>
 <div part="root">
   <button type="button" part="button" hidden>Connect AI budget</button>
   <span part="label" aria-live="polite"></span>
   <progress part="bar" aria-label="AI budget left" hidden></progress>
+  <button type="button" part="receipts-toggle" aria-expanded="false" hidden>Receipts</button>
   <button type="button" part="disconnect" hidden>Disconnect</button>
-</div>`;
+</div>
+<table part="receipts" hidden>
+  <caption>This month's requests</caption>
+  <thead><tr><th scope="col">When</th><th scope="col">Model</th><th scope="col">Tokens in / out</th><th scope="col">Cost</th></tr></thead>
+  <tbody></tbody>
+</table>`;
 
 /** What `<wattfare-connect>` adds to `HTMLElement`. */
 export interface WattfareConnectElement extends HTMLElement {
@@ -39,13 +49,16 @@ export interface WattfareConnectElement extends HTMLElement {
   disconnect(): Promise<ConnectionStatus | null>;
   /** Open the consent popup; call it from a click. */
   connect(): Promise<ConnectionStatus | null>;
+  /** Read and show this month's receipts (the list the `receipts` attribute's button opens). */
+  showReceipts(): Promise<UsagePage | null>;
 }
 
 type Create = (config: WattfareConfig) => WattfareClient;
 
 /**
  * Define `<wattfare-connect>` (once; later calls return the same class). Attributes:
- * `publishable-key`, `session`, `base-url`, `monthly-usd`. Events: `wattfare-change` (detail: the
+ * `publishable-key`, `session`, `base-url`, `monthly-usd`, `receipts` (a "Receipts" button that lists
+ * this month's requests and what each cost). Events: `wattfare-change` (detail: the
  * status) and `wattfare-error` (detail: the typed error).
  */
 export function defineWattfareConnect(
@@ -59,16 +72,34 @@ export function defineWattfareConnect(
     static observedAttributes = ["publishable-key", "session", "base-url"];
     #client: WattfareClient | null = null;
     #unsubscribe: (() => void) | null = null;
-    readonly #ui: { button: HTMLButtonElement; label: HTMLElement; bar: HTMLProgressElement; disconnect: HTMLButtonElement };
+    readonly #ui: {
+      button: HTMLButtonElement;
+      label: HTMLElement;
+      bar: HTMLProgressElement;
+      disconnect: HTMLButtonElement;
+      receiptsToggle: HTMLButtonElement;
+      receipts: HTMLTableElement;
+    };
 
     constructor() {
       super();
       const root = this.attachShadow({ mode: "open" });
       root.innerHTML = TEMPLATE;
       const part = <T extends globalThis.Element>(name: string): T => root.querySelector(`[part=${name}]`) as T;
-      this.#ui = { button: part("button"), label: part("label"), bar: part("bar"), disconnect: part("disconnect") };
+      this.#ui = {
+        button: part("button"),
+        label: part("label"),
+        bar: part("bar"),
+        disconnect: part("disconnect"),
+        receiptsToggle: part("receipts-toggle"),
+        receipts: part("receipts"),
+      };
       this.#ui.button.addEventListener("click", () => void this.connect());
       this.#ui.disconnect.addEventListener("click", () => void this.disconnect());
+      this.#ui.receiptsToggle.addEventListener("click", () => {
+        if (this.#ui.receipts.hidden) void this.showReceipts();
+        else this.#hideReceipts();
+      });
     }
 
     get wattfare(): WattfareClient | null {
@@ -121,6 +152,42 @@ export function defineWattfareConnect(
       return this.#guard(() => this.#require().connect(monthly ? { monthlyUsd: Number(monthly) } : {}));
     }
 
+    async showReceipts(): Promise<UsagePage | null> {
+      let page: UsagePage;
+      try {
+        page = await this.#require().usage({ limit: 50 });
+      } catch (err) {
+        return this.#fail(err);
+      }
+      const { receipts, receiptsToggle } = this.#ui;
+      const body = receipts.tBodies[0]!;
+      body.replaceChildren(
+        ...page.data.map((receipt) => {
+          const row = document.createElement("tr");
+          const when = new Date(receipt.createdAt * 1000).toLocaleString(undefined, { timeZone: "UTC" });
+          const tokens =
+            receipt.tokensIn === null ? "–" : `${receipt.tokensIn} / ${receipt.tokensOut ?? 0}`;
+          const cost = formatReceiptUsd(receipt) + (receipt.costSource === "estimated" ? " (est.)" : "");
+          for (const [value, cls] of [[when, ""], [receipt.model, ""], [tokens, ""], [cost, "cost"]] as const) {
+            const cell = document.createElement("td");
+            cell.textContent = value; // text, never markup: model names come from the upstream
+            if (cls) cell.className = cls;
+            row.append(cell);
+          }
+          return row;
+        }),
+      );
+      receipts.hidden = false;
+      receiptsToggle.setAttribute("aria-expanded", "true");
+      this.dispatchEvent(new CustomEvent("wattfare-receipts", { detail: page, bubbles: true, composed: true }));
+      return page;
+    }
+
+    #hideReceipts(): void {
+      this.#ui.receipts.hidden = true;
+      this.#ui.receiptsToggle.setAttribute("aria-expanded", "false");
+    }
+
     #require(): WattfareClient {
       const client = this.wattfare;
       if (!client) throw new WattfareError("invalid_request", "no client");
@@ -165,8 +232,10 @@ export function defineWattfareConnect(
     }
 
     #render(status: ConnectionStatus): void {
-      const { button, label, bar, disconnect } = this.#ui;
+      const { button, label, bar, disconnect, receiptsToggle } = this.#ui;
       const connected = status.connected;
+      receiptsToggle.hidden = !connected || !this.hasAttribute("receipts");
+      if (!connected) this.#hideReceipts();
       const focused = this.shadowRoot?.activeElement;
       button.textContent = status.status === "funding_invalid" ? "Reconnect AI budget" : "Connect AI budget";
       button.hidden = connected;

@@ -27,6 +27,7 @@ import { toWattfareError, type WattfareError } from "./errors.js";
 import type { Grant, GrantOptions, GrantResult } from "./grant.js";
 import type { SessionSource } from "./session.js";
 import type { ConnectionStatus } from "./status.js";
+import type { UsageOptions, UsagePage } from "./usage.js";
 
 export * from "./client.js";
 
@@ -65,6 +66,8 @@ export interface UseWattfare {
   connect: (options?: ConnectOptions | object) => Promise<ConnectionStatus | null>;
   disconnect: () => Promise<ConnectionStatus | null>;
   refresh: () => Promise<ConnectionStatus | null>;
+  /** The user's receipts this month, newest first (null when the read failed; then `error` says why). */
+  usage: (options?: UsageOptions) => Promise<UsagePage | null>;
   /** Pass an error from `useChat`'s `onError` (or any call): returns our typed error, and re-reads the
    * status when it says not connected or over budget, so the UI follows without a reload. */
   handleError: (error: unknown) => WattfareError | null;
@@ -122,6 +125,7 @@ export function useWattfare(): UseWattfare {
       }),
       disconnect: quietly(() => client.disconnect()),
       refresh: quietly(() => client.refresh()),
+      usage: (options?: UsageOptions) => client.usage(options).catch(() => null),
       handleError: (error: unknown) => client.handleError(error),
     }),
     [client],

@@ -156,3 +156,41 @@ test("disconnect revokes and reads the status again", async () => {
   assert.equal(status.connected, false);
   assert.ok(browser.calls.some((call) => call.method === "DELETE"));
 });
+
+test("usage() reads the user's receipts page by page, amounts kept exact", async () => {
+  const receipt = (id: string, costMicros: number, costUsd: string) => ({
+    id,
+    createdAt: 1_796_000_000,
+    settledAt: 1_796_000_001,
+    kind: "chat",
+    model: "openai/gpt-4o-mini",
+    tokensIn: 12,
+    tokensOut: 30,
+    costMicros,
+    costUsd,
+    costSource: "reported",
+  });
+  browser.usagePages = {
+    "": { period: "2026-12", data: [receipt("req_b", 123, "0.000123")], nextCursor: "1796000000.req_b", hasMore: true },
+    "1796000000.req_b": { period: "2026-12", data: [receipt("req_a", 100001, "0.100001")], nextCursor: null },
+  };
+  const first = await client.usage({ limit: 1 });
+  assert.equal(first.period, "2026-12");
+  assert.deepEqual(
+    first.data.map((row) => [row.id, row.costMicros, row.costUsd, row.tokensIn, row.tokensOut]),
+    [["req_b", 123, "0.000123", 12, 30]],
+  );
+  assert.equal(first.hasMore, true);
+  const second = await client.usage({ cursor: first.nextCursor!, limit: 1 });
+  assert.deepEqual(second.data.map((row) => row.id), ["req_a"]);
+  assert.equal(second.nextCursor, null);
+  assert.equal(second.hasMore, false);
+  assert.deepEqual(browser.usageQueries, ["limit=1", "cursor=1796000000.req_b&limit=1"]);
+  const reads = browser.calls.filter((call) => call.url === "/wattfare/api/v1/usage");
+  assert.ok(reads.every((call) => call.authorization?.startsWith("Bearer x.")), "with the session token");
+});
+
+test("usage() refuses an answer that is not a usage page", async () => {
+  browser.usagePages = { "": { period: "2026-12", data: [{ id: "req_x", costMicros: 1.5 }] } };
+  await assert.rejects(client.usage(), { code: "unknown" });
+});

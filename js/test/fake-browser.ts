@@ -92,6 +92,10 @@ export class FakeBrowser {
     };
   }
 
+  /** GET /api/v1/usage answers, by the cursor asked for ("" for the first page). */
+  usagePages: Record<string, unknown> = {};
+  usageQueries: string[] = [];
+
   /** The embed's answers, as `fetch`. */
   fetch = async (input: string, init?: RequestInit): Promise<Response> => {
     const headers = new Headers(init?.headers);
@@ -116,6 +120,11 @@ export class FakeBrowser {
     }
     if (path === "/wattfare/api/v1/grants/consent") {
       return json({ url: `${ORIGIN}/wattfare/dev/consent?state=g${this.calls.length}` });
+    }
+    if (path === "/wattfare/api/v1/usage") {
+      const query = new URL(input, ORIGIN).searchParams;
+      this.usageQueries.push(query.toString());
+      return json(this.usagePages[query.get("cursor") ?? ""] ?? { period: "2026-12", data: [], nextCursor: null });
     }
     if (path === "/wattfare/api/v1/consent") return json({ url: `${ORIGIN}/wattfare/dev/consent?state=s${this.calls.length}` });
     return json({ error: { code: "invalid_request", message: `no route ${path}` } }, 400);

@@ -9,6 +9,7 @@ import wattfare_embed
 PUBLIC_NAMES = [
     "AppKeys",
     "AuthError",
+    "BudgetAlert",
     "BudgetExceededError",
     "ConfigurationError",
     "ConnectionStatus",
@@ -44,6 +45,7 @@ PUBLIC_NAMES = [
     "new_key_pair",
     "to_wattfare_error",
     "user_id_header",
+    "verify_alert",
 ]
 
 

@@ -135,10 +135,16 @@ async def test_a_0_1_0_database_is_adopted_and_upgraded_without_losing_a_row(old
         before.pop("wattfare_schema_version")
         # Event ids are per app now: each old one is kept for the app holding connections here.
         assert after.pop("wattfare_webhook_events") == [("app1", *row) for row in before.pop("wattfare_webhook_events")]
+        # Ledger rows gain token counts and users a role, unknown (NULL) for what was there before.
+        assert after.pop("wattfare_ledger") == [(*row, None, None) for row in before.pop("wattfare_ledger")]
+        assert after.pop("wcd_users") == [(*row, None) for row in before.pop("wcd_users")]
         added = {table: after.pop(table) for table in set(after) - set(before)}
-        assert added == {"wcd_sessions": [], "wattfare_grants": []}, "tables added since 0.1.0 start empty"
-        # Columns added for one-time grants are empty on every old row (none was a one-time grant).
-        for table, added_columns in (("wattfare_consent_requests", 1), ("wcd_codes", 1), ("wcd_grants", 2)):
+        empty = ("wcd_sessions", "wcd_budgets", "wcd_budget_alerts", "wcd_grant_usage")
+        empty += ("wattfare_grants", "wattfare_alert_firings", "wattfare_alert_outbox")
+        assert added == {key: [] for key in empty}, "tables added since 0.1.0 start empty"
+        # Columns added since (one-time grants; the limit last set on a grant's key) are empty on every
+        # old row: none was a one-time grant, and no limit had been set by a budget.
+        for table, added_columns in (("wattfare_consent_requests", 1), ("wcd_codes", 1), ("wcd_grants", 3)):
             rows = after.pop(table)
             assert all(set(row[-added_columns:]) == {None} for row in rows), table
             after[table] = [row[:-added_columns] for row in rows]

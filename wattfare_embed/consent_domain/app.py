@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -32,11 +33,16 @@ from .._lifespan import run_lifespan
 from .._redaction import protect_logs
 from ..consent._protocol import DISCOVERY_PATH, PROTOCOL_VERSION
 from ..keys import AppKeys
+from ..money import Micros
+from . import budget_store
 from .authorize import ConsentScreen
+from .budgets import BudgetKeeper, BudgetView
 from .config import DomainSettings
 from .dashboard import Dashboard
 from .grants import GrantLifecycle
 from .login import Authenticate, PasswordLogin, add_user, end_sessions, set_password
+from .notifier import Notifier
+from .operator import OperatorPage
 from .outbox import Outbox
 from .registration import register_app
 from .session_store import SessionStore
@@ -63,6 +69,7 @@ class ConsentDomain:
         *,
         authenticate: Authenticate | None = None,
         login_url: str = "/login",
+        notifier: Notifier | None = None,
     ) -> None:
         self.settings = settings
         protect_logs(settings.management_key, settings.session_secret)
@@ -76,11 +83,17 @@ class ConsentDomain:
         )
         self.outbox = Outbox(self.store, self.upstream, lambda: self.http, settings)
         self.grants = GrantLifecycle(self.store, self.upstream, self.outbox, settings)
+        # One budget per user across apps: the keys' limits kept within it (budgets.py).
+        self.budgets = BudgetKeeper(self.store, self.upstream, settings)
+        self.grants.budgets = self.budgets
+        self.outbox.notifier = notifier
+        self.budgets.notify_enabled = notifier is not None
         self._authenticate = authenticate
         self._login_url = login_url
         self._http: aiohttp.ClientSession | None = None
         self._asgi: ASGIApp | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._budget_worker: asyncio.Task[None] | None = None
         self._start_lock = asyncio.Lock()
 
     @property
@@ -105,8 +118,14 @@ class ConsentDomain:
             self._http = aiohttp.ClientSession()
             self._asgi = Starlette(routes=self._routes(secret))
             self._worker = asyncio.get_running_loop().create_task(self.outbox.run_forever())
+            self._budget_worker = asyncio.get_running_loop().create_task(self.budgets.run_forever())
 
     async def shutdown(self) -> None:
+        if self._budget_worker is not None:
+            self._budget_worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._budget_worker
+            self._budget_worker = None
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -167,6 +186,26 @@ class ConsentDomain:
         await self.store.open()
         return await end_sessions(self.store, self.sessions, email)
 
+    async def set_budget(self, user_id: str | None, monthly_budget: Micros | None) -> None:
+        """Set one user's budget across every app (``user_id=None``: the default of everyone without
+        one; ``monthly_budget=None``: remove it), and re-limit their keys to fit at once."""
+        await self.store.open()
+        if user_id is None:
+            await budget_store.set_default_budget(self.store, monthly_budget)
+            if self._http is not None:
+                await self.budgets.sync_all()
+            return
+        await budget_store.set_user_budget(self.store, user_id, monthly_budget, int(time.time()))
+        if self._http is not None:
+            async with self.budgets.lock(user_id):
+                await self.budgets.rebalance(user_id)
+
+    async def budget(self, user_id: str) -> BudgetView:
+        """The user's budget, what their apps spent this month and each key's limit (re-limits them)."""
+        async with self.budgets.lock(user_id):
+            view, _ = await self.budgets.rebalance(user_id)
+        return view
+
     def discovery(self) -> dict[str, Any]:
         issuer = self.settings.issuer
         return {
@@ -204,6 +243,8 @@ class ConsentDomain:
         routes.append(Route(DISCOVERY_PATH, discovery, methods=["GET"]))
         routes.extend(ConsentScreen(self.store, sessions, settings, authenticate, self._login_url).routes())
         routes.extend(TokenEndpoint(self.store, self.grants, settings).routes())
-        dashboard = Dashboard(self.store, sessions, self.grants, self.upstream, settings, authenticate, self._login_url)
+        dashboard = Dashboard(self.store, sessions, self.grants, self.budgets, settings, authenticate, self._login_url)
         routes.extend(dashboard.routes())
+        operator = OperatorPage(self.store, sessions, self.budgets, settings, authenticate, self._login_url)
+        routes.extend(operator.routes())
         return routes

@@ -1,4 +1,4 @@
-"""``wattfare consent-domain serve | migrate | register-app | add-user``: run and administer a consent domain.
+"""``wattfare consent-domain serve | migrate | register-app | add-user | …``: run and administer a consent domain.
 
 Every option also reads an environment variable, so a deployment can keep
 secrets out of the command line (``OPENROUTER_MANAGEMENT_KEY`` above all).
@@ -49,7 +49,22 @@ def _serve(args: argparse.Namespace) -> int:
 
     shown = make_url(args.database_url).render_as_string(hide_password=True)
     print(f"consent domain {settings.issuer} (listening on {args.host}:{args.port}, data in {shown})")
-    uvicorn.run(ConsentDomain(settings), host=args.host, port=args.port, log_level="info", proxy_headers=True)
+    notifier = None
+    if args.smtp_host:
+        from .._redaction import protect_logs
+        from .notifier import SmtpNotifier
+
+        protect_logs(_env("WATTFARE_DOMAIN_SMTP_PASSWORD"))
+        notifier = SmtpNotifier(
+            args.smtp_host,
+            args.smtp_port,
+            sender=args.smtp_from or f"budgets@{args.smtp_host}",
+            username=_env("WATTFARE_DOMAIN_SMTP_USER"),
+            password=_env("WATTFARE_DOMAIN_SMTP_PASSWORD"),
+            starttls=args.smtp_starttls,
+        )
+    domain = ConsentDomain(settings, notifier=notifier)
+    uvicorn.run(domain, host=args.host, port=args.port, log_level="info", proxy_headers=True)
     return 0
 
 
@@ -181,6 +196,14 @@ def add_consent_domain_commands(commands: Any) -> None:
         help="the URL apps configure HostedConsent with, the issuer (default: http://HOST:PORT)",
     )
     serve.add_argument("--name", default="Wattfare", help="how the domain names itself on its pages")
+    serve.add_argument(
+        "--smtp-host", default=_env("WATTFARE_DOMAIN_SMTP_HOST"), help="e-mail budget alerts through this SMTP server"
+    )
+    serve.add_argument("--smtp-port", type=int, default=int(_env("WATTFARE_DOMAIN_SMTP_PORT", "25") or "25"))
+    serve.add_argument("--smtp-from", default=_env("WATTFARE_DOMAIN_SMTP_FROM"), help="the alerts' From address")
+    serve.add_argument(
+        "--smtp-starttls", action="store_true", help="STARTTLS (login from $WATTFARE_DOMAIN_SMTP_USER / _PASSWORD)"
+    )
     serve.set_defaults(run=_serve)
 
     migrate = domain.add_parser(
@@ -215,3 +238,7 @@ def add_consent_domain_commands(commands: Any) -> None:
     sessions.add_argument("--email", default=None, help="the user whose sessions end")
     sessions.add_argument("--all", action="store_true", help="end every session of every user")
     sessions.set_defaults(run_async=_end_sessions)
+
+    from .budget_commands import add_budget_commands
+
+    add_budget_commands(domain, database)

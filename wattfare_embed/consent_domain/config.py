@@ -55,6 +55,10 @@ class DomainSettings:
     # Sign-in attempts per client address a minute, and failed ones per account in 15 minutes.
     login_attempts_per_address: int = 10
     login_failures_per_account: int = 10
+    # Per-user budgets: how often every budgeted user's keys are re-read and re-limited, and the
+    # shares of a budget past which the user is told (through the domain's notifier).
+    budget_sync_seconds: float = 30.0
+    budget_alert_thresholds: tuple[int, ...] = (50, 80, 100)
 
     @property
     def issuer(self) -> str:

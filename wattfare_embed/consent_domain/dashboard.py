@@ -1,13 +1,15 @@
-"""``/dashboard``: every app that can spend from the user's budget, with Raise / lower and Revoke.
+"""``/dashboard``: the user's budget page. The budget across apps (when the operator set one), what
+is used and left this month, and every app that can spend from it, with its cap, its spend and
+Raise / lower and Revoke.
 
-This month's spend is read from each grant's own upstream key (``usage_monthly``).
+This month's spend is read from each grant's own upstream key (``usage_monthly``); showing the
+page also re-limits the keys to the budget (``budgets.py``).
 A revoke deletes the upstream key before the page answers and sends the app its
 webhook; a new cap is set on the upstream key first, then announced to the app.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from urllib.parse import urlencode
 
@@ -16,15 +18,16 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from ..consent._protocol import parse_wire_usd, wire_usd
+from .budgets import BudgetKeeper
 from .config import DomainSettings
 from .forms import FormError, read_form
 from .grants import GrantLifecycle
 from .login import Authenticate, call_authenticate, refusal_page
-from .pages import DashboardRow, dashboard_page, error_page, page_response
+from .pages import BudgetSummary, DashboardRow, dashboard_page, error_page, page_response
 from .records import Grant, GrantState
 from .sessions import CsrfError, Sessions
 from .storage import DomainStore
-from .upstream import UpstreamFailure, UpstreamKeys
+from .upstream import UpstreamFailure
 
 __all__ = ["Dashboard"]
 
@@ -43,7 +46,7 @@ class Dashboard:
         store: DomainStore,
         sessions: Sessions,
         grants: GrantLifecycle,
-        upstream: UpstreamKeys,
+        budgets: BudgetKeeper,
         settings: DomainSettings,
         authenticate: Authenticate,
         login_url: str,
@@ -51,7 +54,7 @@ class Dashboard:
         self._store = store
         self._sessions = sessions
         self._grants = grants
-        self._upstream = upstream
+        self._budgets = budgets
         self._settings = settings
         self._authenticate = authenticate
         self._login_url = login_url
@@ -70,26 +73,43 @@ class Dashboard:
             separator = "&" if "?" in self._login_url else "?"
             return RedirectResponse(f"{self._login_url}{separator}{urlencode({'next': '/dashboard'})}", 303)
         now = int(time.time())
-        grants = [
-            g
-            for g in await self._store.live_grants(user_id=user_id)
-            if g.status == GrantState.ACTIVE and (g.expires_at is None or g.expires_at > now)  # expired: gone
-        ]
-        usage = await asyncio.gather(*(self._upstream.monthly_usage(g.key_hash or "") for g in grants))
-        rows = [
-            DashboardRow(
-                g.id,
-                g.app_name,
-                wire_usd(g.monthly_cap),
-                wire_usd(spent) if spent is not None else None,
-                grant_requests=g.grant_requests,
+        async with self._budgets.lock(user_id):
+            try:
+                view, _ = await self._budgets.rebalance(user_id)
+            except UpstreamFailure:
+                view = None  # shown without re-limiting; the next pass tries again
+        if view is None:
+            grants = [g for g in await self._store.live_grants(user_id=user_id) if g.status == GrantState.ACTIVE]
+            rows = [
+                DashboardRow(g.id, g.app_name, wire_usd(g.monthly_cap), None, grant_requests=g.grant_requests)
+                for g in grants
+                if g.expires_at is None or g.expires_at > now  # an expired one-time grant is gone
+            ]
+            summary = None
+        else:
+            rows = [
+                DashboardRow(
+                    app.grant.id,
+                    app.grant.app_name,
+                    wire_usd(app.grant.monthly_cap),
+                    wire_usd(app.spent) if app.spent is not None else None,
+                    wire_usd(app.key_limit) if view.budget is not None else None,
+                    grant_requests=app.grant.grant_requests,
+                )
+                for app in view.apps
+                if app.grant.expires_at is None or app.grant.expires_at > now
+            ]
+            summary = BudgetSummary(
+                budget_usd=wire_usd(view.budget) if view.budget is not None else None,
+                used_usd=wire_usd(view.used),
+                left_usd=wire_usd(view.left) if view.left is not None else None,
+                period=view.period,
             )
-            for g, spent in zip(grants, usage, strict=True)
-        ]
         csrf, fresh = self._sessions.csrf_token(request, await self._sessions.binding(request, user_id))
         page = dashboard_page(
             payer=await self._store.user_email(user_id) or user_id,
             rows=rows,
+            summary=summary,
             csrf=csrf,
             domain_name=self._settings.name,
             notice=_NOTICES.get(request.query_params.get("notice", "")),

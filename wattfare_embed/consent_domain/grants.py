@@ -12,6 +12,8 @@ import time
 
 from ..consent._protocol import GRANT_REVOKED, GRANT_UPDATED, wire_usd
 from ..money import Micros
+from .budget_store import set_key_limit
+from .budgets import BudgetKeeper
 from .config import DomainSettings
 from .outbox import DELETE_KEY, Outbox, delete_key_job, webhook_job
 from .records import App, Grant, NewJob
@@ -33,16 +35,34 @@ class GrantLifecycle:
         self._upstream = upstream
         self._outbox = outbox
         self._settings = settings
+        self.budgets: BudgetKeeper | None = None  # set by the domain: keys kept within users' budgets
 
     async def mint(
         self, app: App, user_id: str, cap: Micros, code_hash: str, *, grant_requests: int | None = None
     ) -> tuple[Grant, str]:
         """A new active grant with its own key limited to ``cap`` a month: ``(grant, key secret)``.
 
+        Under a budget across apps the key is limited to its share of what is left of the budget
+        instead (the user's other keys lowered first to make room), never more than ``cap``.
         The user's older grants to the same app are revoked: one app, one cap per user. A one-time
         grant (``grant_requests``) has a key limited to ``cap`` in all, never reset, and expires;
-        it replaces nothing, and nothing replaces it.
+        it replaces nothing, and nothing replaces it. Under a budget it takes its share like any
+        other key (its spend read as this month's, so across a month's turn it is limited early,
+        never late).
         """
+        if self.budgets is None:
+            return await self._mint(app, user_id, cap, code_hash, grant_requests)
+        async with self.budgets.lock(user_id):
+            minted = await self._mint(app, user_id, cap, code_hash, grant_requests)
+        try:
+            await self.budgets.set_cap(minted[0])  # what replaced grants held is shared out again
+        except UpstreamFailure:
+            logger.warning("sharing the budget out after a consent failed; the next pass retries")
+        return minted
+
+    async def _mint(
+        self, app: App, user_id: str, cap: Micros, code_hash: str, grant_requests: int | None
+    ) -> tuple[Grant, str]:
         now = int(time.time())
         one_time = grant_requests is not None
         expires_at = now + self._settings.grant_ttl_seconds if one_time else None
@@ -50,8 +70,9 @@ class GrantLifecycle:
             code_hash, app.id, user_id, cap, now, grant_requests=grant_requests, expires_at=expires_at
         )
         try:
+            limit = cap if self.budgets is None else (await self.budgets.rebalance(user_id, pending=grant))[1]
             name = f"wattfare: {app.name} ({grant.id})"
-            key_hash, secret = await self._upstream.create(name, cap, monthly=not one_time)
+            key_hash, secret = await self._upstream.create(name, limit, monthly=not one_time)
         except UpstreamFailure:
             await self._store.revoke_grant(grant.id, now, "mint_failed", lambda _: ())
             raise
@@ -59,6 +80,7 @@ class GrantLifecycle:
             await self._store.queue([NewJob(DELETE_KEY, app.id, "key:" + key_hash, key_hash)])
             await self.flush()
             raise GrantRevokedMeanwhile(grant.id)
+        await set_key_limit(self._store, grant.id, limit)
         for older in await self._store.live_grants(user_id=user_id, app_id=app.id):
             if older.id != grant.id and not one_time and not older.one_time:
                 await self.revoke(older, reason="replaced", notify=True)
@@ -70,8 +92,21 @@ class GrantLifecycle:
         """Re-limit the upstream key, then the grant, and tell the app; ``None`` if no longer active."""
         if grant.key_hash is None:
             return None
-        await self._upstream.set_limit(grant.key_hash, cap)
         job = webhook_job(grant, GRANT_UPDATED, {"monthly_usd": wire_usd(cap), "hard_limit_usd": wire_usd(cap)})
+        if self.budgets is not None and await self.budgets.has_budget(grant.user_id):
+            # The key is lowered before the cap (the hard ceiling first); a higher cap shares more of
+            # the budget out to it once recorded (if the upstream fails then, the next pass does it).
+            await self.budgets.lower_key(grant, cap)
+            changed = await self._store.set_cap(grant.id, cap, int(time.time()), [job])
+            self._outbox.wake()
+            if changed is not None:
+                try:
+                    await self.budgets.set_cap(changed)
+                except UpstreamFailure:
+                    logger.warning("sharing the budget out after a cap change failed; the next pass retries")
+            return changed
+        await self._upstream.set_limit(grant.key_hash, cap)
+        await set_key_limit(self._store, grant.id, cap)
         changed = await self._store.set_cap(grant.id, cap, int(time.time()), [job])
         self._outbox.wake()
         return changed

@@ -26,16 +26,18 @@ from sqlalchemy.orm import aliased
 from ..consent._protocol import SIGNATURE_HEADER, sign_webhook
 from . import schema
 from .config import DomainSettings
+from .notifier import BudgetNotice, Notifier
 from .records import Grant, Job, NewJob
 from .storage import DomainStore
 from .upstream import UpstreamFailure, UpstreamKeys
 
-__all__ = ["DELETE_KEY", "WEBHOOK", "Outbox", "delete_key_job", "webhook_job"]
+__all__ = ["DELETE_KEY", "NOTIFY", "WEBHOOK", "Outbox", "delete_key_job", "webhook_job"]
 
 logger = logging.getLogger("wattfare_embed.consent_domain")
 
 WEBHOOK = "webhook"
 DELETE_KEY = "delete_key"
+NOTIFY = "notify"  # a budget notice to a user, through the domain's notifier
 _O = schema.outbox.c
 _LEASE_MS = 120_000
 
@@ -72,6 +74,7 @@ class Outbox:
         self._http = http
         self._settings = settings
         self._wake: asyncio.Event | None = None
+        self.notifier: Notifier | None = None  # budget notices to users (``notify`` jobs)
 
     def wake(self) -> None:
         if self._wake is not None:
@@ -142,6 +145,8 @@ class Outbox:
         try:
             if job.kind == WEBHOOK:
                 error, final = await self._deliver(job)
+            elif job.kind == NOTIFY:
+                error, final = await self._notify(job)
             else:
                 error, final = await self._delete_key(job)
         except Exception as exc:  # a bug must not lose the job: retry it like any failure
@@ -171,6 +176,18 @@ class Outbox:
         if 200 <= status < 300:
             return None, False
         return f"HTTP {status}: {answer}", status == 400
+
+    async def _notify(self, job: Job) -> tuple[str | None, bool]:
+        notice = BudgetNotice.from_payload(json.loads(job.payload))
+        if self.notifier is None:
+            return "no notifier is configured in this process", False
+        if not notice.email:
+            return f"user {notice.user_id} has no e-mail address", True
+        try:
+            await self.notifier.notify(notice)
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}", False
+        return None, False
 
     async def _delete_key(self, job: Job) -> tuple[str | None, bool]:
         try:

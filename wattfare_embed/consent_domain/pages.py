@@ -192,11 +192,43 @@ class DashboardRow:
     app_name: str
     cap_usd: str
     spent_usd: str | None  # None when the upstream could not say
+    limit_usd: str | None = None  # its share of the budget now, when the user has one
     grant_requests: int | None = None  # a one-time grant: shown as such, revocable, not re-capped
 
 
+@dataclass(frozen=True, slots=True)
+class BudgetSummary:
+    budget_usd: str | None  # None: no budget across apps, each app's cap alone
+    used_usd: str
+    left_usd: str | None
+    period: str  # YYYY-MM, UTC
+
+
+def _budget_card(summary: BudgetSummary | None) -> str:
+    if summary is None:
+        return '<p class="muted">This month\'s spend could not be read right now.</p>'
+    month = _e(summary.period)
+    if summary.budget_usd is None:
+        return (
+            f'<p class="budget" data-used="{_e(summary.used_usd)}">${_e(summary.used_usd)} used in {month} '
+            "· each app within its own cap · revoke anytime</p>"
+        )
+    return (
+        f'<p class="budget" data-budget="{_e(summary.budget_usd)}" data-used="{_e(summary.used_usd)}" '
+        f'data-left="{_e(summary.left_usd or "0")}" data-period="{month}">'
+        f"<strong>${_e(summary.left_usd or '0')} left</strong> · ${_e(summary.used_usd)} used · "
+        f"budget ${_e(summary.budget_usd)} for {month} (UTC) · connected apps below · revoke anytime</p>"
+    )
+
+
 def dashboard_page(
-    *, payer: str, rows: list[DashboardRow], csrf: str, domain_name: str, notice: str | None = None
+    *,
+    payer: str,
+    rows: list[DashboardRow],
+    csrf: str,
+    domain_name: str,
+    notice: str | None = None,
+    summary: BudgetSummary | None = None,
 ) -> str:
     banner = f'<p class="notice" role="status">{_e(notice)}</p>' if notice else ""
     if not rows:
@@ -205,10 +237,12 @@ def dashboard_page(
         lines = []
         for row in rows:
             spent = f"${_e(row.spent_usd)}" if row.spent_usd is not None else "unavailable"
+            limit = f"${_e(row.limit_usd)}" if row.limit_usd is not None else "its cap"
             if row.grant_requests is not None:
                 lines.append(
                     f'<tr data-grant="{_e(row.grant_id)}"><td>{_e(row.app_name)}</td>'
-                    f"<td>One-time: {row.grant_requests} requests, ${_e(row.cap_usd)} in all</td><td>{spent}</td><td>"
+                    f"<td>One-time: {row.grant_requests} requests, ${_e(row.cap_usd)} in all</td><td>{spent}</td>"
+                    f"<td>{limit}</td><td>"
                     f'<form method="post" action="/dashboard/grants/{_e(row.grant_id)}/revoke">'
                     + _hidden({"csrf": csrf})
                     + f'<button type="submit" class="danger" aria-label="Revoke {_e(row.app_name)}">Revoke</button>'
@@ -217,7 +251,7 @@ def dashboard_page(
                 continue
             lines.append(
                 f'<tr data-grant="{_e(row.grant_id)}"><td>{_e(row.app_name)}</td>'
-                f"<td>${_e(row.cap_usd)}</td><td>{spent}</td><td>"
+                f"<td>${_e(row.cap_usd)}</td><td>{spent}</td><td>{limit}</td><td>"
                 f'<form method="post" action="/dashboard/grants/{_e(row.grant_id)}/cap">'
                 + _hidden({"csrf": csrf})
                 + f'<input type="text" name="monthly_usd" inputmode="decimal" value="{_e(row.cap_usd)}" '
@@ -229,11 +263,13 @@ def dashboard_page(
                 "</form></td></tr>"
             )
         table = (
-            "<table><thead><tr><th>App</th><th>Monthly cap</th><th>Spent this month</th><th></th></tr></thead>"
+            "<table><thead><tr><th>App</th><th>Monthly cap</th><th>Spent this month</th>"
+            "<th>Can spend this month</th><th></th></tr></thead>"
             f"<tbody>{''.join(lines)}</tbody></table>"
         )
     body = (
-        f"<h1>Apps that can spend from your budget</h1>{banner}"
+        f"<h1>Your AI budget</h1>{banner}{_budget_card(summary)}"
+        "<h2>Apps that can spend from your budget</h2>"
         f'<p class="muted">Signed in as {_e(payer)}. Revoking stops an app at once.</p>{table}'
         '<form method="post" action="/logout" style="margin-top:1.5rem">'
         + _hidden({"csrf": csrf})

@@ -39,6 +39,7 @@ class Grant:
     app_name: str = ""
     grant_requests: int | None = None  # a one-time grant's request count (None: a monthly connection)
     expires_at: int | None = None
+    key_limit: Micros | None = None  # the limit last set on the upstream key
 
     @property
     def one_time(self) -> bool:

@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
 
-__all__ = ["apps", "codes", "grants", "metadata", "outbox", "sessions", "settings", "users"]
+__all__ = [
+    "apps",
+    "budget_alerts",
+    "budgets",
+    "codes",
+    "grant_usage",
+    "grants",
+    "metadata",
+    "outbox",
+    "sessions",
+    "settings",
+    "users",
+]
 
 metadata = MetaData()
 
@@ -35,6 +47,7 @@ users = Table(
     Column("email", String(320), nullable=False, unique=True),
     Column("password_hash", String(256), nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    Column("role", String(20)),  # NULL: a user; "operator": may set everyone's budgets on /operator
 )
 
 # Built-in sign-ins, by the SHA-256 of the random id the session cookie carries: a session lasts
@@ -86,6 +99,8 @@ grants = Table(
     # until `expires_at`. NULL for a monthly connection.
     Column("grant_requests", Integer),
     Column("expires_at", BigInteger),
+    # The limit last set on the grant's upstream key: its share of the user's budget (or its cap).
+    Column("key_limit", BigInteger),
 )
 Index("wcd_grants_user", grants.c.user_id, grants.c.status)
 Index("wcd_grants_app_user", grants.c.app_id, grants.c.user_id, grants.c.status)
@@ -115,4 +130,34 @@ settings = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+# A user's monthly budget across every app (the operator's default, in wcd_settings, otherwise).
+budgets = Table(
+    "wcd_budgets",
+    metadata,
+    Column("user_id", String(255), primary_key=True),
+    Column("monthly_budget", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# A budget threshold a user passed in a month: the key makes its notice go out once.
+budget_alerts = Table(
+    "wcd_budget_alerts",
+    metadata,
+    Column("user_id", String(255), primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("percent", Integer, primary_key=True),
+    Column("fired_at", BigInteger, nullable=False),
+)
+
+# Each grant's spend per month as its upstream key last reported it (at each budget pass): the
+# domain's monthly report reads these, so a closed month keeps its figures after the key resets.
+grant_usage = Table(
+    "wcd_grant_usage",
+    metadata,
+    Column("grant_id", String(40), primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("spent", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
 )

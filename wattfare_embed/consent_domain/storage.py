@@ -62,6 +62,7 @@ def _grant(row: Any, app_name: str = "") -> Grant:
         app_name=app_name,
         grant_requests=row.grant_requests,
         expires_at=row.expires_at,
+        key_limit=row.key_limit,
     )
 
 

@@ -130,12 +130,12 @@ function fromBody(body, status) {
   const message = typeof inner.message === "string" ? inner.message : void 0;
   return errorFromCode(inner.code, message, status && status >= 400 ? status : void 0);
 }
-function fromText(text, status) {
-  if (typeof text !== "string") return null;
-  const start = text.indexOf("{");
+function fromText(text2, status) {
+  if (typeof text2 !== "string") return null;
+  const start = text2.indexOf("{");
   if (start < 0) return null;
   try {
-    return fromBody(JSON.parse(text.slice(start)), status);
+    return fromBody(JSON.parse(text2.slice(start)), status);
   } catch {
     return null;
   }
@@ -263,8 +263,8 @@ async function send(fetcher, url, init) {
     throw new WattfareNetworkError(`could not reach ${url}: ${err instanceof Error ? err.message : String(err)}`);
   }
   if (response.ok) return response;
-  const text = await response.text().catch(() => "");
-  const typed = toWattfareError(text);
+  const text2 = await response.text().catch(() => "");
+  const typed = toWattfareError(text2);
   const retryAfter = Number(response.headers.get("retry-after")) || null;
   if (typed) throw errorFromCode(typed.code, typed.message, response.status, retryAfter);
   const code = CODES[response.status] ?? "unknown";
@@ -373,11 +373,11 @@ var SessionTokens = class {
     let value;
     if (typeof this.source === "string") {
       const response = await send(this.fetcher, this.source, { method: "POST", headers: { accept: "application/json" } });
-      const text = (await response.text()).trim();
+      const text2 = (await response.text()).trim();
       try {
-        value = JSON.parse(text);
+        value = JSON.parse(text2);
       } catch {
-        value = text;
+        value = text2;
       }
     } else {
       value = await this.source();
@@ -454,6 +454,47 @@ function notConnectedStatus(previous) {
 function formatUsd(amount) {
   const cents = Math.floor(Math.round(amount * MICROS) / 1e4);
   return `$${(cents / 100).toFixed(2)}`;
+}
+
+// src/usage.ts
+var int = (value) => typeof value === "number" && Number.isInteger(value) ? value : null;
+var text = (value) => typeof value === "string" ? value : null;
+function readReceipt(value) {
+  if (typeof value !== "object" || value === null) return null;
+  const raw = value;
+  const id = text(raw.id);
+  const createdAt = int(raw.createdAt);
+  const costMicros = int(raw.costMicros);
+  const costUsd = text(raw.costUsd);
+  if (id === null || createdAt === null || costMicros === null || costUsd === null) return null;
+  return {
+    id,
+    createdAt,
+    settledAt: int(raw.settledAt),
+    kind: text(raw.kind) ?? "",
+    model: text(raw.model) ?? "",
+    tokensIn: int(raw.tokensIn),
+    tokensOut: int(raw.tokensOut),
+    costMicros,
+    costUsd,
+    costSource: text(raw.costSource) ?? "estimated"
+  };
+}
+function readUsagePage(value) {
+  if (typeof value !== "object" || value === null) return null;
+  const raw = value;
+  if (!Array.isArray(raw.data) || typeof raw.period !== "string") return null;
+  const data = [];
+  for (const row of raw.data) {
+    const receipt = readReceipt(row);
+    if (!receipt) return null;
+    data.push(receipt);
+  }
+  const nextCursor = text(raw.nextCursor);
+  return { period: raw.period, data, nextCursor, hasMore: nextCursor !== null };
+}
+function formatReceiptUsd(receipt) {
+  return `$${receipt.costUsd}`;
 }
 
 // src/create-client.ts
@@ -546,6 +587,15 @@ function createClient(config, defaultBaseURL) {
     const order = ++reads;
     return track(async () => publish(statusFrom(await api("GET", "/api/v1/connections")), order));
   }
+  async function usage(options) {
+    const query = new URLSearchParams();
+    if (options?.cursor) query.set("cursor", options.cursor);
+    if (options?.limit !== void 0) query.set("limit", String(options.limit));
+    const suffix = query.toString() ? `?${query.toString()}` : "";
+    const page = readUsagePage(await track(() => api("GET", `/api/v1/usage${suffix}`)));
+    if (!page) throw new WattfareError("unknown", "the server answered something that is not a usage page");
+    return page;
+  }
   function connect(options) {
     if (pending && !pending.popup.closed) {
       pending.popup.focus();
@@ -628,6 +678,7 @@ function createClient(config, defaultBaseURL) {
     connect,
     refresh,
     status: refresh,
+    usage,
     disconnect: () => track(() => api("DELETE", "/api/v1/connections")).then(refresh),
     subscribe(listener) {
       statusListeners.add(listener);
@@ -704,13 +755,22 @@ progress { width: 8rem; height: .6rem; appearance: none; border: 0; border-radiu
 ::-webkit-progress-bar { background: #e3e7ef; }
 ::-webkit-progress-value { background: var(--wattfare-accent); }
 ::-moz-progress-bar { background: var(--wattfare-accent); }
+[part=receipts] { border-collapse: collapse; font-size: .85em; font-variant-numeric: tabular-nums; margin-top: .4rem; }
+[part=receipts] th, [part=receipts] td { text-align: left; padding: .15rem .6rem .15rem 0; }
+[part=receipts] td.cost { text-align: right; }
 </style>
 <div part="root">
   <button type="button" part="button" hidden>Connect AI budget</button>
   <span part="label" aria-live="polite"></span>
   <progress part="bar" aria-label="AI budget left" hidden></progress>
+  <button type="button" part="receipts-toggle" aria-expanded="false" hidden>Receipts</button>
   <button type="button" part="disconnect" hidden>Disconnect</button>
-</div>`;
+</div>
+<table part="receipts" hidden>
+  <caption>This month's requests</caption>
+  <thead><tr><th scope="col">When</th><th scope="col">Model</th><th scope="col">Tokens in / out</th><th scope="col">Cost</th></tr></thead>
+  <tbody></tbody>
+</table>`;
 function defineWattfareConnect(tag = "wattfare-connect", create = createWattfare) {
   const existing = customElements.get(tag);
   if (existing) return existing;
@@ -724,9 +784,20 @@ function defineWattfareConnect(tag = "wattfare-connect", create = createWattfare
       const root = this.attachShadow({ mode: "open" });
       root.innerHTML = TEMPLATE;
       const part = (name) => root.querySelector(`[part=${name}]`);
-      this.#ui = { button: part("button"), label: part("label"), bar: part("bar"), disconnect: part("disconnect") };
+      this.#ui = {
+        button: part("button"),
+        label: part("label"),
+        bar: part("bar"),
+        disconnect: part("disconnect"),
+        receiptsToggle: part("receipts-toggle"),
+        receipts: part("receipts")
+      };
       this.#ui.button.addEventListener("click", () => void this.connect());
       this.#ui.disconnect.addEventListener("click", () => void this.disconnect());
+      this.#ui.receiptsToggle.addEventListener("click", () => {
+        if (this.#ui.receipts.hidden) void this.showReceipts();
+        else this.#hideReceipts();
+      });
     }
     get wattfare() {
       if (!this.#client) {
@@ -768,6 +839,39 @@ function defineWattfareConnect(tag = "wattfare-connect", create = createWattfare
       const monthly = this.getAttribute("monthly-usd");
       return this.#guard(() => this.#require().connect(monthly ? { monthlyUsd: Number(monthly) } : {}));
     }
+    async showReceipts() {
+      let page;
+      try {
+        page = await this.#require().usage({ limit: 50 });
+      } catch (err) {
+        return this.#fail(err);
+      }
+      const { receipts, receiptsToggle } = this.#ui;
+      const body = receipts.tBodies[0];
+      body.replaceChildren(
+        ...page.data.map((receipt) => {
+          const row = document.createElement("tr");
+          const when = new Date(receipt.createdAt * 1e3).toLocaleString(void 0, { timeZone: "UTC" });
+          const tokens = receipt.tokensIn === null ? "–" : `${receipt.tokensIn} / ${receipt.tokensOut ?? 0}`;
+          const cost = formatReceiptUsd(receipt) + (receipt.costSource === "estimated" ? " (est.)" : "");
+          for (const [value, cls] of [[when, ""], [receipt.model, ""], [tokens, ""], [cost, "cost"]]) {
+            const cell = document.createElement("td");
+            cell.textContent = value;
+            if (cls) cell.className = cls;
+            row.append(cell);
+          }
+          return row;
+        })
+      );
+      receipts.hidden = false;
+      receiptsToggle.setAttribute("aria-expanded", "true");
+      this.dispatchEvent(new CustomEvent("wattfare-receipts", { detail: page, bubbles: true, composed: true }));
+      return page;
+    }
+    #hideReceipts() {
+      this.#ui.receipts.hidden = true;
+      this.#ui.receiptsToggle.setAttribute("aria-expanded", "false");
+    }
     #require() {
       const client = this.wattfare;
       if (!client) throw new WattfareError("invalid_request", "no client");
@@ -807,19 +911,21 @@ function defineWattfareConnect(tag = "wattfare-connect", create = createWattfare
       return null;
     }
     #render(status) {
-      const { button, label, bar, disconnect } = this.#ui;
+      const { button, label, bar, disconnect, receiptsToggle } = this.#ui;
       const connected = status.connected;
+      receiptsToggle.hidden = !connected || !this.hasAttribute("receipts");
+      if (!connected) this.#hideReceipts();
       const focused = this.shadowRoot?.activeElement;
       button.textContent = status.status === "funding_invalid" ? "Reconnect AI budget" : "Connect AI budget";
       button.hidden = connected;
       bar.hidden = disconnect.hidden = !connected;
-      const text = connected ? `${formatUsd(status.remainingUsd)} left of ${formatUsd(status.monthlyUsd)}` : "";
+      const text2 = connected ? `${formatUsd(status.remainingUsd)} left of ${formatUsd(status.monthlyUsd)}` : "";
       label.classList.remove("error");
-      if (label.textContent !== text) label.textContent = text;
+      if (label.textContent !== text2) label.textContent = text2;
       if (connected) {
         bar.max = status.monthlyUsd || 1;
         bar.value = Math.min(Math.max(Number(formatUsd(status.remainingUsd).slice(1)), 0), bar.max);
-        bar.setAttribute("aria-valuetext", text);
+        bar.setAttribute("aria-valuetext", text2);
         const end = status.periodEnd && new Date(status.periodEnd).toLocaleDateString(void 0, { timeZone: "UTC" });
         bar.title = `${formatUsd(status.spentUsd)} spent` + (end ? ` · resets ${end}` : "");
       }
@@ -853,9 +959,11 @@ export {
   createWattfare2 as createWattfare,
   defineWattfareConnect,
   errorFromCode,
+  formatReceiptUsd,
   formatUsd,
   isBudgetExceeded,
   isNotConnected,
   readStatus,
+  readUsagePage,
   toWattfareError
 };

@@ -1,5 +1,7 @@
 """Cap and usage state: the ``Store`` protocol and its SQL implementation."""
 
+from ._alerts import AlertDelivery, AlertFiring
+from ._usage import MonthTotal, Receipt, TokenCount
 from .base import (
     ConnectionRecord,
     ConnectionState,
@@ -22,6 +24,8 @@ from .schema import metadata
 from .sql import SqlStore
 
 __all__ = [
+    "AlertDelivery",
+    "AlertFiring",
     "ConnectionRecord",
     "ConnectionState",
     "ConsentRequest",
@@ -30,14 +34,17 @@ __all__ = [
     "GrantRecord",
     "GrantRefusal",
     "LedgerEntry",
+    "MonthTotal",
     "NewConnection",
     "NewGrant",
     "PoolSizes",
+    "Receipt",
     "Refusal",
     "Reservation",
     "ReservationRequest",
     "SqlStore",
     "Store",
+    "TokenCount",
     "metadata",
     "migrations",
 ]

@@ -6,12 +6,14 @@ has to provide these operations with the same atomicity.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
 from ..money import Micros
+from ._alerts import AlertDelivery, AlertFiring
+from ._usage import MonthTotal, Receipt, TokenCount
 
 __all__ = [
     "ConnectionRecord",
@@ -344,3 +346,36 @@ class Store(Protocol):
 
     async def revoke_grant(self, app_id: str, grant_id: str, now: int) -> GrantRecord | None:
         """End a grant at once (its credential dropped); ``None`` when the app has no such grant."""
+
+    # -- receipts and reports ----------------------------------------------------------------
+
+    async def record_tokens(self, counts: Sequence[TokenCount]) -> None:
+        """Write settled requests' token counts onto their ledger rows."""
+
+    async def receipts(
+        self, app_id: str, app_user_id: str, period: str, *, before: tuple[int, str] | None, limit: int
+    ) -> list[Receipt]:
+        """One user's charged requests in a month, newest first, after the ``(created_at, id)`` cursor."""
+
+    async def month_totals(self, app_id: str, period: str) -> list[MonthTotal]:
+        """Every user's charges per model in a month, exact."""
+
+    # -- threshold alerts --------------------------------------------------------------------
+
+    async def fired_percents(self, app_id: str, app_user_id: str, period: str) -> set[int]:
+        """The thresholds already fired for the user this period."""
+
+    async def fire_alert(self, firing: AlertFiring, deliveries: Sequence[tuple[str, str]], now: int) -> bool:
+        """Record a firing once per (app, user, period, percent) with its deliveries; True if this call did."""
+
+    async def claim_alert_deliveries(
+        self, app_id: str, channels: Sequence[str], now: int, *, lease_seconds: int, limit: int = 50
+    ) -> list[AlertDelivery]:
+        """Lease due deliveries on ``channels`` to the caller."""
+
+    async def alert_delivered(self, delivery_id: str, now: int) -> None: ...
+
+    async def alert_delivery_failed(self, delivery_id: str, retry_at: int, error: str) -> None: ...
+
+    async def pending_alert_deliveries(self, app_id: str) -> int:
+        """How many deliveries are not done yet."""

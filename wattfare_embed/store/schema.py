@@ -23,6 +23,8 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "alert_firings",
+    "alert_outbox",
     "connections",
     "consent_requests",
     "grants",
@@ -79,10 +81,57 @@ ledger = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("expires_at", BigInteger, nullable=False),
     Column("settled_at", BigInteger),
+    # The usage's token counts, written just after the charge, off the request's path (NULL: none told).
+    Column("tokens_in", BigInteger),
+    Column("tokens_out", BigInteger),
 )
 Index("wattfare_ledger_open", ledger.c.state, ledger.c.expires_at)
 Index("wattfare_ledger_user", ledger.c.app_id, ledger.c.app_user_id, ledger.c.created_at)
 Index("wattfare_ledger_reconcile", ledger.c.reconcile)
+# Receipts: one user's rows of one month, newest first, paged by (created_at, id).
+Index(
+    "wattfare_ledger_receipts",
+    ledger.c.app_id,
+    ledger.c.app_user_id,
+    ledger.c.period,
+    ledger.c.created_at,
+    ledger.c.id,
+)
+# Monthly reports: one app's rows of one month.
+Index("wattfare_ledger_month", ledger.c.app_id, ledger.c.period)
+
+# A threshold that fired for a user in a month: the key makes it fire once, whichever process sees it.
+alert_firings = Table(
+    "wattfare_alert_firings",
+    metadata,
+    Column("app_id", String(64), primary_key=True),
+    Column("app_user_id", String(255), primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("percent", Integer, primary_key=True),
+    Column("event_id", String(40), nullable=False),
+    Column("spent", BigInteger, nullable=False),
+    Column("monthly_cap", BigInteger, nullable=False),
+    Column("fired_at", BigInteger, nullable=False),
+)
+
+# Deliveries of fired alerts (the app's callback, its webhook), written with the firing and
+# retried until done, so none is lost to a crash or a restart.
+alert_outbox = Table(
+    "wattfare_alert_outbox",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("app_id", String(64), nullable=False),
+    Column("event_id", String(40), nullable=False),
+    Column("channel", String(10), nullable=False),  # callback | webhook
+    Column("payload", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("delivered_at", BigInteger),
+    Column("last_error", String(255)),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("event_id", "channel", name="wattfare_alert_outbox_delivery"),
+)
+Index("wattfare_alert_outbox_due", alert_outbox.c.app_id, alert_outbox.c.delivered_at, alert_outbox.c.next_attempt_at)
 
 consent_requests = Table(
     "wattfare_consent_requests",

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, and_, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from ..periods import period_of
+from ._alerts import AlertRecords
 from ._consent_records import ConsentRecords
 from ._grants import GRANT_ID_PREFIX, GRANT_LEDGER_PREFIX, GrantRecords, sweep_grant_row
 from ._postgres import PostgresFastPath, asyncpg_url
@@ -36,6 +37,7 @@ from ._statements import (
     _nonnegative,
     _spent_in,
 )
+from ._usage import UsageRecords
 from .base import (
     ConnectionRecord,
     ConnectionState,
@@ -53,7 +55,7 @@ from .schema import connections, ledger
 __all__ = ["SqlStore"]
 
 
-class SqlStore(ConsentRecords, GrantRecords):
+class SqlStore(ConsentRecords, GrantRecords, UsageRecords, AlertRecords):
     """Cap and usage state in the app's own SQL database.
 
     ``SqlStore("sqlite+aiosqlite:///wattfare.db")`` or
