@@ -102,6 +102,8 @@ class Wattfare:
         max_concurrent_webhooks: int = 32,
         max_open_consents_per_user: int = 10,
         telemetry: Telemetry | None = None,
+        reservation_ttl_seconds: int | None = None,
+        upstream_keepalive_seconds: float | None = None,
     ) -> None:
         secret = env_or(secret_key, "WATTFARE_SECRET_KEY")
         publishable = env_or(publishable_key, "WATTFARE_PUBLISHABLE_KEY")
@@ -134,6 +136,8 @@ class Wattfare:
             max_concurrent_webhooks=max_concurrent_webhooks,
             max_open_consents_per_user=max_open_consents_per_user,
             telemetry=telemetry,
+            reservation_ttl_seconds=reservation_ttl_seconds,
+            upstream_keepalive_seconds=upstream_keepalive_seconds,
         )
         if consent is None:
             if self.keys.live:

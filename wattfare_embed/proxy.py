@@ -35,12 +35,13 @@ from .errors import (
 )
 from .metering.dialects import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES, Dialect
 from .metering.estimate import Admission, HoldPolicy, affordable_tokens, plan_admission
+from .metering.generation_notes import GenerationNotes
 from .metering.limits import pin_prices
 from .metering.meter import ResponseMeter, TokenPrices
 from .metering.pricing import PriceBook
 from .metering.reconcile import Reconciler
 from .metering.refusals import needs_status, refusal_error
-from .metering.streams import OpenStream, OpenStreams, watch_disconnect
+from .metering.streams import OpenStream, OpenStreams, Stopped, read_upstream, watch_disconnect
 from .metering.upstream_errors import error_for_upstream_status
 from .metering.wire import (
     cut_off_error,
@@ -107,6 +108,7 @@ class Proxy:
         self._hold_policy = HoldPolicy(embed.settings.max_request_hold, embed.settings.media_hold)
         self._user_key = derive_key(embed.keys.secret_key, b"wattfare upstream user ids v1")
         self._open = OpenStreams()
+        self._generations = GenerationNotes()  # for the sweeper, should this process die mid-request
         embed.on_connection_ended(self._open.stop)
         embed.on_startup(self._start_revocation_watch)
 
@@ -191,10 +193,12 @@ class Proxy:
         passed_on = {name: headers[name] for name in dialect.passed_headers if name in headers}
         exchange = _Exchange(user, dialect, reservation, admission, meter, control, trace, passed_on)
         self._open.add(control)
+        self._generations.watch(reservation.ledger_id, meter)
         try:
             await self._forward(exchange, payload, receive, send)
         finally:
             self._open.discard(control)
+            self._generations.forget(reservation.ledger_id)
             try:
                 # Shielded: a cancelled request (client gone, server stopping) still settles.
                 await _shielded(self._settle(exchange))
@@ -317,8 +321,6 @@ class Proxy:
                 return
             exchange.meter.generation_id = response.headers.get("x-generation-id")
             relayed = relayed_headers(response.headers)
-            # A revoke from here on closes the upstream, so the relay stops at its next read.
-            exchange.control.upstream = response
             if exchange.control.revoked:  # revoked while the upstream was preparing its first byte
                 await self._answer_revoked(exchange, send)
             elif "text/event-stream" in response.headers.get("content-type", ""):
@@ -341,11 +343,12 @@ class Proxy:
         self, exchange: _Exchange, response: aiohttp.ClientResponse, headers: list[tuple[bytes, bytes]], send: Send
     ) -> None:
         try:
-            body = await response.read()
+            # A revoke from here on ends the read (``read_upstream``), never closes under it.
+            body = await read_upstream(exchange.control, response.read())
+        except Stopped:
+            await self._answer_revoked(exchange, send)
+            return
         except (aiohttp.ClientError, TimeoutError):
-            if exchange.control.revoked:
-                await self._answer_revoked(exchange, send)
-                return
             if exchange.meter.generation_id is None:
                 exchange.outcome_unknown = True  # no record to ask later: charge the hold
             await _refuse(exchange, send, UpstreamError("the model provider dropped the response"))
@@ -373,17 +376,10 @@ class Proxy:
         watcher = asyncio.get_running_loop().create_task(watch_disconnect(receive, control))
         try:
             await send({"type": "http.response.start", "status": response.status, "headers": headers})
-            async for chunk in response.content.iter_any():
-                if control.revoked:
-                    break
-                # The cut comes at the event that passed the hold, not after the rest of this read.
-                cut = meter.feed(chunk)
-                await send({"type": "http.response.body", "body": chunk[:cut], "more_body": True})
-                if cut is not None:
-                    exchange.cut_off = "budget_exceeded"
-                    break
-        except (aiohttp.ClientError, TimeoutError):
-            pass  # closed by us (client gone, revoked) or dropped by the provider: told apart below
+            # A revoke or the client leaving ends the pump's read; the response is closed after.
+            await read_upstream(control, _pump(exchange, response, send))
+        except (Stopped, aiohttp.ClientError, TimeoutError):
+            pass  # stopped (client gone, revoked) or dropped by the provider: told apart below
         finally:
             watcher.cancel()
             response.close()
@@ -404,6 +400,7 @@ class Proxy:
 
     async def _start_revocation_watch(self) -> None:
         self._embed.run_in_background(self._watch_revocations)
+        self._embed.run_in_background(lambda: self._generations.write_forever(self._embed.store))
 
     async def _watch_revocations(self) -> None:
         """Re-read, every couple of seconds, the connections that have calls in flight, so a revoke
@@ -519,6 +516,18 @@ def _outcome(exchange: _Exchange) -> str:
     if exchange.meter.error is not None:
         return "upstream"
     return OK
+
+
+async def _pump(exchange: _Exchange, response: aiohttp.ClientResponse, send: Send) -> None:
+    """Relay the upstream's stream as it comes, metered, until its end or the hold is spent."""
+    meter = exchange.meter
+    async for chunk in response.content.iter_any():
+        # The cut comes at the event that passed the hold, not after the rest of this read.
+        cut = meter.feed(chunk)
+        await send({"type": "http.response.body", "body": chunk[:cut], "more_body": True})
+        if cut is not None:
+            exchange.cut_off = "budget_exceeded"
+            return
 
 
 def _keep(task: asyncio.Future[Any]) -> asyncio.Future[Any]:

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..periods import period_of
 from ._consent_records import ConsentRecords
+from ._ledger_notes import LedgerNotes
 from ._postgres import PostgresFastPath, asyncpg_url
 from ._revocations import RevocationListener, notify_connection_ended
 from ._runner import TransactionRunner, runner_for_url
@@ -52,7 +53,7 @@ from .schema import connections, ledger
 __all__ = ["SqlStore"]
 
 
-class SqlStore(ConsentRecords):
+class SqlStore(ConsentRecords, LedgerNotes):
     """Cap and usage state in the app's own SQL database.
 
     ``SqlStore("sqlite+aiosqlite:///wattfare.db")`` or
@@ -244,7 +245,7 @@ class SqlStore(ConsentRecords):
 
     async def reserve(self, request: ReservationRequest, now: int) -> Reservation | Refusal:
         period = period_of(now)
-        ledger_id = _new_id("req_")
+        ledger_id = request.ledger_id or _new_id("req_")
         if self._postgres is not None:
             return await self._postgres.reserve(request, ledger_id, period, now)
 
@@ -362,7 +363,7 @@ class SqlStore(ConsentRecords):
         def operation(db: Connection) -> bool:
             row = db.execute(
                 select(_L.connection_id, _L.cost)
-                .where(_L.id == ledger_id, _L.reconcile.is_(True), _L.state == "settled")
+                .where(_L.id == ledger_id, _L.reconcile.is_(True), _L.state.in_(("settled", "expired")))
                 .with_for_update()
             ).first()
             if row is None:
@@ -401,7 +402,9 @@ class SqlStore(ConsentRecords):
         period = period_of(now)
 
         def operation(db: Connection) -> int:
-            query = select(_L.id, _L.connection_id, _L.reserved).where(_L.state == "reserved", _L.expires_at < now)
+            query = select(_L.id, _L.connection_id, _L.reserved, _L.generation_id).where(
+                _L.state == "reserved", _L.expires_at < now
+            )
             if app_id is not None:
                 query = query.where(_L.app_id == app_id)
             rows = db.execute(query.with_for_update()).all()
@@ -415,8 +418,9 @@ class SqlStore(ConsentRecords):
                         reserved=_C.reserved - row.reserved,
                     )
                 )
-                # The upstream may have billed a request whose process died, so the whole
-                # hold is charged (never more than was reserved under the cap).
+                # The upstream may have billed a request whose process died, so the whole hold is
+                # charged (never more than was reserved under the cap); with the generation id the
+                # request noted, the reconciler then replaces it by what the upstream billed.
                 charged_in = select(_C.period).where(_C.id == row.connection_id).scalar_subquery()
                 db.execute(
                     update(ledger)
@@ -425,6 +429,7 @@ class SqlStore(ConsentRecords):
                         state="expired",
                         cost=row.reserved,
                         cost_source="estimated",
+                        reconcile=row.generation_id is not None,
                         settled_at=now,
                         period=func.coalesce(charged_in, period),
                     )
