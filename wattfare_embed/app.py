@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ._http import parse_monthly_usd
 from ._lifespan import run_lifespan
 from ._redaction import protect_logs
+from ._upstream_http import UpstreamHttp, open_upstream_http
 from .auth import app_user_id_of
 from .config import ResolveUser, Settings, env_or
 from .consent import AuthorityContext, ConsentAuthority, DevConsent
@@ -171,6 +172,7 @@ class Wattfare:
         self.store.listen_for_revocations(self.connection_ended)
         self.recorder = Recorder(self.settings.telemetry, self.keys.secret_key)
         self._http: aiohttp.ClientSession | None = None
+        self._upstream: UpstreamHttp | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
         self._start_lock = asyncio.Lock()
@@ -194,11 +196,11 @@ class Wattfare:
             if self._started:
                 return
             await self.store.open()
-            self._http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=self.settings.upstream_timeout_seconds),
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-                auto_decompress=False,
+            self._upstream = open_upstream_http(
+                read_timeout=self.settings.upstream_timeout_seconds,
+                keepalive_seconds=self.settings.upstream_keepalive_seconds,
             )
+            self._http = self._upstream.session
             self.recorder.start()
             for hook in self._on_start:
                 await hook()
@@ -220,9 +222,9 @@ class Wattfare:
         for hook in reversed(self._on_stop):
             with contextlib.suppress(Exception):
                 await hook()
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        if self._upstream is not None:
+            await self._upstream.close()
+            self._upstream, self._http = None, None
         await self.store.close()
 
     async def __aenter__(self) -> Wattfare:
@@ -259,6 +261,13 @@ class Wattfare:
         if self._http is None:
             raise RuntimeError("the embed is not started; mount it, call `await wf.startup()` or use `async with wf`")
         return self._http
+
+    @property
+    def upstream(self) -> UpstreamHttp:
+        """The upstream client of metered calls (the pool of ``http``, retrying a reset-unread POST once)."""
+        if self._upstream is None:
+            raise RuntimeError("the embed is not started; mount it, call `await wf.startup()` or use `async with wf`")
+        return self._upstream
 
     def authority_context(self) -> AuthorityContext:
         return AuthorityContext(

@@ -23,6 +23,7 @@ import aiohttp
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
+from ._upstream_http import NotReceived
 from .auth import model_caller
 from .crypto import derive_key
 from .errors import (
@@ -291,8 +292,8 @@ class Proxy:
             await _refuse(exchange, send, exc)
             return
         try:
-            response = await self._embed.http.post(url, data=body, headers=headers)
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            response = await self._embed.upstream.post_metered(url, data=body, headers=headers)
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, NotReceived) as exc:
             exchange.refused_upstream = True  # never connected, so never sent: nothing to pay
             unreachable = UpstreamError(f"the model provider could not be reached: {type(exc).__name__}")
             await _refuse(exchange, send, unreachable)
