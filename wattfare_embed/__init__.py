@@ -22,6 +22,7 @@ from .errors import (
     PayloadTooLargeError,
     RateLimitedError,
     RequestTimeoutError,
+    UnavailableError,
     UpstreamError,
     WattfareError,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "SqlStore",
     "Store",
     "Telemetry",
+    "UnavailableError",
     "UpstreamError",
     "Wattfare",
     "WattfareError",

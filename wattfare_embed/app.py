@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -28,11 +29,13 @@ from .auth import app_user_id_of
 from .config import ResolveUser, Settings, env_or
 from .consent import AuthorityContext, ConsentAuthority, DevConsent
 from .crypto import CredentialBox
-from .errors import ConfigurationError, InvalidRequestError, WattfareError
+from .errors import ConfigurationError, InvalidRequestError, UnavailableError, WattfareError
 from .keys import AppKeys, parse_keys
+from .metering.wire import send_error
 from .money import Micros
 from .status import ConnectionStatus
 from .store import ConnectionRecord, ConnectionState, PoolSizes, SqlStore, Store
+from .store.outage import STORE_OUTAGES
 from .telemetry import Recorder, Telemetry
 from .tokens import SessionTokens
 
@@ -105,6 +108,7 @@ class Wattfare:
         telemetry: Telemetry | None = None,
         reservation_ttl_seconds: int | None = None,
         upstream_keepalive_seconds: float | None = None,
+        settle_journal_dir: str | Path | None = None,
     ) -> None:
         secret = env_or(secret_key, "WATTFARE_SECRET_KEY")
         publishable = env_or(publishable_key, "WATTFARE_PUBLISHABLE_KEY")
@@ -139,6 +143,7 @@ class Wattfare:
             telemetry=telemetry,
             reservation_ttl_seconds=reservation_ttl_seconds,
             upstream_keepalive_seconds=upstream_keepalive_seconds,
+            settle_journal_dir=settle_journal_dir,
         )
         if consent is None:
             if self.keys.live:
@@ -301,7 +306,11 @@ class Wattfare:
         router = Router(list(self.routes), default=_not_found)
         return ExceptionMiddleware(
             router,
-            handlers={WattfareError: _error_response, HTTPException: _http_error_response},
+            handlers={
+                WattfareError: _error_response,
+                HTTPException: _http_error_response,
+                **dict.fromkeys(STORE_OUTAGES, _store_outage_response),
+            },
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -309,7 +318,13 @@ class Wattfare:
             await run_lifespan(receive, send, self.startup, self.shutdown)
             return
         if not self._started:
-            await self.startup()
+            try:
+                await self.startup()
+            except STORE_OUTAGES:
+                logger.warning("the embed could not start: its store is unavailable", exc_info=True)
+                if scope["type"] == "http":
+                    await send_error(send, _STORE_DOWN)
+                return
         await self._asgi(scope, receive, send)
 
     # -- the server-side API ----------------------------------------------------------------
@@ -413,6 +428,15 @@ class Wattfare:
 async def _error_response(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, WattfareError)
     return Response(exc.body(), status_code=exc.status, headers=exc.response_headers())
+
+
+_STORE_DOWN = UnavailableError("the budget store is unavailable; try again shortly")
+
+
+async def _store_outage_response(request: Request, exc: Exception) -> Response:
+    """A store failure anywhere on a request's path: the typed 503, never a bare 500."""
+    logger.warning("a request failed because the store is unavailable", exc_info=exc)
+    return Response(_STORE_DOWN.body(), status_code=503, headers=_STORE_DOWN.response_headers())
 
 
 async def _http_error_response(request: Request, exc: Exception) -> Response:

@@ -7,11 +7,13 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, cast
 
 from starlette.requests import Request
 
 from .errors import ConfigurationError
+from .metering.settle_journal import default_journal_dir
 from .money import Micros, micros_from_usd
 from .store.pools import PoolSizes
 from .telemetry import Telemetry
@@ -95,6 +97,7 @@ class Settings:
     max_open_consents_per_user: int
     reservation_ttl_seconds: int
     upstream_keepalive_seconds: float
+    settle_journal_dir: Path | None
     sweep_interval_seconds: float
     models_ttl_seconds: float
     auto_migrate: bool
@@ -131,6 +134,7 @@ class Settings:
         telemetry: Telemetry | None = None,
         reservation_ttl_seconds: int | None = None,
         upstream_keepalive_seconds: float | None = None,
+        settle_journal_dir: str | Path | None = None,
     ) -> Settings:
         default_cap = _usd(default_monthly_usd, "default_monthly_usd")
         max_cap = _usd(max_monthly_usd, "max_monthly_usd")
@@ -155,8 +159,10 @@ class Settings:
         upstream = cast(str, env_or(upstream_url, "WATTFARE_UPSTREAM_URL", DEFAULT_UPSTREAM_URL)).rstrip("/")
         if not upstream.startswith(("http://", "https://")):
             raise ConfigurationError(f"upstream_url must be an http(s) URL, not {upstream!r}")
+        database = cast(str, env_or(database_url, "WATTFARE_DATABASE_URL", DEFAULT_DATABASE_URL))
+        journal = env_or(None if settle_journal_dir is None else str(settle_journal_dir), "WATTFARE_SETTLE_JOURNAL_DIR")
         return cls(
-            database_url=cast(str, env_or(database_url, "WATTFARE_DATABASE_URL", DEFAULT_DATABASE_URL)),
+            database_url=database,
             upstream_url=upstream,
             upstream_api_key=env_or(upstream_api_key, "OPENROUTER_API_KEY"),
             app_name=app_name,
@@ -176,6 +182,7 @@ class Settings:
             max_open_consents_per_user=max_open_consents_per_user,
             reservation_ttl_seconds=ttl,
             upstream_keepalive_seconds=keepalive,
+            settle_journal_dir=Path(journal) if journal else default_journal_dir(database),
             sweep_interval_seconds=60.0,
             models_ttl_seconds=600.0,
             auto_migrate=_flag(auto_migrate, "WATTFARE_AUTO_MIGRATE", True),

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import logging
+import secrets
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from .errors import (
     FundingInvalidError,
     InvalidRequestError,
     NotConnectedError,
-    RateLimitedError,
+    UnavailableError,
     UpstreamError,
     WattfareError,
 )
@@ -42,6 +43,7 @@ from .metering.meter import ResponseMeter, TokenPrices
 from .metering.pricing import PriceBook
 from .metering.reconcile import Reconciler
 from .metering.refusals import needs_status, refusal_error
+from .metering.settle_journal import PendingSettle, SettleJournal
 from .metering.streams import OpenStream, OpenStreams, Stopped, read_upstream, watch_disconnect
 from .metering.upstream_errors import error_for_upstream_status
 from .metering.wire import (
@@ -110,6 +112,7 @@ class Proxy:
         self._user_key = derive_key(embed.keys.secret_key, b"wattfare upstream user ids v1")
         self._open = OpenStreams()
         self._generations = GenerationNotes()  # for the sweeper, should this process die mid-request
+        self.journal = SettleJournal(embed.settings.settle_journal_dir)  # settles the store could not take
         embed.on_connection_ended(self._open.stop)
         embed.on_startup(self._start_revocation_watch)
 
@@ -232,13 +235,14 @@ class Proxy:
     def _release_abandoned(self, task: asyncio.Future[Reservation]) -> None:
         if task.cancelled() or task.exception() is not None:
             return
-        held = task.result()
-        _keep(asyncio.ensure_future(self._embed.store.settle(held.ledger_id, 0, "none", int(time.time()))))
+        release = PendingSettle(task.result().ledger_id, 0, "none", int(time.time()))
+        _keep(asyncio.ensure_future(self.journal.settle(self._embed.store, release)))
 
     async def _reserve(self, user: str, model: str, kind: str, admission: Admission) -> Reservation:
         # Absurd asks (max_tokens in the billions) stay within a 64-bit column.
         wanted, minimum = min(admission.wanted, MAX_HOLD), min(admission.minimum, MAX_HOLD)
         now = int(time.time())
+        ledger_id = "req_" + secrets.token_hex(12)
         request = ReservationRequest(
             app_id=self._embed.keys.app_id,
             app_user_id=user,
@@ -247,15 +251,17 @@ class Proxy:
             kind=kind,
             model=model,
             ttl_seconds=self._settings.reservation_ttl_seconds,
+            ledger_id=ledger_id,
         )
         try:
             result = await self._embed.store.reserve(request, now)
         except Exception:
-            # Nothing is forwarded without a committed hold; the client may try again.
-            logger.exception("reserving for a request failed")
-            raise RateLimitedError(
-                "the budget store could not take this request; try again shortly", headers={"Retry-After": "1"}
-            ) from None
+            # Fail closed: nothing is forwarded without a committed hold. The hold may have
+            # committed with its reply lost, so it is released by its id once the store is back
+            # (a no-op if it never committed), and the 503 tells clients not to retry on their own.
+            logger.warning("reserving for a request failed; answered unavailable", exc_info=True)
+            self.journal.keep(PendingSettle(ledger_id, 0, "none", now))
+            raise UnavailableError("the budget store is unavailable; nothing was charged, try again shortly") from None
         if isinstance(result, Reservation):
             return result
         status = None
@@ -402,6 +408,7 @@ class Proxy:
     async def _start_revocation_watch(self) -> None:
         self._embed.run_in_background(self._watch_revocations)
         self._embed.run_in_background(lambda: self._generations.write_forever(self._embed.store))
+        self._embed.run_in_background(lambda: self.journal.run(self._embed.store))
 
     async def _watch_revocations(self) -> None:
         """Re-read, every couple of seconds, the connections that have calls in flight, so a revoke
@@ -424,15 +431,9 @@ class Proxy:
 
     async def _settle_before_answering(self, exchange: _Exchange) -> None:
         """Settle, so the client sees success only once the ledger is final. The answer was paid
-        for, so a store that keeps failing still lets it through: the settle in ``_metered``'s
-        ``finally`` tries once more, and a reservation it cannot finish is swept later."""
-        for attempt in range(3):
-            try:
-                await _shielded(self._settle(exchange))
-                return
-            except Exception:
-                if attempt == 2:
-                    logger.exception("settling request %s failed", exchange.reservation.ledger_id)
+        for, so a store that fails still lets it through: the charge is kept in the settle
+        journal and applied when the store is back."""
+        await _shielded(self._settle(exchange))
 
     async def _settle(self, exchange: _Exchange) -> None:
         """Final ledger row for the request, exactly once, whatever happened."""
@@ -442,14 +443,12 @@ class Proxy:
         cost, source, reconcile = self._charge(exchange)
         generation_id = meter.generation_id if source != "none" else None
         exchange.trace.settling()
-        await self._embed.store.settle(
-            reservation.ledger_id, cost, source, int(time.time()), generation_id=generation_id, reconcile=reconcile
-        )
-        # `settled` is set only once the store has the final row: a settle that was cancelled or
-        # failed is tried again by the shielded one in `_metered` (the store's settle is idempotent).
+        final = PendingSettle(reservation.ledger_id, cost, source, int(time.time()), generation_id, reconcile)
+        # The store has the final row, or the journal does until the store is back (never lost).
+        written = await self.journal.settle(self._embed.store, final)
         exchange.settled = True
         exchange.trace.settled(cost, source, meter.usage, meter.response_model)
-        if reconcile and meter.generation_id:
+        if written and reconcile and meter.generation_id:
             self.reconciler.later(reservation.ledger_id, meter.generation_id, reservation.connection)
 
     def _charge(self, exchange: _Exchange) -> tuple[int, str, bool]:
