@@ -1,8 +1,11 @@
-"""``kill -9`` mid-stream, with two app workers sharing one database (an SQLite file; PostgreSQL).
+"""``kill -9`` mid-stream, and the upstream or the database cut mid-stream, with two app workers
+sharing one database (an SQLite file; PostgreSQL).
 
 The killed worker never settles its streams. Its reservations carry the generation id (noted
 within a second of the first byte), so once they are past their TTL the sweeper charges what the
-upstream billed, not the whole hold. After the scenario: exactly one final ledger row per request,
+upstream billed, not the whole hold. A cut upstream ends each stream with the provider's error
+event, charged as estimated and then reconciled; a cut database sends the settles to each worker's
+journal, applied once it is back. After each scenario: exactly one final ledger row per request,
 no reservation older than its TTL, the ledger equal to what the upstream charged, nobody past the cap.
 """
 
@@ -18,6 +21,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.conftest import POSTGRES_URL, require_postgres
 from tests.proxy.conftest import FINAL_STATES, HELLO, MINI
@@ -27,6 +31,7 @@ from wattfare_embed.store import LedgerEntry, NewConnection
 from wattfare_embed.testing.waiting import poll
 
 from .processes import Worker, fake_upstream_process, worker_process
+from .tcp_cut import tcp_cut
 
 TTL_SECONDS = 3
 CAP = micros_from_usd("0.05")
@@ -130,3 +135,70 @@ async def _check_books(wf: Wattfare, keys: AppKeys, users: list[str], rows: list
     # Each row is the upstream's figure for its generation, rounded to the micro-dollar once.
     assert abs(sum(row.cost or 0 for row in rows) - sum(billed)) <= len(rows)
     assert sum(billed) > 0
+
+
+@pytest.mark.parametrize(
+    ("cut", "database"),
+    [
+        ("upstream", "sqlite"),
+        pytest.param("database", "postgres", marks=pytest.mark.postgres),
+    ],
+)
+async def test_a_cut_mid_stream_between_workers_and_the_upstream_or_database_loses_nothing(
+    keys: AppKeys, tmp_path: Path, cut: str, database: str
+) -> None:
+    users = [f"u{uuid.uuid4().hex[:8]}" for _ in range(2 * STREAMS_PER_WORKER)]
+    async with AsyncExitStack() as stack:
+        upstream = await stack.enter_async_context(
+            fake_upstream_process("--reply-words", "60", "--chunk-delay", "0.04")
+        )
+        if database == "postgres":
+            require_postgres()
+            shared = POSTGRES_URL
+        else:
+            shared = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+        wf = Wattfare(
+            secret_key=keys.secret_key,
+            publishable_key=keys.publishable_key,
+            database_url=shared,
+            upstream_url=upstream,
+            settle_journal_dir=tmp_path / "test-journal",
+        )
+        await stack.enter_async_context(wf)
+        for user in users:
+            sealed = wf.credentials.seal("sk-or-v1-" + uuid.uuid4().hex, f"{keys.app_id}/{user}")
+            await wf.store.save_connection(NewConnection(keys.app_id, user, "dev", CAP, sealed), int(time.time()))
+        if cut == "upstream":
+            port = make_url(upstream).port
+            relay = await stack.enter_async_context(tcp_cut(port or 80))
+            worker_upstream, worker_database = f"http://127.0.0.1:{relay.port}/api/v1", shared
+        else:
+            relay = await stack.enter_async_context(tcp_cut(make_url(POSTGRES_URL).port or 5432))
+            worker_upstream = upstream
+            worker_database = make_url(POSTGRES_URL).set(host="127.0.0.1", port=relay.port).render_as_string(False)
+        workers = [
+            await stack.enter_async_context(
+                worker_process(
+                    keys, worker_database, worker_upstream, {"WATTFARE_SETTLE_JOURNAL_DIR": str(tmp_path / f"j{i}")}
+                )
+            )
+            for i in range(2)
+        ]
+        started = [asyncio.Event() for _ in users]
+        streams = [
+            asyncio.ensure_future(_stream(workers[i % 2], keys, user, flag))
+            for i, (user, flag) in enumerate(zip(users, started, strict=True))
+        ]
+        await asyncio.wait_for(asyncio.gather(*(flag.wait() for flag in started)), 30)
+        relay.cut()
+        await asyncio.sleep(1.0)
+        if cut == "database":
+            await asyncio.sleep(2.0)  # the streams end, and their settles go to the journals
+        await relay.restore()
+        bodies = await asyncio.wait_for(asyncio.gather(*streams), 60)
+        assert all(body.rstrip().endswith(b"data: [DONE]") for body in bodies)  # every stream was ended properly
+
+        rows = await poll(lambda: _swept_and_reconciled(wf, keys, users), what="every row final", timeout=60)
+
+        assert len(rows) == len(users)
+        await _check_books(wf, keys, users, rows, upstream)
