@@ -18,7 +18,7 @@ WEB_BUILT := $(WEB)/dist/index.html
 WEB_SOURCES := $(wildcard $(WEB)/src/*.ts $(WEB)/src/*.tsx) $(WEB)/index.html $(WEB)/vite.config.ts $(WEB)/tsconfig.json
 NPM_QUIET := --no-audit --no-fund --loglevel=error
 
-.PHONY: screenshots test lint typecheck pytest pytest-openai3 js js-check js-static react-chat-build react-chat demo demo-hosted bench bench-peers bench-scale bench-profile bench-telemetry clean
+.PHONY: screenshots test soak lint typecheck pytest pytest-openai3 js js-check js-static react-chat-build react-chat demo demo-hosted bench bench-peers bench-scale bench-profile bench-telemetry clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -113,6 +113,11 @@ test: lint typecheck pytest pytest-openai3
 # The README's pictures in docs/images come from the browser tests; an ordinary run leaves them alone.
 screenshots: $(STAMP) react-chat-build
 	WATTFARE_SCREENSHOTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/browser tests/hosted/test_browser.py
+
+# The memory soak: an hour of mid-stream disconnects and revokes against one worker, its memory
+# sampled each minute (not part of `make test`). SOAK_MINUTES=5 for a shorter run.
+soak: $(STAMP)
+	$(BIN)/python -m tests.faults.soak --minutes $(or $(SOAK_MINUTES),60)
 
 demo: $(DEMO_STAMP)
 	@$(BIN)/python -m example_apps.fastapi_chat.run_demo $(if $(CONSENT),--consent $(CONSENT))

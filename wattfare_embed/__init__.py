@@ -23,6 +23,7 @@ from .errors import (
     PayloadTooLargeError,
     RateLimitedError,
     RequestTimeoutError,
+    UnavailableError,
     UpstreamError,
     WattfareError,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "SqlStore",
     "Store",
     "Telemetry",
+    "UnavailableError",
     "UpstreamError",
     "Wattfare",
     "WattfareError",

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -23,17 +24,20 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ._http import parse_monthly_usd
 from ._lifespan import run_lifespan
 from ._redaction import protect_logs
+from ._upstream_http import UpstreamHttp, open_upstream_http
 from .alerts import DEFAULT_THRESHOLDS, AlertCallback, Alerts
 from .auth import app_user_id_of
 from .config import ResolveUser, Settings, env_or
 from .consent import AuthorityContext, ConsentAuthority, DevConsent
 from .crypto import CredentialBox
-from .errors import ConfigurationError, InvalidRequestError, WattfareError
+from .errors import ConfigurationError, InvalidRequestError, UnavailableError, WattfareError
 from .keys import AppKeys, parse_keys
+from .metering.wire import send_error
 from .money import Micros
 from .status import ConnectionStatus
 from .store import ConnectionRecord, ConnectionState, GrantRecord, PoolSizes, SqlStore, Store
 from .store._grants import connection_view
+from .store.outage import STORE_OUTAGES
 from .telemetry import Recorder, Telemetry
 from .tokens import SessionTokens
 
@@ -112,6 +116,9 @@ class Wattfare:
         alert_thresholds: Sequence[int] = DEFAULT_THRESHOLDS,
         alert_webhook_url: str | None = None,
         alert_retry_seconds: float = 30.0,
+        reservation_ttl_seconds: int | None = None,
+        upstream_keepalive_seconds: float | None = None,
+        settle_journal_dir: str | Path | None = None,
     ) -> None:
         secret = env_or(secret_key, "WATTFARE_SECRET_KEY")
         publishable = env_or(publishable_key, "WATTFARE_PUBLISHABLE_KEY")
@@ -147,6 +154,9 @@ class Wattfare:
             default_grant_usd=default_grant_usd,
             max_grant_usd=max_grant_usd,
             grant_ttl_seconds=grant_ttl_seconds,
+            reservation_ttl_seconds=reservation_ttl_seconds,
+            upstream_keepalive_seconds=upstream_keepalive_seconds,
+            settle_journal_dir=settle_journal_dir,
         )
         if consent is None:
             if self.keys.live:
@@ -180,6 +190,7 @@ class Wattfare:
         self.store.listen_for_revocations(self.connection_ended)
         self.recorder = Recorder(self.settings.telemetry, self.keys.secret_key)
         self._http: aiohttp.ClientSession | None = None
+        self._upstream: UpstreamHttp | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
         self._start_lock = asyncio.Lock()
@@ -207,11 +218,11 @@ class Wattfare:
             if self._started:
                 return
             await self.store.open()
-            self._http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=self.settings.upstream_timeout_seconds),
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-                auto_decompress=False,
+            self._upstream = open_upstream_http(
+                read_timeout=self.settings.upstream_timeout_seconds,
+                keepalive_seconds=self.settings.upstream_keepalive_seconds,
             )
+            self._http = self._upstream.session
             self.recorder.start()
             for hook in self._on_start:
                 await hook()
@@ -233,9 +244,9 @@ class Wattfare:
         for hook in reversed(self._on_stop):
             with contextlib.suppress(Exception):
                 await hook()
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        if self._upstream is not None:
+            await self._upstream.close()
+            self._upstream, self._http = None, None
         await self.store.close()
 
     async def __aenter__(self) -> Wattfare:
@@ -273,6 +284,13 @@ class Wattfare:
             raise RuntimeError("the embed is not started; mount it, call `await wf.startup()` or use `async with wf`")
         return self._http
 
+    @property
+    def upstream(self) -> UpstreamHttp:
+        """The upstream client of metered calls (the pool of ``http``, retrying a reset-unread POST once)."""
+        if self._upstream is None:
+            raise RuntimeError("the embed is not started; mount it, call `await wf.startup()` or use `async with wf`")
+        return self._upstream
+
     def authority_context(self) -> AuthorityContext:
         return AuthorityContext(
             keys=self.keys,
@@ -307,7 +325,11 @@ class Wattfare:
         router = Router(list(self.routes), default=_not_found)
         return ExceptionMiddleware(
             router,
-            handlers={WattfareError: _error_response, HTTPException: _http_error_response},
+            handlers={
+                WattfareError: _error_response,
+                HTTPException: _http_error_response,
+                **dict.fromkeys(STORE_OUTAGES, _store_outage_response),
+            },
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -315,7 +337,13 @@ class Wattfare:
             await run_lifespan(receive, send, self.startup, self.shutdown)
             return
         if not self._started:
-            await self.startup()
+            try:
+                await self.startup()
+            except STORE_OUTAGES:
+                logger.warning("the embed could not start: its store is unavailable", exc_info=True)
+                if scope["type"] == "http":
+                    await send_error(send, _STORE_DOWN)
+                return
         await self._asgi(scope, receive, send)
 
     # -- the server-side API ----------------------------------------------------------------
@@ -442,6 +470,15 @@ class Wattfare:
 async def _error_response(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, WattfareError)
     return Response(exc.body(), status_code=exc.status, headers=exc.response_headers())
+
+
+_STORE_DOWN = UnavailableError("the budget store is unavailable; try again shortly")
+
+
+async def _store_outage_response(request: Request, exc: Exception) -> Response:
+    """A store failure anywhere on a request's path: the typed 503, never a bare 500."""
+    logger.warning("a request failed because the store is unavailable", exc_info=exc)
+    return Response(_STORE_DOWN.body(), status_code=503, headers=_STORE_DOWN.response_headers())
 
 
 async def _http_error_response(request: Request, exc: Exception) -> Response:

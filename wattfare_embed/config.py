@@ -7,11 +7,13 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, cast
 
 from starlette.requests import Request
 
 from .errors import ConfigurationError
+from .metering.settle_journal import default_journal_dir
 from .money import Micros, micros_from_usd
 from .store.pools import PoolSizes
 from .telemetry import Telemetry
@@ -22,6 +24,12 @@ ResolveUser = Callable[[Request], "str | Awaitable[str | None] | None"]
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///wattfare.db"
 DEFAULT_UPSTREAM_URL = "https://openrouter.ai/api/v1"
+# How long a reservation may stay open before the sweeper takes its process for dead: longer than
+# any request (a stream may run for many minutes), short enough that a crash frees holds soon.
+DEFAULT_RESERVATION_TTL_SECONDS = 3600
+# An idle upstream connection is dropped after this long, before the upstream's own idle timeout
+# (often 5 s or more) can close it under a request that is being sent on it.
+DEFAULT_UPSTREAM_KEEPALIVE_SECONDS = 4.0
 
 
 def env_or(value: str | None, variable: str, default: str | None = None) -> str | None:
@@ -41,6 +49,18 @@ def _flag(value: bool | None, variable: str, default: bool) -> bool:
     if text in ("0", "false", "no", "off"):
         return False
     raise ConfigurationError(f"{variable} must be true or false, not {text!r}")
+
+
+def _seconds(value: int | None, variable: str, default: int) -> int:
+    if value is not None:
+        return value
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigurationError(f"{variable} must be a whole number of seconds, not {text!r}") from None
 
 
 def _usd(value: float | int | str | Decimal, what: str) -> Micros:
@@ -76,6 +96,8 @@ class Settings:
     max_concurrent_webhooks: int
     max_open_consents_per_user: int
     reservation_ttl_seconds: int
+    upstream_keepalive_seconds: float
+    settle_journal_dir: Path | None
     sweep_interval_seconds: float
     models_ttl_seconds: float
     auto_migrate: bool
@@ -116,6 +138,9 @@ class Settings:
         default_grant_usd: float | int | str | Decimal = 1,
         max_grant_usd: float | int | str | Decimal = 20,
         grant_ttl_seconds: int = 24 * 3600,
+        reservation_ttl_seconds: int | None = None,
+        upstream_keepalive_seconds: float | None = None,
+        settle_journal_dir: str | Path | None = None,
     ) -> Settings:
         default_cap = _usd(default_monthly_usd, "default_monthly_usd")
         max_cap = _usd(max_monthly_usd, "max_monthly_usd")
@@ -133,11 +158,23 @@ class Settings:
         # A grant is for a visit, not a subscription: a day by default, a month at most.
         if not 60 <= grant_ttl_seconds <= 30 * 24 * 3600:
             raise ConfigurationError("grant_ttl_seconds must be at least 60 and at most 30 days (2592000)")
+        ttl = _seconds(reservation_ttl_seconds, "WATTFARE_RESERVATION_TTL_SECONDS", DEFAULT_RESERVATION_TTL_SECONDS)
+        if not 1 <= ttl <= 7 * 86400:
+            raise ConfigurationError("reservation_ttl_seconds must be at least 1 and at most a week (604800)")
+        keepalive = upstream_keepalive_seconds
+        if keepalive is None:
+            keepalive = float(
+                _seconds(None, "WATTFARE_UPSTREAM_KEEPALIVE_SECONDS", 0) or DEFAULT_UPSTREAM_KEEPALIVE_SECONDS
+            )
+        if not 0 < keepalive <= 300:
+            raise ConfigurationError("upstream_keepalive_seconds must be more than 0 and at most 300")
         upstream = cast(str, env_or(upstream_url, "WATTFARE_UPSTREAM_URL", DEFAULT_UPSTREAM_URL)).rstrip("/")
         if not upstream.startswith(("http://", "https://")):
             raise ConfigurationError(f"upstream_url must be an http(s) URL, not {upstream!r}")
+        database = cast(str, env_or(database_url, "WATTFARE_DATABASE_URL", DEFAULT_DATABASE_URL))
+        journal = env_or(None if settle_journal_dir is None else str(settle_journal_dir), "WATTFARE_SETTLE_JOURNAL_DIR")
         return cls(
-            database_url=cast(str, env_or(database_url, "WATTFARE_DATABASE_URL", DEFAULT_DATABASE_URL)),
+            database_url=database,
             upstream_url=upstream,
             upstream_api_key=env_or(upstream_api_key, "OPENROUTER_API_KEY"),
             app_name=app_name,
@@ -155,7 +192,9 @@ class Settings:
             allowed_hosts=_allowed_hosts(allowed_hosts),
             max_concurrent_webhooks=max_concurrent_webhooks,
             max_open_consents_per_user=max_open_consents_per_user,
-            reservation_ttl_seconds=3600,
+            reservation_ttl_seconds=ttl,
+            upstream_keepalive_seconds=keepalive,
+            settle_journal_dir=Path(journal) if journal else default_journal_dir(database),
             sweep_interval_seconds=60.0,
             models_ttl_seconds=600.0,
             auto_migrate=_flag(auto_migrate, "WATTFARE_AUTO_MIGRATE", True),

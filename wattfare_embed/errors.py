@@ -21,6 +21,7 @@ __all__ = [
     "PayloadTooLargeError",
     "RateLimitedError",
     "RequestTimeoutError",
+    "UnavailableError",
     "UpstreamError",
     "WattfareError",
     "error_from_code",
@@ -137,6 +138,18 @@ class UpstreamError(WattfareError):
     status = 502
 
 
+class UnavailableError(WattfareError):
+    """The embed's own database could not be reached (or stayed locked): nothing was forwarded
+    and nothing charged for it. Not retried by OpenAI clients (``x-should-retry: false``): the
+    reservation may have committed with its reply lost; ``Retry-After`` says when to try again."""
+
+    code = "unavailable"
+    status = 503
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, headers={"Retry-After": "5", **(headers or {})})
+
+
 _BY_CODE: dict[str, type[WattfareError]] = {
     cls.code: cls
     for cls in (
@@ -147,6 +160,7 @@ _BY_CODE: dict[str, type[WattfareError]] = {
         RateLimitedError,
         AuthError,
         InvalidRequestError,
+        UnavailableError,
         UpstreamError,
     )
 }

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import logging
+import secrets
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -23,25 +24,28 @@ import aiohttp
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
+from ._upstream_http import NotReceived
 from .auth import model_caller
 from .crypto import derive_key
 from .errors import (
     FundingInvalidError,
     InvalidRequestError,
     NotConnectedError,
-    RateLimitedError,
+    UnavailableError,
     UpstreamError,
     WattfareError,
 )
 from .grants import GrantAdmission, is_grant_id
 from .metering.dialects import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES, Dialect
 from .metering.estimate import Admission, HoldPolicy, affordable_tokens, plan_admission
+from .metering.generation_notes import GenerationNotes
 from .metering.limits import pin_prices
 from .metering.meter import ResponseMeter, TokenPrices
 from .metering.pricing import PriceBook
 from .metering.reconcile import Reconciler
 from .metering.refusals import needs_status, refusal_error
-from .metering.streams import OpenStream, OpenStreams, watch_disconnect
+from .metering.settle_journal import PendingSettle, SettleJournal
+from .metering.streams import OpenStream, OpenStreams, Stopped, read_upstream, watch_disconnect
 from .metering.upstream_errors import error_for_upstream_status
 from .metering.wire import (
     cut_off_error,
@@ -109,6 +113,8 @@ class Proxy:
         self._user_key = derive_key(embed.keys.secret_key, b"wattfare upstream user ids v1")
         self._open = OpenStreams()
         self._grants = GrantAdmission(embed)
+        self._generations = GenerationNotes()  # for the sweeper, should this process die mid-request
+        self.journal = SettleJournal(embed.settings.settle_journal_dir)  # settles the store could not take
         embed.on_connection_ended(self._open.stop)
         embed.on_startup(self._start_revocation_watch)
 
@@ -196,10 +202,12 @@ class Proxy:
         passed_on = {name: headers[name] for name in dialect.passed_headers if name in headers}
         exchange = _Exchange(user, dialect, reservation, admission, meter, control, trace, passed_on)
         self._open.add(control)
+        self._generations.watch(reservation.ledger_id, meter)
         try:
             await self._forward(exchange, payload, receive, send)
         finally:
             self._open.discard(control)
+            self._generations.forget(reservation.ledger_id)
             try:
                 # Shielded: a cancelled request (client gone, server stopping) still settles.
                 await _shielded(self._settle(exchange))
@@ -234,8 +242,8 @@ class Proxy:
     def _release_abandoned(self, task: asyncio.Future[Reservation]) -> None:
         if task.cancelled() or task.exception() is not None:
             return
-        held = task.result()
-        _keep(asyncio.ensure_future(self._embed.store.settle(held.ledger_id, 0, "none", int(time.time()))))
+        release = PendingSettle(task.result().ledger_id, 0, "none", int(time.time()))
+        _keep(asyncio.ensure_future(self.journal.settle(self._embed.store, release)))
 
     async def _reserve(
         self, user: str, model: str, kind: str, admission: Admission, grant: str | None = None
@@ -245,6 +253,7 @@ class Proxy:
         if grant is not None:
             return await self._grants.reserve(grant, model, kind, wanted, minimum)
         now = int(time.time())
+        ledger_id = "req_" + secrets.token_hex(12)
         request = ReservationRequest(
             app_id=self._embed.keys.app_id,
             app_user_id=user,
@@ -253,15 +262,17 @@ class Proxy:
             kind=kind,
             model=model,
             ttl_seconds=self._settings.reservation_ttl_seconds,
+            ledger_id=ledger_id,
         )
         try:
             result = await self._embed.store.reserve(request, now)
         except Exception:
-            # Nothing is forwarded without a committed hold; the client may try again.
-            logger.exception("reserving for a request failed")
-            raise RateLimitedError(
-                "the budget store could not take this request; try again shortly", headers={"Retry-After": "1"}
-            ) from None
+            # Fail closed: nothing is forwarded without a committed hold. The hold may have
+            # committed with its reply lost, so it is released by its id once the store is back
+            # (a no-op if it never committed), and the 503 tells clients not to retry on their own.
+            logger.warning("reserving for a request failed; answered unavailable", exc_info=True)
+            self.journal.keep(PendingSettle(ledger_id, 0, "none", now))
+            raise UnavailableError("the budget store is unavailable; nothing was charged, try again shortly") from None
         if isinstance(result, Reservation):
             return result
         status = None
@@ -298,8 +309,8 @@ class Proxy:
             await _refuse(exchange, send, exc)
             return
         try:
-            response = await self._embed.http.post(url, data=body, headers=headers)
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            response = await self._embed.upstream.post_metered(url, data=body, headers=headers)
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, NotReceived) as exc:
             exchange.refused_upstream = True  # never connected, so never sent: nothing to pay
             unreachable = UpstreamError(f"the model provider could not be reached: {type(exc).__name__}")
             await _refuse(exchange, send, unreachable)
@@ -328,8 +339,6 @@ class Proxy:
                 return
             exchange.meter.generation_id = response.headers.get("x-generation-id")
             relayed = relayed_headers(response.headers)
-            # A revoke from here on closes the upstream, so the relay stops at its next read.
-            exchange.control.upstream = response
             if exchange.control.revoked:  # revoked while the upstream was preparing its first byte
                 await self._answer_revoked(exchange, send)
             elif "text/event-stream" in response.headers.get("content-type", ""):
@@ -352,11 +361,12 @@ class Proxy:
         self, exchange: _Exchange, response: aiohttp.ClientResponse, headers: list[tuple[bytes, bytes]], send: Send
     ) -> None:
         try:
-            body = await response.read()
+            # A revoke from here on ends the read (``read_upstream``), never closes under it.
+            body = await read_upstream(exchange.control, response.read())
+        except Stopped:
+            await self._answer_revoked(exchange, send)
+            return
         except (aiohttp.ClientError, TimeoutError):
-            if exchange.control.revoked:
-                await self._answer_revoked(exchange, send)
-                return
             if exchange.meter.generation_id is None:
                 exchange.outcome_unknown = True  # no record to ask later: charge the hold
             await _refuse(exchange, send, UpstreamError("the model provider dropped the response"))
@@ -384,17 +394,10 @@ class Proxy:
         watcher = asyncio.get_running_loop().create_task(watch_disconnect(receive, control))
         try:
             await send({"type": "http.response.start", "status": response.status, "headers": headers})
-            async for chunk in response.content.iter_any():
-                if control.revoked:
-                    break
-                # The cut comes at the event that passed the hold, not after the rest of this read.
-                cut = meter.feed(chunk)
-                await send({"type": "http.response.body", "body": chunk[:cut], "more_body": True})
-                if cut is not None:
-                    exchange.cut_off = "budget_exceeded"
-                    break
-        except (aiohttp.ClientError, TimeoutError):
-            pass  # closed by us (client gone, revoked) or dropped by the provider: told apart below
+            # A revoke or the client leaving ends the pump's read; the response is closed after.
+            await read_upstream(control, _pump(exchange, response, send))
+        except (Stopped, aiohttp.ClientError, TimeoutError):
+            pass  # stopped (client gone, revoked) or dropped by the provider: told apart below
         finally:
             watcher.cancel()
             response.close()
@@ -415,6 +418,8 @@ class Proxy:
 
     async def _start_revocation_watch(self) -> None:
         self._embed.run_in_background(self._watch_revocations)
+        self._embed.run_in_background(lambda: self._generations.write_forever(self._embed.store))
+        self._embed.run_in_background(lambda: self.journal.run(self._embed.store))
 
     async def _watch_revocations(self) -> None:
         """Re-read, every couple of seconds, the connections that have calls in flight, so a revoke
@@ -441,15 +446,9 @@ class Proxy:
 
     async def _settle_before_answering(self, exchange: _Exchange) -> None:
         """Settle, so the client sees success only once the ledger is final. The answer was paid
-        for, so a store that keeps failing still lets it through: the settle in ``_metered``'s
-        ``finally`` tries once more, and a reservation it cannot finish is swept later."""
-        for attempt in range(3):
-            try:
-                await _shielded(self._settle(exchange))
-                return
-            except Exception:
-                if attempt == 2:
-                    logger.exception("settling request %s failed", exchange.reservation.ledger_id)
+        for, so a store that fails still lets it through: the charge is kept in the settle
+        journal and applied when the store is back."""
+        await _shielded(self._settle(exchange))
 
     async def _settle(self, exchange: _Exchange) -> None:
         """Final ledger row for the request, exactly once, whatever happened."""
@@ -459,13 +458,13 @@ class Proxy:
         cost, source, reconcile = self._charge(exchange)
         generation_id = meter.generation_id if source != "none" else None
         exchange.trace.settling()
-        await self._embed.store.settle(
-            reservation.ledger_id, cost, source, int(time.time()), generation_id=generation_id, reconcile=reconcile
-        )
-        # `settled` is set only once the store has the final row: a settle that was cancelled or
-        # failed is tried again by the shielded one in `_metered` (the store's settle is idempotent).
+        final = PendingSettle(reservation.ledger_id, cost, source, int(time.time()), generation_id, reconcile)
+        # The store has the final row, or the journal does until the store is back (never lost).
+        written = await self.journal.settle(self._embed.store, final)
         exchange.settled = True
         exchange.trace.settled(cost, source, meter.usage, meter.response_model)
+        if not written:
+            return  # journaled: applied, and then reconciled, when the store is back
         # Token counts and threshold alerts: queued here, written by a background task.
         self._embed.alerts.settled(
             exchange.user, reservation.ledger_id, cost, meter.usage, exchange.dialect.usage_tokens
@@ -538,6 +537,18 @@ def _outcome(exchange: _Exchange) -> str:
     if exchange.meter.error is not None:
         return "upstream"
     return OK
+
+
+async def _pump(exchange: _Exchange, response: aiohttp.ClientResponse, send: Send) -> None:
+    """Relay the upstream's stream as it comes, metered, until its end or the hold is spent."""
+    meter = exchange.meter
+    async for chunk in response.content.iter_any():
+        # The cut comes at the event that passed the hold, not after the rest of this read.
+        cut = meter.feed(chunk)
+        await send({"type": "http.response.body", "body": chunk[:cut], "more_body": True})
+        if cut is not None:
+            exchange.cut_off = "budget_exceeded"
+            return
 
 
 def _keep(task: asyncio.Future[Any]) -> asyncio.Future[Any]:

@@ -12,6 +12,7 @@ export type WattfareErrorCode =
   | "auth"
   | "invalid_request"
   | "upstream"
+  | "unavailable"
   | "network"
   | "unknown";
 
@@ -24,6 +25,7 @@ const STATUS: Record<WattfareErrorCode, number> = {
   auth: 401,
   invalid_request: 400,
   upstream: 502,
+  unavailable: 503,
   network: 0,
   unknown: 0,
 };
@@ -38,6 +40,7 @@ const USER_MESSAGES: Record<WattfareErrorCode, string> = {
   auth: "Please sign in again, then try once more.",
   invalid_request: "Something went wrong on our side. Please try again.",
   upstream: "The AI service did not answer. Please try again.",
+  unavailable: "The AI budget service is briefly unavailable. Nothing was charged; try again in a moment.",
   network: "Could not reach the server. Check your connection and try again.",
   unknown: "Something went wrong. Please try again.",
 };
@@ -54,7 +57,7 @@ export class WattfareError extends Error {
   readonly code: WattfareErrorCode;
   /** The HTTP status this error travels with (0 when none: network, unknown). */
   readonly status: number;
-  /** Extra fields of the error body, e.g. `retryAfter` seconds for `rate_limited`. */
+  /** Extra fields of the error body, e.g. `retryAfter` seconds for `rate_limited` and `unavailable`. */
   readonly retryAfter: number | null;
 
   constructor(code: WattfareErrorCode, message?: string, status?: number, retryAfter: number | null = null) {
@@ -155,7 +158,7 @@ export function errorFromCode(
       error = new WattfareNetworkError(message);
       break;
     default:
-      error = new WattfareError(code, message, status);
+      error = new WattfareError(code, message, status, retryAfter);
   }
   if (status !== undefined && status !== error.status) {
     return new WattfareError(code, message, status, retryAfter);

@@ -12,6 +12,7 @@ const CODES: Record<number, WattfareErrorCode> = {
   413: "invalid_request",
   429: "rate_limited",
   502: "upstream",
+  503: "unavailable",
 };
 
 export async function send(fetcher: Fetch, url: string, init: RequestInit): Promise<Response> {

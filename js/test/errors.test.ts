@@ -5,6 +5,7 @@ import {
   WattfareBudgetExceededError,
   WattfareError,
   WattfareNotConnectedError,
+  errorFromCode,
   isBudgetExceeded,
   isNotConnected,
   toWattfareError,
@@ -51,4 +52,13 @@ test("typed errors carry a sentence for the user apart from the developer's mess
   assert.match(error.userMessage, /budget/);
   assert.deepEqual(error.toJSON(), { error: { code: "budget_exceeded", message: "the cap of $0.05 is reached: $0.0188 left" } });
   assert.equal(new WattfareNotConnectedError().userMessage, "Connect your AI budget to continue.");
+});
+
+test("unavailable (the embed's database is down) is a typed 503 that says when to try again", () => {
+  const error = errorFromCode("unavailable", "the budget store is unavailable", undefined, 5);
+  assert.equal(error.code, "unavailable");
+  assert.equal(error.status, 503);
+  assert.equal(error.retryAfter, 5);
+  assert.match(error.userMessage, /Nothing was charged/);
+  assert.equal(toWattfareError(new Error(body("unavailable")))?.status, 503);
 });

@@ -31,6 +31,7 @@ PUBLIC_NAMES = [
     "SqlStore",
     "Store",
     "Telemetry",
+    "UnavailableError",
     "UpstreamError",
     "Wattfare",
     "WattfareError",
@@ -75,6 +76,7 @@ def test_every_error_has_its_wire_code_and_status() -> None:
         "PayloadTooLargeError": ("invalid_request", 413),
         "RequestTimeoutError": ("invalid_request", 408),
         "UpstreamError": ("upstream", 502),
+        "UnavailableError": ("unavailable", 503),
     }
     for name, (code, status) in expected.items():
         error_class = getattr(wattfare_embed, name)

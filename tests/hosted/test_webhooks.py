@@ -91,7 +91,8 @@ async def test_an_event_that_failed_to_apply_is_applied_when_the_domain_retries(
     revoke = event(str(record.grant_id), "grant.revoked")
     fail_once(stack.embed.store, "apply_grant_change", OSError("database is locked"))
     failed = await deliver(stack, revoke)
-    assert failed.status_code == 500  # the domain keeps it in its outbox and tries again
+    # The typed 503 (the store is unavailable): the domain keeps it in its outbox and tries again.
+    assert (failed.status_code, failed.json()["error"]["code"]) == (503, "unavailable")
     assert (await stack.connection("cy")).status.value == "active"
 
     retried = await deliver(stack, revoke)  # nothing was recorded: not refused as a replay

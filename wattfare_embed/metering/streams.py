@@ -1,13 +1,29 @@
-"""Open requests that something outside them may have to stop: a revoke, or the client leaving."""
+"""Open requests that something outside them may have to stop: a revoke, or the client leaving.
+
+A stop never closes the upstream response under a pending read. aiohttp answers such a read by
+raising one module-level "Connection closed" exception object, and every raise of that one object
+lengthens its traceback, keeping each relay frame (its response, chunks and tasks) alive for good.
+So upstream reads run in a task a stop cancels (``read_upstream``); the response is closed after,
+by the relay itself, with nothing waiting on it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-import aiohttp
 from starlette.types import Message, Receive
 
-__all__ = ["OpenStream", "OpenStreams", "watch_disconnect"]
+__all__ = ["OpenStream", "OpenStreams", "Stopped", "read_upstream", "watch_disconnect"]
+
+T = TypeVar("T")
+
+
+class Stopped(Exception):
+    """An upstream read ended by a revoke or by the client leaving (``OpenStream`` says which)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -18,13 +34,52 @@ class OpenStream:
     app_user_id: str = ""
     revoked: bool = False
     disconnected: bool = False
-    upstream: aiohttp.ClientResponse | None = None
+    reading: asyncio.Future[Any] | None = None
 
     def stop(self) -> None:
-        """Revoked: close the upstream so the relay ends at its next chunk."""
+        """Revoked: end the upstream read in progress, so the relay stops at once."""
         self.revoked = True
-        if self.upstream is not None:
-            self.upstream.close()
+        self._interrupt()
+
+    def client_left(self) -> None:
+        self.disconnected = True
+        self._interrupt()
+
+    @property
+    def stopped(self) -> bool:
+        return self.revoked or self.disconnected
+
+    def _interrupt(self) -> None:
+        if self.reading is not None and not self.reading.done():
+            self.reading.cancel()
+
+
+async def read_upstream(stream: OpenStream, work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` (reads from the upstream) so that ``stream.stop()`` cancels it: ``Stopped`` then.
+
+    An error of the read comes back without the traceback it gathered on the way (a shared
+    exception object must not carry frames of this request into the next)."""
+    if stream.stopped:
+        work.close()
+        raise Stopped
+    task = asyncio.ensure_future(work)
+    stream.reading = task
+    try:
+        await asyncio.wait([task])
+    except asyncio.CancelledError:
+        # This request itself was cancelled (the server stopping): the read goes with it.
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        raise
+    finally:
+        stream.reading = None
+    if task.cancelled():
+        raise Stopped
+    error = task.exception()
+    if error is not None:
+        raise error.with_traceback(None) from None
+    return task.result()
 
 
 class OpenStreams:
@@ -55,11 +110,9 @@ class OpenStreams:
 
 
 async def watch_disconnect(receive: Receive, stream: OpenStream) -> None:
-    """Close the upstream the moment the client goes, so billing stops where the provider supports it."""
+    """End the upstream read the moment the client goes, so billing stops where the provider supports it."""
     while True:
         message: Message = await receive()
         if message["type"] == "http.disconnect":
-            stream.disconnected = True
-            if stream.upstream is not None:
-                stream.upstream.close()
+            stream.client_left()
             return

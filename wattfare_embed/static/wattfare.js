@@ -11,6 +11,7 @@ var STATUS = {
   auth: 401,
   invalid_request: 400,
   upstream: 502,
+  unavailable: 503,
   network: 0,
   unknown: 0
 };
@@ -23,6 +24,7 @@ var USER_MESSAGES = {
   auth: "Please sign in again, then try once more.",
   invalid_request: "Something went wrong on our side. Please try again.",
   upstream: "The AI service did not answer. Please try again.",
+  unavailable: "The AI budget service is briefly unavailable. Nothing was charged; try again in a moment.",
   network: "Could not reach the server. Check your connection and try again.",
   unknown: "Something went wrong. Please try again."
 };
@@ -31,7 +33,7 @@ var WattfareError = class extends Error {
   code;
   /** The HTTP status this error travels with (0 when none: network, unknown). */
   status;
-  /** Extra fields of the error body, e.g. `retryAfter` seconds for `rate_limited`. */
+  /** Extra fields of the error body, e.g. `retryAfter` seconds for `rate_limited` and `unavailable`. */
   retryAfter;
   constructor(code, message, status, retryAfter = null) {
     super(message || code);
@@ -115,7 +117,7 @@ function errorFromCode(code, message, status, retryAfter = null) {
       error = new WattfareNetworkError(message);
       break;
     default:
-      error = new WattfareError(code, message, status);
+      error = new WattfareError(code, message, status, retryAfter);
   }
   if (status !== void 0 && status !== error.status) {
     return new WattfareError(code, message, status, retryAfter);
@@ -253,7 +255,8 @@ var CODES = {
   402: "not_connected",
   413: "invalid_request",
   429: "rate_limited",
-  502: "upstream"
+  502: "upstream",
+  503: "unavailable"
 };
 async function send(fetcher, url, init) {
   let response;

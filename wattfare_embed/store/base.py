@@ -96,6 +96,8 @@ class ReservationRequest:
     kind: str
     model: str
     ttl_seconds: int = 3600
+    # Chosen by the caller, so a reservation whose reply was lost can still be released by its id.
+    ledger_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +296,10 @@ class Store(Protocol):
         reconcile: bool = False,
     ) -> bool:
         """Finalise a reservation exactly once: charge ``cost``, free the hold. False if already final."""
+
+    async def note_generations(self, entries: Sequence[tuple[str, str]]) -> None:
+        """Record ``(ledger id, generation id)`` on reservations still open (the sweeper reconciles
+        a dead process's reservation from it rather than charging the whole hold)."""
 
     async def reconcile(self, ledger_id: str, actual: Micros, now: int) -> bool:
         """Replace an estimated charge by the upstream's figure, applying the difference once, to the

@@ -18,6 +18,7 @@ from ..periods import period_of
 from ._alerts import AlertRecords
 from ._consent_records import ConsentRecords
 from ._grants import GRANT_ID_PREFIX, GRANT_LEDGER_PREFIX, GrantRecords, sweep_grant_row
+from ._ledger_notes import LedgerNotes
 from ._postgres import PostgresFastPath, asyncpg_url
 from ._revocations import RevocationListener, notify_connection_ended
 from ._runner import TransactionRunner, runner_for_url
@@ -55,7 +56,7 @@ from .schema import connections, ledger
 __all__ = ["SqlStore"]
 
 
-class SqlStore(ConsentRecords, GrantRecords, UsageRecords, AlertRecords):
+class SqlStore(ConsentRecords, GrantRecords, UsageRecords, AlertRecords, LedgerNotes):
     """Cap and usage state in the app's own SQL database.
 
     ``SqlStore("sqlite+aiosqlite:///wattfare.db")`` or
@@ -247,7 +248,7 @@ class SqlStore(ConsentRecords, GrantRecords, UsageRecords, AlertRecords):
 
     async def reserve(self, request: ReservationRequest, now: int) -> Reservation | Refusal:
         period = period_of(now)
-        ledger_id = _new_id("req_")
+        ledger_id = request.ledger_id or _new_id("req_")
         if self._postgres is not None:
             return await self._postgres.reserve(request, ledger_id, period, now)
 
@@ -370,7 +371,7 @@ class SqlStore(ConsentRecords, GrantRecords, UsageRecords, AlertRecords):
         def operation(db: Connection) -> bool:
             row = db.execute(
                 select(_L.connection_id, _L.cost)
-                .where(_L.id == ledger_id, _L.reconcile.is_(True), _L.state == "settled")
+                .where(_L.id == ledger_id, _L.reconcile.is_(True), _L.state.in_(("settled", "expired")))
                 .with_for_update()
             ).first()
             if row is None:
@@ -409,7 +410,9 @@ class SqlStore(ConsentRecords, GrantRecords, UsageRecords, AlertRecords):
         period = period_of(now)
 
         def operation(db: Connection) -> int:
-            query = select(_L.id, _L.connection_id, _L.reserved).where(_L.state == "reserved", _L.expires_at < now)
+            query = select(_L.id, _L.connection_id, _L.reserved, _L.generation_id).where(
+                _L.state == "reserved", _L.expires_at < now
+            )
             if app_id is not None:
                 query = query.where(_L.app_id == app_id)
             rows = db.execute(query.with_for_update()).all()
@@ -426,8 +429,9 @@ class SqlStore(ConsentRecords, GrantRecords, UsageRecords, AlertRecords):
                             reserved=_C.reserved - row.reserved,
                         )
                     )
-                # The upstream may have billed a request whose process died, so the whole
-                # hold is charged (never more than was reserved under the cap).
+                # The upstream may have billed a request whose process died, so the whole hold is
+                # charged (never more than was reserved under the cap); with the generation id the
+                # request noted, the reconciler then replaces it by what the upstream billed.
                 charged_in = select(_C.period).where(_C.id == row.connection_id).scalar_subquery()
                 db.execute(
                     update(ledger)
@@ -436,6 +440,7 @@ class SqlStore(ConsentRecords, GrantRecords, UsageRecords, AlertRecords):
                         state="expired",
                         cost=row.reserved,
                         cost_source="estimated",
+                        reconcile=row.generation_id is not None,
                         settled_at=now,
                         period=func.coalesce(charged_in, period),
                     )

@@ -264,8 +264,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8090, help="0 picks a free port")
     parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between streamed chunks")
     parser.add_argument("--management-key", default="sk-or-mgmt-test")
+    parser.add_argument("--reply-words", type=int, default=0, help="answer with this many one-token words")
     args = parser.parse_args(argv)
-    fake = FakeOpenRouter(chunk_delay=args.chunk_delay, management_key=args.management_key)
+    reply = " ".join(f"w{i}" for i in range(args.reply_words)) if args.reply_words else None
+    fake = FakeOpenRouter(chunk_delay=args.chunk_delay, management_key=args.management_key, reply_text=reply)
     asyncio.run(_serve(fake, args.host, args.port))
 
 

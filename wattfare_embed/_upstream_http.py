@@ -1,0 +1,90 @@
+"""The embed's HTTP client to the upstream: a keep-alive pool that never outlives the upstream's
+idle timeout, and a POST that survives a pooled connection the upstream had already closed.
+
+An upstream closes connections idle longer than its own timeout. A request sent on such a
+connection in the instant before the close reaches us is reset unread (``ServerDisconnectedError``
+or ``ClientOSError`` before any byte of an answer). The pool therefore drops idle connections
+first (``upstream_keepalive_seconds``, below the usual 5 s and up); and a request that still fails
+that way on a reused connection was never received, so it is sent once more on a fresh one.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import aiohttp
+
+__all__ = ["NotReceived", "UpstreamHttp", "open_upstream_http"]
+
+# A reused connection reset before any byte came back: the upstream closed it as idle, unread.
+_RESET_UNREAD = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+
+
+async def _reused(_session: aiohttp.ClientSession, context: types.SimpleNamespace, _params: Any) -> None:
+    if isinstance(context.trace_request_ctx, _Attempt):
+        context.trace_request_ctx.reused = True
+
+
+class _Attempt:
+    __slots__ = ("reused",)
+
+    def __init__(self) -> None:
+        self.reused = False
+
+
+class UpstreamHttp:
+    """The pooled session (``session``, for every upstream call) and ``post_metered`` for the
+    metered calls, which retries a reset-unread request once on a connection of its own."""
+
+    def __init__(self, session: aiohttp.ClientSession, timeout: aiohttp.ClientTimeout) -> None:
+        self.session = session
+        self._timeout = timeout
+        self._fresh: aiohttp.ClientSession | None = None
+        self.retried = 0  # requests sent again after a reset on a reused connection
+
+    async def post_metered(self, url: str, *, data: bytes, headers: dict[str, str]) -> aiohttp.ClientResponse:
+        """POST, once more on a fresh connection when a reused one was reset before any byte came
+        back. Raises ``NotReceived`` when that retry could not connect: the upstream got nothing."""
+        attempt = _Attempt()
+        try:
+            return await self.session.post(url, data=data, headers=headers, trace_request_ctx=attempt)
+        except aiohttp.ClientConnectorError:
+            raise
+        except _RESET_UNREAD:
+            if not attempt.reused:
+                raise
+        self.retried += 1
+        try:
+            return await self._fresh_session().post(url, data=data, headers=headers)
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            raise NotReceived(type(exc).__name__) from None
+
+    def _fresh_session(self) -> aiohttp.ClientSession:
+        if self._fresh is None or self._fresh.closed:
+            self._fresh = aiohttp.ClientSession(
+                timeout=self._timeout, connector=aiohttp.TCPConnector(force_close=True), auto_decompress=False
+            )
+        return self._fresh
+
+    async def close(self) -> None:
+        await self.session.close()
+        if self._fresh is not None:
+            await self._fresh.close()
+
+
+class NotReceived(Exception):
+    """The request never reached the upstream (its retry could not even connect)."""
+
+
+def open_upstream_http(*, read_timeout: float, keepalive_seconds: float) -> UpstreamHttp:
+    tracing = aiohttp.TraceConfig()
+    tracing.on_connection_reuseconn.append(_reused)
+    timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=read_timeout)
+    session = aiohttp.ClientSession(
+        timeout=timeout,
+        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=keepalive_seconds),
+        auto_decompress=False,
+        trace_configs=[tracing],
+    )
+    return UpstreamHttp(session, timeout)
