@@ -11,6 +11,7 @@ friends need no thread at all.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
@@ -78,6 +79,43 @@ class SQLiteRunner:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._transaction, self._waiting, operation)
 
+    async def run_raw(self, operation: Callable[..., T], *arguments: Any) -> T:
+        """``operation(sqlite3_connection, *arguments)`` as one ``BEGIN IMMEDIATE`` transaction on
+        the stdlib driver itself (the store's hot path: no SQLAlchemy execution per statement),
+        inline, or on the writer thread while another process holds the write lock."""
+        if self._held is None:
+            self._held = self._inline.connect()
+        raw = self._held.connection.dbapi_connection
+        assert raw is not None
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if self._memory or not _is_busy_message(str(exc)):
+                raise
+        else:
+            try:
+                result = operation(raw, *arguments)
+            except BaseException:
+                raw.execute("ROLLBACK")
+                raise
+            raw.execute("COMMIT")
+            return result
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._raw_transaction, operation, arguments)
+
+    def _raw_transaction(self, operation: Callable[..., T], arguments: tuple[Any, ...]) -> T:
+        with self._waiting.connect() as connection:
+            raw = connection.connection.dbapi_connection
+            assert raw is not None
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                result = operation(raw, *arguments)
+            except BaseException:
+                raw.execute("ROLLBACK")
+                raise
+            raw.execute("COMMIT")
+            return result
+
     async def dispose(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._waiting.dispose)
@@ -89,7 +127,11 @@ class SQLiteRunner:
 
 
 def _is_busy(exc: OperationalError) -> bool:
-    return "locked" in str(exc.orig) or "busy" in str(exc.orig)
+    return _is_busy_message(str(exc.orig))
+
+
+def _is_busy_message(message: str) -> bool:
+    return "locked" in message or "busy" in message
 
 
 def _sqlite_engine(url: URL, memory: bool, busy_timeout_ms: int) -> Engine:
