@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from ._checkpoint import Checkpointer
 from .pools import PoolSizes
 
 __all__ = ["TransactionRunner", "runner_for_url"]
@@ -59,11 +60,15 @@ class SQLiteRunner:
         self._waiting = self._inline if self._memory else _sqlite_engine(sync_url, False, busy_timeout_ms)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wattfare-sqlite")
         self._held: Connection | None = None
+        # A file's WAL is checkpointed on a thread, not inside a commit on the loop (``_checkpoint``).
+        self._checkpoints = None if self._memory else Checkpointer(str(sync_url.database))
 
-    @staticmethod
-    def _transaction(engine: Engine, operation: Callable[[Connection], T]) -> T:
+    def _transaction(self, engine: Engine, operation: Callable[[Connection], T]) -> T:
         with engine.begin() as connection:
-            return operation(connection)
+            result = operation(connection)
+        if self._checkpoints is not None:
+            self._checkpoints.committed()
+        return result
 
     async def run(self, operation: Callable[[Connection], T]) -> T:
         # One connection held for good: inline transactions never overlap (nothing in them
@@ -72,7 +77,10 @@ class SQLiteRunner:
             self._held = self._inline.connect()
         try:
             with self._held.begin():
-                return operation(self._held)
+                result = operation(self._held)
+            if self._checkpoints is not None:
+                self._checkpoints.committed()
+            return result
         except OperationalError as exc:
             if self._memory or not _is_busy(exc):
                 raise
@@ -99,6 +107,8 @@ class SQLiteRunner:
                 raw.execute("ROLLBACK")
                 raise
             raw.execute("COMMIT")
+            if self._checkpoints is not None:
+                self._checkpoints.committed()
             return result
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._raw_transaction, operation, arguments)
@@ -114,10 +124,14 @@ class SQLiteRunner:
                 raw.execute("ROLLBACK")
                 raise
             raw.execute("COMMIT")
-            return result
+        if self._checkpoints is not None:
+            self._checkpoints.committed()
+        return result
 
     async def dispose(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._checkpoints is not None:
+            await loop.run_in_executor(self._executor, self._checkpoints.stop)
         await loop.run_in_executor(self._executor, self._waiting.dispose)
         if self._held is not None:
             self._held.close()
@@ -149,6 +163,9 @@ def _sqlite_engine(url: URL, memory: bool, busy_timeout_ms: int) -> Engine:
         if not memory:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        if not memory:
+            # The runner's checkpoint thread does this, off the loop (``_checkpoint``).
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         # NORMAL in WAL mode survives a process crash; a power loss may lose the last commits.
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
