@@ -20,7 +20,6 @@ from sqlalchemy import bindparam, insert
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql import ClauseElement
 
-from ..periods import period_of
 from ._statements import (
     _CHARGE,
     _HOLD,
@@ -82,9 +81,10 @@ class _Contended(Exception):
     """The row changed between read and write; try the reservation again."""
 
 
-def reserve(db: sqlite3.Connection, request: ReservationRequest, ledger_id: str, now: int) -> Reservation | Refusal:
+def reserve(
+    db: sqlite3.Connection, request: ReservationRequest, ledger_id: str, period: str, now: int
+) -> Reservation | Refusal:
     """One reservation, inside the caller's ``BEGIN IMMEDIATE`` transaction."""
-    period = period_of(now)
     found = _USER_ROW.run(db, {"b_app_id": request.app_id, "b_app_user_id": request.app_user_id}).fetchone()
     if found is None:
         return Refusal.NOT_CONNECTED
@@ -141,10 +141,10 @@ def settle(
     cost_source: str,
     generation_id: str | None,
     reconcile: bool,
+    period: str,
     now: int,
 ) -> bool:
     """The final ledger row, inside the caller's transaction; False when it already was final."""
-    period = period_of(now)
     found = _LEDGER_ROW.run(db, {"b_id": ledger_id}).fetchone()
     if found is None:
         return False
@@ -189,10 +189,12 @@ class SQLiteFastPath:
     def __init__(self, runner: Any) -> None:
         self._runner = runner
 
-    async def reserve(self, request: ReservationRequest, ledger_id: str, now: int) -> Reservation | Refusal:
+    async def reserve(
+        self, request: ReservationRequest, ledger_id: str, period: str, now: int
+    ) -> Reservation | Refusal:
         for _attempt in range(8):
             try:
-                result: Reservation | Refusal = await self._runner.run_raw(reserve, request, ledger_id, now)
+                result: Reservation | Refusal = await self._runner.run_raw(reserve, request, ledger_id, period, now)
                 return result
             except _Contended:
                 continue
@@ -206,9 +208,10 @@ class SQLiteFastPath:
         cost_source: str,
         generation_id: str | None,
         reconcile: bool,
+        period: str,
         now: int,
     ) -> bool:
         settled: bool = await self._runner.run_raw(
-            settle, ledger_id, state, cost, cost_source, generation_id, reconcile, now
+            settle, ledger_id, state, cost, cost_source, generation_id, reconcile, period, now
         )
         return settled

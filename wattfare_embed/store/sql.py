@@ -254,7 +254,7 @@ class SqlStore(ConsentRecords):
         if self._postgres is not None:
             return await self._postgres.reserve(request, ledger_id, period, now)
         if self._sqlite is not None:
-            return await self._sqlite.reserve(request, ledger_id, now)
+            return await self._sqlite.reserve(request, ledger_id, period, now)
 
         def operation(db: Connection) -> Reservation | Refusal:
             row = db.execute(
@@ -329,7 +329,7 @@ class SqlStore(ConsentRecords):
                 ledger_id, state, cost, cost_source, generation_id, reconcile, period, now
             )
         if self._sqlite is not None:
-            return await self._sqlite.settle(ledger_id, state, cost, cost_source, generation_id, reconcile, now)
+            return await self._sqlite.settle(ledger_id, state, cost, cost_source, generation_id, reconcile, period, now)
 
         def operation(db: Connection) -> bool:
             row = db.execute(_LEDGER_ROW_FOR_UPDATE, {"b_id": ledger_id}).first()
