@@ -141,7 +141,9 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
             server = peer.server
             targets.append(Target(peer_name, peer.endpoint(), peer.endpoint(SLOW_MODEL), lambda: [server.pid]))
 
-        connector = aiohttp.TCPConnector(limit=0)
+        # Idle connections are dropped before uvicorn's 5 s keep-alive closes them from its side, so a
+        # reused one never meets a close already under way ("Cannot write to closing transport").
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=4)
         async with aiohttp.ClientSession(connector=connector) as session:
             for target in targets:
                 if target.name == peer_name:

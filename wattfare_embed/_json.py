@@ -25,8 +25,11 @@ _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 # Objects and arrays nest alike: both become square brackets, everything else is dropped.
 _BRACKETS_ONLY = bytes.maketrans(b"{}", b"[]")
 _NOT_BRACKET = bytes(byte for byte in range(256) if byte not in b"[]{}")
-# A surrogate escape (\ud800-\udfff) or a raw UTF-8-encoded surrogate; both decode to one.
-_SURROGATE_HINT = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+# A surrogate escape (\ud800-\udfff) or a raw UTF-8-encoded surrogate; both decode to one. Two
+# patterns, not one alternation: each then starts with a literal the regex engine skips ahead to
+# (a MiB of prompt: 0.6 ms for both, against 8-11 ms for the alternation, which tries every byte).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_RAW_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
 
 
 class _NotJson(ValueError):
@@ -81,7 +84,7 @@ def parse_json(body: bytes, what: str = "the request body") -> Any:
         raise InvalidRequestError(f"{what} nests deeper than {MAX_JSON_DEPTH} levels") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequestError(f"{what} is not valid JSON") from exc
-    if _SURROGATE_HINT.search(body):
+    if _SURROGATE_ESCAPE.search(body) or _RAW_SURROGATE.search(body):
         try:
             json.dumps(payload, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError as exc:

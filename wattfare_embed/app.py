@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ._dispatch import DirectRoutes
 from ._http import parse_monthly_usd
 from ._lifespan import run_lifespan
 from ._redaction import protect_logs
@@ -323,7 +324,7 @@ class Wattfare:
         self.routes.extend(webhook_routes(self))
         self.routes.extend(monitoring_routes(self))
         router = Router(list(self.routes), default=_not_found)
-        return ExceptionMiddleware(
+        routed = ExceptionMiddleware(
             router,
             handlers={
                 WattfareError: _error_response,
@@ -331,6 +332,8 @@ class Wattfare:
                 **dict.fromkeys(STORE_OUTAGES, _store_outage_response),
             },
         )
+        metered = {route.path: route.endpoint for route in proxy_routes if route.methods == {"POST"}}
+        return DirectRoutes(metered, routed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

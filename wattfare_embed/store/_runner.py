@@ -11,6 +11,7 @@ friends need no thread at all.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
@@ -21,6 +22,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from ._checkpoint import Checkpointer
 from .pools import PoolSizes
 
 __all__ = ["TransactionRunner", "runner_for_url"]
@@ -58,11 +60,15 @@ class SQLiteRunner:
         self._waiting = self._inline if self._memory else _sqlite_engine(sync_url, False, busy_timeout_ms)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wattfare-sqlite")
         self._held: Connection | None = None
+        # A file's WAL is checkpointed on a thread, not inside a commit on the loop (``_checkpoint``).
+        self._checkpoints = None if self._memory else Checkpointer(str(sync_url.database))
 
-    @staticmethod
-    def _transaction(engine: Engine, operation: Callable[[Connection], T]) -> T:
+    def _transaction(self, engine: Engine, operation: Callable[[Connection], T]) -> T:
         with engine.begin() as connection:
-            return operation(connection)
+            result = operation(connection)
+        if self._checkpoints is not None:
+            self._checkpoints.committed()
+        return result
 
     async def run(self, operation: Callable[[Connection], T]) -> T:
         # One connection held for good: inline transactions never overlap (nothing in them
@@ -71,15 +77,61 @@ class SQLiteRunner:
             self._held = self._inline.connect()
         try:
             with self._held.begin():
-                return operation(self._held)
+                result = operation(self._held)
+            if self._checkpoints is not None:
+                self._checkpoints.committed()
+            return result
         except OperationalError as exc:
             if self._memory or not _is_busy(exc):
                 raise
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._transaction, self._waiting, operation)
 
+    async def run_raw(self, operation: Callable[..., T], *arguments: Any) -> T:
+        """``operation(sqlite3_connection, *arguments)`` as one ``BEGIN IMMEDIATE`` transaction on
+        the stdlib driver itself (the store's hot path: no SQLAlchemy execution per statement),
+        inline, or on the writer thread while another process holds the write lock."""
+        if self._held is None:
+            self._held = self._inline.connect()
+        raw = self._held.connection.dbapi_connection
+        assert raw is not None
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if self._memory or not _is_busy_message(str(exc)):
+                raise
+        else:
+            try:
+                result = operation(raw, *arguments)
+            except BaseException:
+                raw.execute("ROLLBACK")
+                raise
+            raw.execute("COMMIT")
+            if self._checkpoints is not None:
+                self._checkpoints.committed()
+            return result
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._raw_transaction, operation, arguments)
+
+    def _raw_transaction(self, operation: Callable[..., T], arguments: tuple[Any, ...]) -> T:
+        with self._waiting.connect() as connection:
+            raw = connection.connection.dbapi_connection
+            assert raw is not None
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                result = operation(raw, *arguments)
+            except BaseException:
+                raw.execute("ROLLBACK")
+                raise
+            raw.execute("COMMIT")
+        if self._checkpoints is not None:
+            self._checkpoints.committed()
+        return result
+
     async def dispose(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._checkpoints is not None:
+            await loop.run_in_executor(self._executor, self._checkpoints.stop)
         await loop.run_in_executor(self._executor, self._waiting.dispose)
         if self._held is not None:
             self._held.close()
@@ -89,7 +141,11 @@ class SQLiteRunner:
 
 
 def _is_busy(exc: OperationalError) -> bool:
-    return "locked" in str(exc.orig) or "busy" in str(exc.orig)
+    return _is_busy_message(str(exc.orig))
+
+
+def _is_busy_message(message: str) -> bool:
+    return "locked" in message or "busy" in message
 
 
 def _sqlite_engine(url: URL, memory: bool, busy_timeout_ms: int) -> Engine:
@@ -107,6 +163,9 @@ def _sqlite_engine(url: URL, memory: bool, busy_timeout_ms: int) -> Engine:
         if not memory:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        if not memory:
+            # The runner's checkpoint thread does this, off the loop (``_checkpoint``).
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         # NORMAL in WAL mode survives a process crash; a power loss may lose the last commits.
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()

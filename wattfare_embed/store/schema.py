@@ -85,9 +85,13 @@ ledger = Table(
     Column("tokens_in", BigInteger),
     Column("tokens_out", BigInteger),
 )
+# Each query of the ledger reads one of these in order and stops at its limit (revision 0007):
+# the sweep of expired holds, a page of an app's or a user's rows newest first, and the
+# reconciliations still open, oldest first.
 Index("wattfare_ledger_open", ledger.c.state, ledger.c.expires_at)
-Index("wattfare_ledger_user", ledger.c.app_id, ledger.c.app_user_id, ledger.c.created_at)
-Index("wattfare_ledger_reconcile", ledger.c.reconcile)
+Index("wattfare_ledger_app", ledger.c.app_id, ledger.c.created_at, ledger.c.id)
+Index("wattfare_ledger_user", ledger.c.app_id, ledger.c.app_user_id, ledger.c.created_at, ledger.c.id)
+Index("wattfare_ledger_reconcile", ledger.c.reconcile, ledger.c.created_at)
 # Receipts: one user's rows of one month, newest first, paged by (created_at, id).
 Index(
     "wattfare_ledger_receipts",

@@ -21,7 +21,8 @@ from ._grants import GRANT_ID_PREFIX, GRANT_LEDGER_PREFIX, GrantRecords, sweep_g
 from ._ledger_notes import LedgerNotes
 from ._postgres import PostgresFastPath, asyncpg_url
 from ._revocations import RevocationListener, notify_connection_ended
-from ._runner import TransactionRunner, runner_for_url
+from ._runner import SQLiteRunner, TransactionRunner, runner_for_url
+from ._sqlite import SQLiteFastPath
 from ._statements import (
     _C,
     _CHARGE,
@@ -73,6 +74,8 @@ class SqlStore(ConsentRecords, GrantRecords, UsageRecords, AlertRecords, LedgerN
         self._runner: TransactionRunner | None = None
         # PostgreSQL through asyncpg: reserve and settle as one statement each (``_postgres``).
         self._postgres: PostgresFastPath | None = None
+        # SQLite: the same two on the stdlib driver, without SQLAlchemy's per-statement work (``_sqlite``).
+        self._sqlite: SQLiteFastPath | None = None
         self._on_ended: list[Callable[[str], None]] = []
         self._revocations: RevocationListener | None = None
 
@@ -91,6 +94,8 @@ class SqlStore(ConsentRecords, GrantRecords, UsageRecords, AlertRecords, LedgerN
         self._runner = runner_for_url(self.database_url, self.pool_sizes)
         try:
             await migrations.prepare(self._runner, automatic=self.auto_migrate)
+            if isinstance(self._runner, SQLiteRunner):
+                self._sqlite = SQLiteFastPath(self._runner)
             url = asyncpg_url(self.database_url)
             if url is not None:
                 self._postgres = await PostgresFastPath.open(url, self.pool_sizes)
@@ -110,6 +115,7 @@ class SqlStore(ConsentRecords, GrantRecords, UsageRecords, AlertRecords, LedgerN
         if self._postgres is not None:
             postgres, self._postgres = self._postgres, None
             await postgres.close()
+        self._sqlite = None
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.dispose()
@@ -251,6 +257,8 @@ class SqlStore(ConsentRecords, GrantRecords, UsageRecords, AlertRecords, LedgerN
         ledger_id = request.ledger_id or _new_id("req_")
         if self._postgres is not None:
             return await self._postgres.reserve(request, ledger_id, period, now)
+        if self._sqlite is not None:
+            return await self._sqlite.reserve(request, ledger_id, period, now)
 
         def operation(db: Connection) -> Reservation | Refusal:
             row = db.execute(
@@ -326,6 +334,8 @@ class SqlStore(ConsentRecords, GrantRecords, UsageRecords, AlertRecords, LedgerN
             return await self._postgres.settle(
                 ledger_id, state, cost, cost_source, generation_id, reconcile, period, now
             )
+        if self._sqlite is not None:
+            return await self._sqlite.settle(ledger_id, state, cost, cost_source, generation_id, reconcile, period, now)
 
         def operation(db: Connection) -> bool:
             row = db.execute(_LEDGER_ROW_FOR_UPDATE, {"b_id": ledger_id}).first()
@@ -398,7 +408,8 @@ class SqlStore(ConsentRecords, GrantRecords, UsageRecords, AlertRecords, LedgerN
 
     async def pending_reconciliations(self, limit: int, *, app_id: str | None = None) -> list[LedgerEntry]:
         def operation(db: Connection) -> list[LedgerEntry]:
-            query = select(ledger).where(_L.reconcile.is_(True))
+            # `= true`, not `IS 1`: an equality the (reconcile, created_at) index serves in order.
+            query = select(ledger).where(_L.reconcile == True)  # noqa: E712
             if app_id is not None:
                 query = query.where(_L.app_id == app_id)
             rows = db.execute(query.order_by(_L.created_at).limit(limit)).all()
@@ -454,7 +465,8 @@ class SqlStore(ConsentRecords, GrantRecords, UsageRecords, AlertRecords, LedgerN
             query = select(ledger).where(_L.app_id == app_id)
             if app_user_id is not None:
                 query = query.where(_L.app_user_id == app_user_id)
-            rows = db.execute(query.order_by(_L.created_at.desc(), _L.id).limit(limit)).all()
+            # Both columns descending: the index read backwards, no sort (ties: newest id first).
+            rows = db.execute(query.order_by(_L.created_at.desc(), _L.id.desc()).limit(limit)).all()
             return [_ledger_entry(row) for row in rows]
 
         return await self._run_handle().run(operation)

@@ -242,7 +242,10 @@ def _received(scope: Scope, path: str, body: bytes) -> ReceivedRequest:
 
 
 async def _serve(app: FakeOpenRouter, host: str, port: int) -> None:
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
+    # OpenRouter's front keeps an idle connection open far longer than uvicorn's default 5 s; with
+    # that default, a caller's pool (the embed's, aiohttp's 15 s) reuses connections it is closing.
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", timeout_keep_alive=120)
+    server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
     while not server.started:
         if serving.done():

@@ -5,7 +5,7 @@ how many were admitted, its dollar cap with what was charged and what is held, i
 its funding credential sealed like a connection's. Only a hash of the grant token is stored.
 ``wattfare_consent_requests.grant_requests`` is set when the round trip asks for a grant.
 
-Revision ID: wattfare_0005
+Revision ID: wattfare_0004
 Revises: wattfare_0003
 Create Date: 2026-12-01
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "wattfare_0005"
+revision = "wattfare_0004"
 down_revision = "wattfare_0003"
 branch_labels = None
 depends_on = None

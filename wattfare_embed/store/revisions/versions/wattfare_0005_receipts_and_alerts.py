@@ -6,8 +6,8 @@ endpoint), and one app's rows of a month (the monthly report). Alerts get a tabl
 firings, keyed so each threshold fires once per user and month whichever process sees it
 cross, and an outbox of their deliveries, retried until done.
 
-Revision ID: wattfare_0006
-Revises: wattfare_0005
+Revision ID: wattfare_0005
+Revises: wattfare_0004
 Create Date: 2026-12-01
 """
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "wattfare_0006"
-down_revision = "wattfare_0005"
+revision = "wattfare_0005"
+down_revision = "wattfare_0004"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,58 @@
+"""The ledger's queries read an index in order and stop at their limit: none sorts or scans the table."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event
+
+from wattfare_embed import SqlStore
+from wattfare_embed.store import NewConnection
+
+
+@pytest.fixture
+def statements() -> Iterator[list[tuple[str, Any]]]:
+    """Every statement SQLAlchemy sends to a database while the test runs, with its parameters."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+
+
+async def test_ledger_pages_and_open_reconciliations_are_read_in_index_order(
+    tmp_path: Path, statements: list[tuple[str, Any]]
+) -> None:
+    path = tmp_path / "ledger.db"
+    store = SqlStore(f"sqlite+aiosqlite:///{path}")
+    await store.open()
+    try:
+        await store.save_connection(NewConnection("app", "u", "dev", 1_000_000, "v1.x"), int(time.time()))
+        statements.clear()
+        await store.ledger("app")
+        await store.ledger("app", "u")
+        await store.pending_reconciliations(100)
+        await store.pending_reconciliations(100, app_id="app")
+    finally:
+        await store.close()
+    queries = [(sql, parameters) for sql, parameters in statements if "FROM wattfare_ledger" in sql]
+    assert len(queries) == 4
+    database = sqlite3.connect(path)
+    try:
+        for sql, parameters in queries:
+            plan = " / ".join(row[3] for row in database.execute("EXPLAIN QUERY PLAN " + sql, parameters))
+            assert "USING INDEX" in plan, plan
+            assert "TEMP B-TREE" not in plan, plan  # no sort of every matching row before the limit
+            assert not plan.startswith("SCAN"), plan
+    finally:
+        database.close()
