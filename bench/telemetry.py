@@ -145,13 +145,13 @@ def _calls_alone(count: int) -> tuple[float, float, float]:
     return figures[0][0] + figures[0][1], figures[1][0], figures[1][1]
 
 
-async def _one_at_a_time(call: Any, count: int) -> list[float]:
-    """Latencies of requests that each meet an idle proxy: the previous one's work is done."""
-    timings = []
+async def _one_at_a_time(calls: dict[str, Any], count: int, alone: dict[str, list[float]]) -> None:
+    """Latencies of requests that each meet an idle proxy (the previous one's work is done), the
+    proxies taken in turn request by request, so load from elsewhere meets them all alike."""
     for _ in range(count):
-        await asyncio.sleep(_PAUSE_SECONDS)
-        timings.append(await call())
-    return timings
+        for mode, call in calls.items():
+            await asyncio.sleep(_PAUSE_SECONDS)
+            alone[mode].append(await call())
 
 
 async def bench(args: argparse.Namespace, workdir: Path) -> None:
@@ -193,7 +193,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
                     timings = await latencies(call(mode), args.requests, concurrency=8)
                     cpu[mode].append((procfs.cpu_seconds([pid]) - before) / args.requests * 1e6)
                     p50[mode].append(statistics.median(timings) * 1e3)
-                    alone[mode].extend(await _one_at_a_time(call(mode), max(args.requests // 10, 4)))
+                await _one_at_a_time({mode: call(mode) for mode in names}, max(args.requests // 10, 4), alone)
     finally:
         fleet.stop()
     calls_off, calls_before, calls_after = _calls_alone(args.requests * 5)
@@ -205,8 +205,8 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
     print(f"  load average (1/5/15 min): {load_before} before, {machine.load_average()} after")
     print(f"  method: {args.rounds} rounds of {args.requests} requests a proxy, 8 at a time, order rotated each round;")
     print(
-        f"  after each, {max(args.requests // 10, 4)} requests one at a time, {_PAUSE_SECONDS * 1e3:.0f} ms apart "
-        "(latency: median of every round's median, 8 at a time; median of all, one at a time)"
+        f"  then {max(args.requests // 10, 4)} requests to each, one at a time, {_PAUSE_SECONDS * 1e3:.0f} ms apart, "
+        "the proxies in turn (latency: median of the rounds' medians, 8 at a time; median of all, one at a time)"
     )
     print(
         f"\n{'proxy':<38} {'CPU a request':>14} {'vs off':>11} {'ratio':>7}"
