@@ -10,6 +10,13 @@ elsewhere moves all of them alike. Every figure is shown against the proxy with 
 in the same run. ``make bench BENCH_ARGS=--telemetry`` puts the embed with everything on beside
 the other measures of ``make bench``.
 
+Latency is measured twice: the median of those requests 8 at a time (where a request also waits
+for the work of the others, telemetry's included), and of requests sent one at a time with a
+pause between them, so each meets an idle proxy: that is what telemetry adds to a request's own
+path, from its first byte in to its last byte out. The telemetry calls are also timed alone, in a
+loop, split into what a request runs before its last byte goes out and what runs after it (the
+spans, metrics and log record, made from the figures noted on the way).
+
 "Everything on" is what an app would set up: OpenTelemetry's SDK with a batch span processor
 (exporting nowhere) and its metrics, Prometheus metrics, and the request log written by a JSON
 formatter (to /dev/null).
@@ -104,16 +111,23 @@ def telemetry_for(mode: str) -> Telemetry:
     )
 
 
-def _calls_alone(count: int) -> tuple[float, float]:
-    """Microseconds the telemetry calls of one request take in a loop: off, and with everything on."""
+# The pause between requests sent one at a time: longer than any request's telemetry takes.
+_PAUSE_SECONDS = 0.005
+
+
+def _calls_alone(count: int) -> tuple[float, float, float]:
+    """Microseconds the telemetry calls of one request take in a loop: off; and with everything
+    on, what runs before the answer's last byte (a non-streamed answer is settled before it goes
+    out) and what runs after it (``finished``, which makes the spans, metrics and log record)."""
     figures = []
     for mode in ("off", "all"):
         recorder = Recorder(telemetry_for(mode), "sk_test_bench_" + "x" * 43)
         recorder.start()
         usage = {"prompt_tokens": 12, "completion_tokens": 8, "cost": 0.000012}
         for timed in (False, True):  # the first pass warms up
-            start = time.perf_counter()
+            before = after = 0
             for _ in range(count):
+                start = time.perf_counter_ns()
                 trace = recorder.begin("chat")
                 trace.authenticated("user-1")
                 trace.priced("openai/gpt-4o-mini")
@@ -122,10 +136,22 @@ def _calls_alone(count: int) -> tuple[float, float]:
                 trace.upstream_last_byte()
                 trace.settling()
                 trace.settled(12, "reported", usage, "openai/gpt-4o-mini")
+                answered = time.perf_counter_ns()
                 trace.finished("ok")
+                before += answered - start
+                after += time.perf_counter_ns() - answered
             if timed:
-                figures.append((time.perf_counter() - start) / count * 1e6)
-    return figures[0], figures[1]
+                figures.append((before / count / 1e3, after / count / 1e3))
+    return figures[0][0] + figures[0][1], figures[1][0], figures[1][1]
+
+
+async def _one_at_a_time(calls: dict[str, Any], count: int, alone: dict[str, list[float]]) -> None:
+    """Latencies of requests that each meet an idle proxy (the previous one's work is done), the
+    proxies taken in turn request by request, so load from elsewhere meets them all alike."""
+    for _ in range(count):
+        for mode, call in calls.items():
+            await asyncio.sleep(_PAUSE_SECONDS)
+            alone[mode].append(await call())
 
 
 async def bench(args: argparse.Namespace, workdir: Path) -> None:
@@ -134,6 +160,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
     started, load_before = time.monotonic(), machine.load_average()
     cpu: dict[str, list[float]] = {mode: [] for mode in MODES}
     p50: dict[str, list[float]] = {mode: [] for mode in MODES}
+    alone: dict[str, list[float]] = {mode: [] for mode in MODES}
     try:
         upstream = fleet.fake_upstream("fake upstream")
         proxies = {}
@@ -166,26 +193,38 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
                     timings = await latencies(call(mode), args.requests, concurrency=8)
                     cpu[mode].append((procfs.cpu_seconds([pid]) - before) / args.requests * 1e6)
                     p50[mode].append(statistics.median(timings) * 1e3)
+                await _one_at_a_time({mode: call(mode) for mode in names}, max(args.requests // 10, 4), alone)
     finally:
         fleet.stop()
-    alone_off, alone_on = _calls_alone(args.requests * 5)
+    calls_off, calls_before, calls_after = _calls_alone(args.requests * 5)
     off = statistics.median(cpu["off"])
+    latency_off, alone_off = statistics.median(p50["off"]), statistics.median(alone["off"]) * 1e3
     print(f"\nwattfare_embed telemetry cost, {time.monotonic() - started:.0f} s")
     for line in machine.describe():
         print("  " + line)
     print(f"  load average (1/5/15 min): {load_before} before, {machine.load_average()} after")
-    print(f"  method: {args.rounds} rounds of {args.requests} requests a proxy, 8 at a time, order rotated each round")
-    print(f"\n{'proxy':<38} {'CPU a request':>14} {'vs off':>11} {'ratio':>7} {'median latency':>15}")
+    print(f"  method: {args.rounds} rounds of {args.requests} requests a proxy, 8 at a time, order rotated each round;")
+    print(
+        f"  then {max(args.requests // 10, 4)} requests to each, one at a time, {_PAUSE_SECONDS * 1e3:.0f} ms apart, "
+        "the proxies in turn (latency: median of the rounds' medians, 8 at a time; median of all, one at a time)"
+    )
+    print(
+        f"\n{'proxy':<38} {'CPU a request':>14} {'vs off':>11} {'ratio':>7}"
+        f" {'latency, 8 at a time':>21} {'vs off':>9} {'one at a time':>14} {'vs off':>9}"
+    )
     for mode, label in MODES.items():
         value = statistics.median(cpu[mode])
         spread = "…".join(f"{figure:.0f}" for figure in (min(cpu[mode]), max(cpu[mode])))
+        loaded, idle = statistics.median(p50[mode]), statistics.median(alone[mode]) * 1e3
         print(
             f"{label:<38} {value:>11.0f} µs {value - off:>+8.0f} µs {value / off:>6.2f}x "
-            f"{statistics.median(p50[mode]):>12.2f} ms   rounds [{spread}] µs"
+            f"{loaded:>18.3f} ms {loaded - latency_off:>+6.3f} ms {idle:>11.3f} ms {idle - alone_off:>+6.3f} ms"
+            f"   CPU rounds [{spread}] µs"
         )
     print(
-        f"\nthe telemetry calls of one request alone, in a loop: off {alone_off:.2f} µs "
-        f"({alone_off / off:.3%} of a request), everything on {alone_on:.0f} µs"
+        f"\nthe telemetry calls of one request alone, in a loop: off {calls_off:.2f} µs "
+        f"({calls_off / off:.3%} of a request); everything on {calls_before + calls_after:.0f} µs, "
+        f"of which {calls_before:.1f} µs before the answer's last byte and {calls_after:.0f} µs after it"
     )
 
 

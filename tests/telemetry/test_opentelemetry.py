@@ -9,7 +9,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Decision, Sampler, SamplingResult
 from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.proxy.conftest import MINI, running_proxy
@@ -156,6 +156,40 @@ async def test_an_unsampled_request_makes_no_span_but_still_counts(
         await proxy.settled(user_id, 1)
     assert otel.finished() == []
     assert _sum(otel, "wattfare.requests", **{"wattfare.outcome": "ok"}) == 1
+
+
+class _DropsAndCounts(Sampler):
+    """Drops every span, and counts the spans it was asked about and what they carried."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, dict[str, Any]]] = []
+
+    def should_sample(self, parent_context: Any, trace_id: int, name: str, *args: Any, **kwargs: Any) -> SamplingResult:
+        attributes = kwargs.get("attributes") or (args[1] if len(args) > 1 else None) or {}
+        self.asked.append((name, dict(attributes)))
+        return SamplingResult(Decision.DROP)
+
+    def get_description(self) -> str:
+        return "drops and counts"
+
+
+async def test_sampling_is_decided_once_for_the_request_span_and_a_dropped_one_makes_no_steps(
+    keys: AppKeys, sqlite_url: str, user_id: str, otel: Otel
+) -> None:
+    """A dropped request span costs one sampler call: none of its five steps is started."""
+    sampler = _DropsAndCounts()
+    dropping = TracerProvider(sampler=sampler)
+    dropping.add_span_processor(SimpleSpanProcessor(otel.spans))
+    async with running_proxy(keys, sqlite_url, telemetry=Telemetry(tracer_provider=dropping)) as proxy:
+        await proxy.connect(user_id)
+        assert (await proxy.chat(user_id)).status_code == 200
+        await proxy.settled(user_id, 1)
+    assert [name for name, _ in sampler.asked] == [f"chat {MINI}"]
+    [(_, attributes)] = sampler.asked
+    # The sampler sees what the conventions give a span at its start.
+    assert attributes["gen_ai.operation.name"] == "chat" and attributes["gen_ai.request.model"] == MINI
+    assert otel.finished() == []
+    dropping.shutdown()
 
 
 async def test_raw_user_ids_only_when_the_app_asks_for_them(

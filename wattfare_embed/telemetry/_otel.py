@@ -91,18 +91,19 @@ class OpenTelemetryExport:
         assert tracer is not None
         failed = trace.outcome not in (OK, CANCELLED)
         name = f"{trace.operation} {trace.model}" if trace.model else trace.operation
+        # Every attribute goes in at the start, where a sampler can read them: the SDK then
+        # checks them once, where a later ``set_attributes`` costs a second pass and a lock.
         request = tracer.start_span(
             name,
             context=trace.context,
             kind=kinds.INTERNAL,
-            attributes=_sampling_attributes(trace),
+            attributes=_request_attributes(trace, user),
             start_time=trace.unix_ns(trace.started_at),
         )
         if not request.is_recording():
-            # Not sampled: its steps would be dropped with it, so they are not made at all.
-            request.end(end_time=trace.unix_ns(trace.finished_at))
+            # Not sampled: the SDK made no span object, only a context; the steps would be
+            # dropped with it, so they are not made at all.
             return
-        request.set_attributes(_request_attributes(trace, user))
         if failed:
             request.set_status(self._error)
         inside = self._trace.set_span_in_context(request, trace.context)
@@ -144,16 +145,14 @@ class OpenTelemetryExport:
         span.end(end_time=trace.unix_ns(stop))
 
 
-def _sampling_attributes(trace: RequestTrace) -> dict[str, Any]:
-    """What the conventions give a span at its start, where a sampler can read it."""
-    attributes: dict[str, Any] = {"gen_ai.operation.name": trace.operation, "gen_ai.provider.name": PROVIDER}
+def _request_attributes(trace: RequestTrace, user: UserLabel) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": trace.operation,
+        "gen_ai.provider.name": PROVIDER,
+        "wattfare.outcome": trace.outcome,
+    }
     if trace.model:
         attributes["gen_ai.request.model"] = trace.model
-    return attributes
-
-
-def _request_attributes(trace: RequestTrace, user: UserLabel) -> dict[str, Any]:
-    attributes: dict[str, Any] = {"wattfare.outcome": trace.outcome}
     if trace.response_model:
         attributes["gen_ai.response.model"] = trace.response_model
     for attribute, value in (
