@@ -26,9 +26,9 @@ from ._statements import (
     _LEDGER_FINAL,
     _LEDGER_ROW_FOR_UPDATE,
     _USER_ROW_FOR_UPDATE,
-    _connection,
+    plan_hold,
 )
-from .base import ConnectionState, Refusal, Reservation, ReservationRequest, refusal_for_headroom
+from .base import ConnectionState, Refusal, Reservation, ReservationRequest
 from .schema import connections, ledger
 
 __all__ = ["SQLiteFastPath"]
@@ -88,49 +88,14 @@ def reserve(
     found = _USER_ROW.run(db, {"b_app_id": request.app_id, "b_app_user_id": request.app_user_id}).fetchone()
     if found is None:
         return Refusal.NOT_CONNECTED
-    row: Any = _ConnectionRow._make(found)
-    if row.status != _ACTIVE:
-        return Refusal(row.status)
-    # A counter a clock ahead already moved on stays in its period: it never moves back.
-    current = max(row.period, period)
-    spent = row.spent if row.period >= period else 0
-    refusal = refusal_for_headroom(row.monthly_cap, spent, row.reserved, request.minimum)
-    if refusal is not None:
-        return refusal
-    amount = min(request.wanted, row.monthly_cap - spent - row.reserved)
-    held = _HOLD_SQL.run(
-        db,
-        {
-            "b_id": row.id,
-            "b_old_reserved": row.reserved,
-            "b_old_spent": row.spent,
-            "b_old_period": row.period,
-            "b_spent": spent,
-            "b_period": current,
-            "b_reserved": row.reserved + amount,
-            "b_now": now,
-        },
-    )
-    if held.rowcount != 1:
+    plan = plan_hold(_ConnectionRow._make(found), request, ledger_id, period, now)
+    if isinstance(plan, Refusal):
+        return plan
+    hold, entry, reservation = plan
+    if _HOLD_SQL.run(db, hold).rowcount != 1:
         raise _Contended
-    _INSERT.run(
-        db,
-        {
-            "id": ledger_id,
-            "connection_id": row.id,
-            "app_id": request.app_id,
-            "app_user_id": request.app_user_id,
-            "kind": request.kind,
-            "model": request.model,
-            "state": "reserved",
-            "reserved": amount,
-            "reconcile": False,
-            "period": current,
-            "created_at": now,
-            "expires_at": now + request.ttl_seconds,
-        },
-    )
-    return Reservation(ledger_id=ledger_id, amount=amount, connection=_connection(row, current))
+    _INSERT.run(db, entry)
+    return reservation
 
 
 def settle(

@@ -12,7 +12,15 @@ from typing import Any
 
 from sqlalchemy import bindparam, case, func, insert, select, update
 
-from .base import ConnectionRecord, ConnectionState, LedgerEntry
+from .base import (
+    ConnectionRecord,
+    ConnectionState,
+    LedgerEntry,
+    Refusal,
+    Reservation,
+    ReservationRequest,
+    refusal_for_headroom,
+)
 from .schema import connections, ledger
 
 _C = connections.c
@@ -133,3 +141,50 @@ _CHARGE = (
 
 def _nonnegative(expression: Any) -> Any:
     return case((expression < 0, 0), else_=expression)
+
+
+def plan_hold(
+    row: Any, request: ReservationRequest, ledger_id: str, period: str, now: int
+) -> Refusal | tuple[dict[str, Any], dict[str, Any], Reservation]:
+    """What reserving ``request`` against the user's locked row writes: the parameters of the
+    guarded hold (``_HOLD``) and of the ledger row, and the reservation they make; or why not.
+
+    One plan for every driver (SQLAlchemy's and SQLite's stdlib one), so admission cannot differ
+    between them. ``row`` is the result of ``_USER_ROW_FOR_UPDATE`` (``None``: not connected).
+    """
+    if row is None:
+        return Refusal.NOT_CONNECTED
+    if row.status != ConnectionState.ACTIVE.value:
+        return Refusal(row.status)
+    # A counter a clock ahead already moved on stays in its period: it never moves back.
+    current = max(row.period, period)
+    spent = row.spent if row.period >= period else 0
+    refusal = refusal_for_headroom(row.monthly_cap, spent, row.reserved, request.minimum)
+    if refusal is not None:
+        return refusal
+    amount = min(request.wanted, row.monthly_cap - spent - row.reserved)
+    hold = {
+        "b_id": row.id,
+        "b_old_reserved": row.reserved,
+        "b_old_spent": row.spent,
+        "b_old_period": row.period,
+        "b_spent": spent,
+        "b_period": current,
+        "b_reserved": row.reserved + amount,
+        "b_now": now,
+    }
+    entry = {
+        "id": ledger_id,
+        "connection_id": row.id,
+        "app_id": request.app_id,
+        "app_user_id": request.app_user_id,
+        "kind": request.kind,
+        "model": request.model,
+        "state": "reserved",
+        "reserved": amount,
+        "reconcile": False,
+        "period": current,
+        "created_at": now,
+        "expires_at": now + request.ttl_seconds,
+    }
+    return hold, entry, Reservation(ledger_id=ledger_id, amount=amount, connection=_connection(row, current))

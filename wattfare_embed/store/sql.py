@@ -38,6 +38,7 @@ from ._statements import (
     _new_id,
     _nonnegative,
     _spent_in,
+    plan_hold,
 )
 from ._usage import UsageRecords
 from .base import (
@@ -48,7 +49,6 @@ from .base import (
     Refusal,
     Reservation,
     ReservationRequest,
-    refusal_for_headroom,
 )
 from .pools import PoolSizes
 from .revisions import migrations
@@ -264,50 +264,14 @@ class SqlStore(ConsentRecords, GrantRecords, UsageRecords, AlertRecords, LedgerN
             row = db.execute(
                 _USER_ROW_FOR_UPDATE, {"b_app_id": request.app_id, "b_app_user_id": request.app_user_id}
             ).first()
-            if row is None:
-                return Refusal.NOT_CONNECTED
-            if row.status != ConnectionState.ACTIVE.value:
-                return Refusal(row.status)
-            # A counter a clock ahead already moved on stays in its period: it never moves back.
-            current = max(row.period, period)
-            spent = row.spent if row.period >= period else 0
-            refusal = refusal_for_headroom(row.monthly_cap, spent, row.reserved, request.minimum)
-            if refusal is not None:
-                return refusal
-            amount = min(request.wanted, row.monthly_cap - spent - row.reserved)
-            result = db.execute(
-                _HOLD,
-                {
-                    "b_id": row.id,
-                    "b_old_reserved": row.reserved,
-                    "b_old_spent": row.spent,
-                    "b_old_period": row.period,
-                    "b_spent": spent,
-                    "b_period": current,
-                    "b_reserved": row.reserved + amount,
-                    "b_now": now,
-                },
-            )
-            if result.rowcount != 1:
+            plan = plan_hold(row, request, ledger_id, period, now)
+            if isinstance(plan, Refusal):
+                return plan
+            hold, entry, reservation = plan
+            if db.execute(_HOLD, hold).rowcount != 1:
                 raise _Contended
-            db.execute(
-                _LEDGER_INSERT,
-                {
-                    "id": ledger_id,
-                    "connection_id": row.id,
-                    "app_id": request.app_id,
-                    "app_user_id": request.app_user_id,
-                    "kind": request.kind,
-                    "model": request.model,
-                    "state": "reserved",
-                    "reserved": amount,
-                    "reconcile": False,
-                    "period": current,
-                    "created_at": now,
-                    "expires_at": now + request.ttl_seconds,
-                },
-            )
-            return Reservation(ledger_id=ledger_id, amount=amount, connection=_connection(row, current))
+            db.execute(_LEDGER_INSERT, entry)
+            return reservation
 
         for _attempt in range(8):
             try:
