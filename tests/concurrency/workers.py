@@ -20,6 +20,21 @@ from wattfare_embed.testing.waiting import poll
 REPO = Path(__file__).resolve().parents[2]
 
 
+def worker_environment(
+    keys: AppKeys, database_url: str, upstream: str, environment: dict[str, str] | None = None
+) -> dict[str, str]:
+    """What a worker process (``tests.concurrency.worker``) is configured by."""
+    return {
+        **os.environ,
+        **(environment or {}),
+        "PYTHONPATH": str(REPO),
+        "WATTFARE_SECRET_KEY": keys.secret_key,
+        "WATTFARE_PUBLISHABLE_KEY": keys.publishable_key,
+        "WATTFARE_DATABASE_URL": database_url,
+        "WATTFARE_UPSTREAM_URL": upstream,
+    }
+
+
 @asynccontextmanager
 async def running_worker(
     keys: AppKeys,
@@ -37,15 +52,7 @@ async def running_worker(
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.concurrency.worker", str(port), *flags],
         cwd=REPO,
-        env={
-            **os.environ,
-            **(environment or {}),
-            "PYTHONPATH": str(REPO),
-            "WATTFARE_SECRET_KEY": keys.secret_key,
-            "WATTFARE_PUBLISHABLE_KEY": keys.publishable_key,
-            "WATTFARE_DATABASE_URL": database_url,
-            "WATTFARE_UPSTREAM_URL": upstream,
-        },
+        env=worker_environment(keys, database_url, upstream, environment),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

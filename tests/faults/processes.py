@@ -15,7 +15,7 @@ from decimal import Decimal
 
 import httpx2
 
-from tests.concurrency.workers import REPO
+from tests.concurrency.workers import REPO, worker_environment
 from wattfare_embed import AppKeys
 from wattfare_embed.testing.live_server import free_port
 from wattfare_embed.testing.waiting import poll
@@ -67,15 +67,7 @@ async def worker_process(
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.concurrency.worker", str(port)],
         cwd=REPO,
-        env={
-            **os.environ,
-            **(environment or {}),
-            "PYTHONPATH": str(REPO),
-            "WATTFARE_SECRET_KEY": keys.secret_key,
-            "WATTFARE_PUBLISHABLE_KEY": keys.publishable_key,
-            "WATTFARE_DATABASE_URL": database_url,
-            "WATTFARE_UPSTREAM_URL": upstream,
-        },
+        env=worker_environment(keys, database_url, upstream, environment),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
