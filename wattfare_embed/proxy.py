@@ -209,8 +209,10 @@ class Proxy:
             self._open.discard(control)
             self._generations.forget(reservation.ledger_id)
             try:
-                # Shielded: a cancelled request (client gone, server stopping) still settles.
-                await _shielded(self._settle(exchange))
+                # Shielded: a cancelled request (client gone, server stopping) still settles. Most
+                # requests settled before their answer went out; they need no task or shield here.
+                if not exchange.settled:
+                    await _shielded(self._settle(exchange))
             finally:
                 trace.finished(_outcome(exchange))
 

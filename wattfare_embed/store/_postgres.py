@@ -4,8 +4,9 @@ Every metered request reserves before it is forwarded and settles after, so thes
 store's whole share of the proxy's latency. Through SQLAlchemy's async engine each is a
 transaction of several statements (BEGIN, the locked read, the writes, COMMIT: a round trip
 each, plus the adapter's overhead per statement). Here each is a single data-modifying CTE,
-run in autocommit on a connection of an asyncpg pool that skips the reset query asyncpg
-otherwise sends on every release: one round trip per step (see DESIGN.md §10).
+run in autocommit on a connection of the fast path's own pool (``_pg_pool``: no reset query, no
+per-use proxy object or shielded release as in ``asyncpg.Pool``): one round trip per step (see
+DESIGN.md §10).
 
 Concurrency, under READ COMMITTED: the first CTE reads the row ``FOR UPDATE`` by keys that never
 change (the user, the ledger id). When another transaction holds the lock, PostgreSQL waits, then
@@ -31,6 +32,7 @@ from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import URL, make_url
 
+from ._pg_pool import ConnectionPool
 from .base import ConnectionRecord, ConnectionState, Refusal, Reservation, ReservationRequest, refusal_for_headroom
 from .pools import PoolSizes
 from .schema import connections, ledger
@@ -175,10 +177,6 @@ def _connect_kwargs(url: URL) -> dict[str, Any]:
     return options
 
 
-async def _keep_session(_connection: Any) -> None:
-    """Release a connection without asyncpg's reset query: these statements leave no session state."""
-
-
 # Serialization failures and deadlocks (SQLSTATE class 40): the statement did nothing and can run again.
 _RETRIES = 5
 
@@ -198,14 +196,12 @@ class PostgresFastPath:
         # The reasoning above holds under READ COMMITTED, whatever the server's default: a server
         # set to REPEATABLE READ would fail concurrent statements with serialization errors.
         settings = {**(options.pop("server_settings", None) or {}), "default_transaction_isolation": "read committed"}
-        pool = await asyncpg.create_pool(
-            min_size=1,
-            max_size=sizes.fast_path,
-            max_inactive_connection_lifetime=sizes.idle_seconds,
-            reset=_keep_session,
-            server_settings=settings,
-            **options,
-        )
+
+        async def connect() -> Any:
+            return await asyncpg.connect(server_settings=settings, **options)
+
+        pool = ConnectionPool(connect, max_size=sizes.fast_path, idle_seconds=sizes.idle_seconds)
+        await pool.open()  # one connection now: a wrong URL or database fails here, not on a request
         return cls(pool)
 
     async def close(self) -> None:

@@ -1,7 +1,7 @@
 """``PoolSizes``: how many PostgreSQL connections one process may hold, and for how long.
 
 A process talks to PostgreSQL through two pools: SQLAlchemy's engine (migrations, status reads,
-consent records, webhooks, the sweep) and the asyncpg pool of the per-request fast path
+consent records, webhooks, the sweep) and the asyncpg connections of the per-request fast path (``_pg_pool``)
 (``reserve`` and ``settle``, one statement each), and an embed keeps one more connection that
 LISTENs for revocations from other processes (``_revocations``). A statement holds a connection for about one
 round trip, so a few connections carry hundreds of requests a second; the rest of a large pool
