@@ -152,5 +152,17 @@ def render(rows: Sequence[dict[str, str]], output_format: str) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FOCUS_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({name: _spreadsheet_safe(value) for name, value in row.items()} for row in rows)
     return buffer.getvalue()
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
+
+
+def _spreadsheet_safe(value: str) -> str:
+    """A text cell a spreadsheet would run as a formula (a user id or model name starting with
+    ``=``, ``+``, ``-``, ``@``) goes out behind a ``'``, as OWASP advises for CSV; numbers stay."""
+    if value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value

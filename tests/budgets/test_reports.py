@@ -166,6 +166,28 @@ async def test_this_months_report_counts_the_tokens_and_spend_of_real_requests(
     assert {row["PublisherName"] for row in rows} == {"openai", "anthropic"}
 
 
+async def test_a_csv_report_never_hands_a_spreadsheet_a_formula(
+    keys: AppKeys, sqlite_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    month, moment = _last_month()
+    hostile = '=HYPERLINK("http://evil.example","x")'
+    store = SqlStore(sqlite_url)
+    await store.open()
+    try:
+        await store.save_connection(NewConnection(keys.app_id, hostile, "dev", 50_000_000, "v1.x"), moment)
+        await _charge(store, keys.app_id, hostile, "@evil/model", 1_500_000, "reported", moment)
+    finally:
+        await store.close()
+
+    monkeypatch.setenv("WATTFARE_SECRET_KEY", keys.secret_key)
+    monkeypatch.setenv("WATTFARE_PUBLISHABLE_KEY", keys.publishable_key)
+    [row] = await _report(capsys, "--database-url", sqlite_url, "--month", month, "--format", "csv")
+    assert row["SubAccountId"] == "'" + hostile and row["ResourceId"] == "'@evil/model"
+    assert row["BilledCost"] == "1.5"  # numbers are left as they are
+    [as_json] = await _report(capsys, "--database-url", sqlite_url, "--month", month, "--format", "json")
+    assert as_json["SubAccountId"] == hostile  # JSON is data, not a sheet: unchanged
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
