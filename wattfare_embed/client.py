@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
@@ -35,14 +36,15 @@ INTERNAL_BASE_URL = "http://wattfare.internal/api/v1"
 INTERNAL_ANTHROPIC_URL = "http://wattfare.internal/api"
 
 
-class MeteredClients:
+class MeteredClients(ABC):
     """The metered clients of one funding source (a user's connection, or a one-time grant): the
     requests they make carry ``_caller_headers()`` and never leave the process."""
 
     _embed: Wattfare
 
+    @abstractmethod
     def _caller_headers(self) -> dict[str, str]:
-        raise NotImplementedError
+        """The headers naming who pays (the user's id, or the grant's token)."""
 
     def openai(self, **options: Any) -> openai.AsyncOpenAI:
         """An ``openai.AsyncOpenAI`` whose calls are metered in process (no HTTP hop).
