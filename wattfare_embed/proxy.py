@@ -24,6 +24,7 @@ import aiohttp
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
+from ._eager import start_eagerly
 from ._upstream_http import NotReceived
 from .auth import model_caller
 from .crypto import derive_key
@@ -232,7 +233,9 @@ class Proxy:
         self, user: str, model: str, kind: str, admission: Admission, grant: str | None = None
     ) -> Reservation:
         """Reserve; if the request is cancelled meanwhile, the hold (committed or not) is released."""
-        task = asyncio.ensure_future(self._reserve(user, model, kind, admission, grant))
+        task = start_eagerly(self._reserve(user, model, kind, admission, grant))
+        if task.done():  # it never waited (SQLite's inline transaction), so nothing could cancel it
+            return task.result()
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:

@@ -43,16 +43,30 @@ async def test_ledger_pages_and_open_reconciliations_are_read_in_index_order(
         await store.ledger("app", "u")
         await store.pending_reconciliations(100)
         await store.pending_reconciliations(100, app_id="app")
+        await store.sweep_expired(int(time.time()))
+        await store.receipts("app", "u", "2026-12", before=None, limit=100)
+        await store.receipts("app", "u", "2026-12", before=(int(time.time()), "req_x"), limit=100)
+        await store.month_totals("app", "2026-12")
     finally:
         await store.close()
     queries = [(sql, parameters) for sql, parameters in statements if "FROM wattfare_ledger" in sql]
-    assert len(queries) == 4
+    assert len(queries) == 8
     database = sqlite3.connect(path)
     try:
+        plans = []
         for sql, parameters in queries:
             plan = " / ".join(row[3] for row in database.execute("EXPLAIN QUERY PLAN " + sql, parameters))
             assert "USING INDEX" in plan, plan
             assert "TEMP B-TREE" not in plan, plan  # no sort of every matching row before the limit
             assert not plan.startswith("SCAN"), plan
+            plans.append(plan)
     finally:
         database.close()
+    # The indexes holding only a subset of the rows (open holds, reconciliations, charged rows)
+    # are the ones their queries read.
+    for plan, index in zip(
+        plans[2:],
+        ["reconcile", "reconcile", "open", "receipts", "receipts", "month"],
+        strict=True,
+    ):
+        assert f"USING INDEX wattfare_ledger_{index} " in plan, plan

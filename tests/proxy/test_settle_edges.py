@@ -81,6 +81,41 @@ async def test_a_request_cancelled_while_reserving_releases_its_hold(lite: Proxi
     assert lite.upstream_calls() == [] and sent == []
 
 
+async def test_a_reservation_that_never_waits_runs_on_the_requests_own_task(lite: Proxied, user_id: str) -> None:
+    await lite.connect(user_id)
+    store = lite.wf.store
+    real_reserve = store.reserve
+    reserved_on: list[asyncio.Task[Any] | None] = []
+
+    async def noting_reserve(*args: Any, **kwargs: Any) -> Any:
+        reserved_on.append(asyncio.current_task())
+        return await real_reserve(*args, **kwargs)  # SQLite's transaction runs inline: no wait
+
+    store.reserve = noting_reserve  # type: ignore[method-assign]
+    body = json.dumps(lite.chat_body(max_tokens=20)).encode()
+    headers = [(name.encode(), value.encode()) for name, value in lite.headers(user_id).items()]
+    headers.append((b"content-type", b"application/json"))
+    scope = {"type": "http", "method": "POST", "path": "/api/v1/chat/completions", "headers": headers}
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    try:
+        request = asyncio.ensure_future(lite.wf.proxy.chat_completions(scope, receive, send))
+        await request
+    finally:
+        store.reserve = real_reserve  # type: ignore[method-assign]
+
+    assert reserved_on == [request], "no task of its own, no shield, no turn of the event loop"
+    assert sent[0]["status"] == 200
+    [row] = await lite.settled(user_id, 1)
+    assert row.state == "settled"
+
+
 async def test_a_request_sent_but_never_answered_is_charged_its_hold(
     keys: AppKeys, sqlite_url: str, user_id: str
 ) -> None:

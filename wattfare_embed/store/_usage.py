@@ -11,14 +11,11 @@ from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from ..money import Micros
 from ._runner import TransactionRunner
-from .schema import ledger
+from .schema import CHARGED, ledger
 
 __all__ = ["MonthTotal", "Receipt", "TokenCount", "UsageRecords"]
 
 _L = ledger.c
-# Rows that cost (or may cost) money: what a receipt or a report lists. A held request is not
-# final yet, and a released one was never charged.
-_CHARGED_STATES = ("settled", "expired")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +88,7 @@ class UsageRecords(ABC):
                 _L.app_id == app_id,
                 _L.app_user_id == app_user_id,
                 _L.period == period,
-                _L.state.in_(_CHARGED_STATES),
+                CHARGED,
             )
             if before is not None:
                 created_at, ledger_id = before
@@ -118,7 +115,7 @@ class UsageRecords(ABC):
                     func.sum(func.coalesce(_L.tokens_in, 0)).label("tokens_in"),
                     func.sum(func.coalesce(_L.tokens_out, 0)).label("tokens_out"),
                 )
-                .where(_L.app_id == app_id, _L.period == period, _L.state.in_(_CHARGED_STATES))
+                .where(_L.app_id == app_id, _L.period == period, CHARGED)
                 .group_by(_L.app_user_id, _L.model)
                 .order_by(_L.app_user_id, _L.model)
             )

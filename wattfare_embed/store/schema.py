@@ -20,6 +20,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    literal_column,
+    true,
 )
 
 __all__ = [
@@ -85,14 +87,34 @@ ledger = Table(
     Column("tokens_in", BigInteger),
     Column("tokens_out", BigInteger),
 )
-# Each query of the ledger reads one of these in order and stops at its limit (revision 0007):
+# Each query of the ledger reads one of these in order and stops at its limit (revision 0006):
 # the sweep of expired holds, a page of an app's or a user's rows newest first, and the
-# reconciliations still open, oldest first.
-Index("wattfare_ledger_open", ledger.c.state, ledger.c.expires_at)
+# reconciliations still open, oldest first. Indexes a query reads only a subset of hold just
+# that subset (revision 0007): every request writes its row and rewrites it once settled, so each
+# index a row need not be in is a B-tree page fewer in the write-ahead log at each commit. Their
+# queries name the same condition, as a literal, so that the planner may use them.
+OPEN_HOLD = ledger.c.state == literal_column("'reserved'")
+TO_RECONCILE = ledger.c.reconcile == true()
+# Rows that cost (or may cost) money: what a receipt or a report lists. A held request is not
+# final yet, and a released one was never charged.
+CHARGED = ledger.c.state.in_([literal_column("'settled'"), literal_column("'expired'")])
+Index(
+    "wattfare_ledger_open",
+    ledger.c.state,
+    ledger.c.expires_at,
+    sqlite_where=OPEN_HOLD,
+    postgresql_where=OPEN_HOLD,
+)
 Index("wattfare_ledger_app", ledger.c.app_id, ledger.c.created_at, ledger.c.id)
 Index("wattfare_ledger_user", ledger.c.app_id, ledger.c.app_user_id, ledger.c.created_at, ledger.c.id)
-Index("wattfare_ledger_reconcile", ledger.c.reconcile, ledger.c.created_at)
-# Receipts: one user's rows of one month, newest first, paged by (created_at, id).
+Index(
+    "wattfare_ledger_reconcile",
+    ledger.c.reconcile,
+    ledger.c.created_at,
+    sqlite_where=TO_RECONCILE,
+    postgresql_where=TO_RECONCILE,
+)
+# Receipts: one user's charged rows of one month, newest first, paged by (created_at, id).
 Index(
     "wattfare_ledger_receipts",
     ledger.c.app_id,
@@ -100,9 +122,19 @@ Index(
     ledger.c.period,
     ledger.c.created_at,
     ledger.c.id,
+    sqlite_where=CHARGED,
+    postgresql_where=CHARGED,
 )
-# Monthly reports: one app's rows of one month.
-Index("wattfare_ledger_month", ledger.c.app_id, ledger.c.period)
+# Monthly reports: one app's charged rows of one month, in the order they are totalled (revision 0007).
+Index(
+    "wattfare_ledger_month",
+    ledger.c.app_id,
+    ledger.c.period,
+    ledger.c.app_user_id,
+    ledger.c.model,
+    sqlite_where=CHARGED,
+    postgresql_where=CHARGED,
+)
 
 # A threshold that fired for a user in a month: the key makes it fire once, whichever process sees it.
 alert_firings = Table(

@@ -52,7 +52,7 @@ from .base import (
 )
 from .pools import PoolSizes
 from .revisions import migrations
-from .schema import connections, ledger
+from .schema import OPEN_HOLD, connections, ledger
 
 __all__ = ["SqlStore"]
 
@@ -385,9 +385,8 @@ class SqlStore(ConsentRecords, GrantRecords, UsageRecords, AlertRecords, LedgerN
         period = period_of(now)
 
         def operation(db: Connection) -> int:
-            query = select(_L.id, _L.connection_id, _L.reserved, _L.generation_id).where(
-                _L.state == "reserved", _L.expires_at < now
-            )
+            # The open-hold condition as the partial index states it, so that this reads it.
+            query = select(_L.id, _L.connection_id, _L.reserved, _L.generation_id).where(OPEN_HOLD, _L.expires_at < now)
             if app_id is not None:
                 query = query.where(_L.app_id == app_id)
             rows = db.execute(query.with_for_update()).all()
