@@ -23,7 +23,7 @@ from tests.conftest import POSTGRES_URL, postgres_reachable, require_postgres
 from wattfare_embed import SqlStore
 from wattfare_embed.periods import period_of
 from wattfare_embed.store import ConnectionState, NewConnection, Refusal, Reservation, ReservationRequest
-from wattfare_embed.store._postgres import PostgresFastPath, _connect_kwargs, asyncpg_url
+from wattfare_embed.store._postgres import PostgresFastPath, _connect_kwargs, _fast_path_options, asyncpg_url
 from wattfare_embed.store.schema import connections
 from wattfare_embed.testing.waiting import poll
 
@@ -186,6 +186,19 @@ def test_the_pool_connects_as_the_url_says() -> None:
         "ssl": "require",
         "statement_cache_size": 0,  # SQLAlchemy's name for it (e.g. behind PgBouncer), honoured too
     }
+
+
+def test_fast_path_connections_read_committed_and_keep_their_prepared_statements() -> None:
+    url = asyncpg_url("postgresql+asyncpg://alice@db.internal/money")
+    assert url is not None
+    options = _fast_path_options(url)
+    assert options["server_settings"] == {"default_transaction_isolation": "read committed"}
+    # Never dropped from asyncpg's cache (by default every 300 s): no re-prepare, no fresh planning.
+    assert options["max_cached_statement_lifetime"] == 0
+    the_urls = {
+        key: value for key, value in options.items() if key not in ("server_settings", "max_cached_statement_lifetime")
+    }
+    assert the_urls == _connect_kwargs(url)
 
 
 async def test_the_pool_opens_the_database_named_in_the_url() -> None:
