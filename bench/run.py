@@ -6,9 +6,11 @@
     python -m bench.run --telemetry     # and the embed on SQLite with all its telemetry on, beside it off
 
 Processes, all on loopback: the fake OpenRouter (and a second one that pauses 50 ms between
-stream chunks), one proxy process per database (uvicorn, the embed mounted in Starlette), the
-peer if asked for, and this load generator (aiohttp on uvloop). Every figure is printed beside
-the direct figure of the same run, because the machine's speed moves between runs.
+stream chunks), a forwarding-only proxy on the same server and client (``bench.floor_proxy``: the
+floor any Python proxy of this shape stands on), one proxy process per database (uvicorn, the
+embed mounted in Starlette), the peer if asked for, and this load generator (aiohttp on uvloop).
+Every figure is printed beside the direct figure of the same run, because the machine's speed
+moves between runs.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from .load import Endpoint, chat_body, latencies, timed_call
 from .measures import Plan, Target, measure, warm_up
 from .peers import SLOW_MODEL, LiteLLM, non_loopback_peers
 from .servers import UPSTREAM_KEY, Fleet, Server, connect_users, drop_postgres, fresh_postgres, postgres_version
-from .summary import DIRECT, summarize
+from .summary import DIRECT, FLOOR, summarize
 
 __all__ = ["main"]
 
@@ -94,6 +96,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
     try:
         fast = fleet.fake_upstream("fake upstream")
         slow = fleet.fake_upstream("slow fake upstream", chunk_delay=0.05)
+        floor = fleet.floor("floor proxy", upstream=fast, slow=slow)
         peer = LiteLLM(Path(args.litellm).absolute()) if args.litellm else None
         if peer is not None:
             peer.start(fleet, workdir, fast, slow)  # the slowest to start: first
@@ -117,6 +120,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
                 proxies.append((label, proxy))
         for server in (fast, slow):
             await fleet.wait_ready(server, "/api/v1/models")
+        await fleet.wait_ready(floor, "/fast/models")
         for _label, proxy in proxies:
             await fleet.wait_ready(proxy, "/wattfare/api/v1/models")
 
@@ -127,7 +131,13 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
                 Endpoint(fast.base + "/api/v1/chat/completions", direct_headers),
                 Endpoint(slow.base + "/api/v1/chat/completions", direct_headers),
                 lambda: [fast.pid],
-            )
+            ),
+            Target(
+                FLOOR,
+                Endpoint(floor.base + "/fast/chat/completions", direct_headers),
+                Endpoint(floor.base + "/slow/chat/completions", direct_headers),
+                lambda: [floor.pid],
+            ),
         ]
         for label, proxy in proxies:
             database_pids = None

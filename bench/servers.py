@@ -93,6 +93,14 @@ class Fleet:
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
         return self.spawn(name, argv, port=port, env=env)
 
+    def floor(self, name: str, *, upstream: Server, slow: Server) -> Server:
+        """The forwarding-only proxy (``bench.floor_proxy``): what any Python proxy of this shape costs."""
+        port = free_port()
+        argv = [sys.executable, "-m", "bench.floor_proxy", "--port", str(port)]
+        argv += ["--upstream-url", upstream.base + "/api/v1", "--slow-upstream-url", slow.base + "/api/v1"]
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+        return self.spawn(name, argv, port=port, env=env)
+
     async def wait_ready(self, server: Server, path: str, *, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession() as session:

@@ -12,9 +12,11 @@ import statistics
 from .measures import Results, Target
 from .report import Table, percentile, ratio, spread
 
-__all__ = ["DIRECT", "summarize"]
+__all__ = ["DIRECT", "FLOOR", "summarize"]
 
 DIRECT = "direct"
+# The forwarding-only proxy (bench.floor_proxy): the cost of a hop through any proxy of this shape.
+FLOOR = "floor: forwarding only"
 MS = 1000.0
 US = 1_000_000.0
 
@@ -50,6 +52,24 @@ def added_p50(results: dict[str, list[list[float]]], name: str) -> float:
     """Median over rounds of the target's p50 minus the direct p50 of the same round."""
     pairs = zip(results[name], results[DIRECT], strict=True)
     return statistics.median(percentile(mine, 0.5) - percentile(theirs, 0.5) for mine, theirs in pairs)
+
+
+def _floor_rows(table: Table, results: Results, names: list[str], concurrency: int) -> None:
+    """What metering costs: each embed's figures minus the forwarding-only proxy's of the same run."""
+    table.section("against the forwarding-only floor in this run: what metering adds")
+    whole, first, cpu, rate = {}, {}, {}, {}
+    floor_cpu = statistics.median(results.cpu[FLOOR])
+    floor_rate = statistics.median(results.rate[FLOOR])
+    for name in names:
+        whole[name] = f"{(added_p50(results.plain, name) - added_p50(results.plain, FLOOR)) * MS:+.2f} ms"
+        first[name] = f"{(added_p50(results.first_byte, name) - added_p50(results.first_byte, FLOOR)) * MS:+.2f} ms"
+        mine = statistics.median(results.cpu[name]) + statistics.median(results.database_cpu[name])
+        cpu[name] = f"{(mine - floor_cpu) * US:+.0f} µs"
+        rate[name] = f"{statistics.median(results.rate[name]) / floor_rate:.0%} of the floor's"
+    table.add("added p50 beyond the floor's, whole reply", whole)
+    table.add("added p50 beyond the floor's, first byte", first)
+    table.add("server CPU per request beyond the floor's (database included)", cpu)
+    table.add(f"requests/s at concurrency {concurrency}", rate)
 
 
 def _telemetry_rows(table: Table, results: Results, names: list[str], baseline: str) -> None:
@@ -121,11 +141,13 @@ def summarize(
             gaps[name] += f" ({ratio(median_gap, direct_gap)})"
     table.add("upstream pauses 50 ms per chunk: median / largest gap", gaps)
 
+    if FLOOR in names:
+        _floor_rows(table, results, [name for name in names if name.startswith("embed")], concurrency)
     if telemetry_baseline is not None:
         _telemetry_rows(table, results, [name for name in names if "telemetry" in name], telemetry_baseline)
     if peer is not None:
         table.section(f"against {peer} in this run (its figure over ours)")
-        ours = [name for name in names if name != peer]
+        ours = [name for name in names if name not in (peer, FLOOR)]
         lighter: dict[str, dict[str, str]] = {"latency": {}, "first": {}, "rate": {}, "cpu": {}}
         for name in ours:
             lighter["latency"][name] = (

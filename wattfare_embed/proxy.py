@@ -14,7 +14,6 @@ import hashlib
 import hmac
 import json
 import logging
-import secrets
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -58,7 +57,7 @@ from .metering.wire import (
     send_error,
     upstream_headers,
 )
-from .store import ConnectionRecord, ConnectionState, Reservation, ReservationRequest
+from .store import ConnectionRecord, ConnectionState, Reservation, ReservationRequest, new_ledger_id
 from .telemetry import CANCELLED, OK, RequestTrace
 
 if TYPE_CHECKING:
@@ -258,7 +257,7 @@ class Proxy:
         if grant is not None:
             return await self._grants.reserve(grant, model, kind, wanted, minimum)
         now = int(time.time())
-        ledger_id = "req_" + secrets.token_hex(12)
+        ledger_id = new_ledger_id()
         request = ReservationRequest(
             app_id=self._embed.keys.app_id,
             app_user_id=user,

@@ -47,6 +47,10 @@ def test_quick_bench_prints_every_measure_against_direct_on_both_databases() -> 
         # Each embed column carries its multiple of (or share of) the direct figure.
         assert len(re.findall(r"\d\.\dx|\d+% of direct", line)) >= 2, line
     assert "embed, SQLite" in output and "embed, PostgreSQL" in output
+    # The forwarding-only proxy is measured in the same run, and each embed's figure beyond it.
+    assert "floor: forwarding only" in output and "what metering adds" in output
+    beyond = next(line for line in output.splitlines() if "added p50 beyond the floor's, whole reply" in line)
+    assert len(re.findall(r"[+-]\d+\.\d\d ms", beyond)) == 2, beyond
     assert "| whole reply: p50 [round range] |" in output  # the Markdown table for the README
 
 

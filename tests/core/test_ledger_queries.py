@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, event
 
 from wattfare_embed import SqlStore
-from wattfare_embed.store import NewConnection
+from wattfare_embed.store import NewConnection, Reservation, ReservationRequest
 
 
 @pytest.fixture
@@ -70,3 +70,22 @@ async def test_ledger_pages_and_open_reconciliations_are_read_in_index_order(
         strict=True,
     ):
         assert f"USING INDEX wattfare_ledger_{index} " in plan, plan
+
+
+async def test_rows_made_in_the_same_second_are_listed_newest_first_in_the_order_they_were_made(
+    tmp_path: Path,
+) -> None:
+    store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}")
+    await store.open()
+    try:
+        now = int(time.time())
+        await store.save_connection(NewConnection("app", "u", "dev", 1_000_000, "v1.x"), now)
+        made = []
+        for _ in range(20):  # one second's worth of requests, all stamped with the same created_at
+            reservation = await store.reserve(ReservationRequest("app", "u", 100, 1, "chat", "m"), now)
+            assert isinstance(reservation, Reservation)
+            made.append(reservation.ledger_id)
+        listed = [entry.id for entry in await store.ledger("app", "u")]
+    finally:
+        await store.close()
+    assert listed == list(reversed(made))

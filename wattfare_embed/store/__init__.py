@@ -1,6 +1,7 @@
 """Cap and usage state: the ``Store`` protocol and its SQL implementation."""
 
 from ._alerts import AlertDelivery, AlertFiring
+from ._statements import new_ledger_id
 from ._usage import MonthTotal, Receipt, TokenCount
 from .base import (
     ConnectionRecord,
@@ -47,4 +48,5 @@ __all__ = [
     "TokenCount",
     "metadata",
     "migrations",
+    "new_ledger_id",
 ]

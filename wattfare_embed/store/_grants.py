@@ -14,7 +14,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from ..periods import period_of
 from ._runner import TransactionRunner
-from ._statements import _L, _new_id
+from ._statements import _L, _new_id, new_ledger_id
 from .base import (
     ConnectionRecord,
     ConnectionState,
@@ -157,7 +157,7 @@ class GrantRecords(ABC):
         self, app_id: str, token_hash: str, request: ReservationRequest, now: int
     ) -> tuple[Reservation, GrantRecord] | GrantRefusal:
         period = period_of(now)
-        ledger_id = _new_id(GRANT_LEDGER_PREFIX)
+        ledger_id = new_ledger_id(GRANT_LEDGER_PREFIX)
 
         def operation(db: Connection) -> tuple[Reservation, GrantRecord] | GrantRefusal:
             row = db.execute(select(grants).where(_G.token_hash == token_hash).with_for_update()).first()

@@ -38,6 +38,7 @@ from ._statements import (
     _new_id,
     _nonnegative,
     _spent_in,
+    new_ledger_id,
     plan_hold,
 )
 from ._usage import UsageRecords
@@ -254,7 +255,7 @@ class SqlStore(ConsentRecords, GrantRecords, UsageRecords, AlertRecords, LedgerN
 
     async def reserve(self, request: ReservationRequest, now: int) -> Reservation | Refusal:
         period = period_of(now)
-        ledger_id = request.ledger_id or _new_id("req_")
+        ledger_id = request.ledger_id or new_ledger_id()
         if self._postgres is not None:
             return await self._postgres.reserve(request, ledger_id, period, now)
         if self._sqlite is not None:
