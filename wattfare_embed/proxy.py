@@ -301,7 +301,7 @@ class Proxy:
             **upstream_headers(credential, self._settings.app_name, self._settings.public_url),
         }
         base = reservation.connection.upstream_url or self._settings.upstream_url
-        return base + dialect.upstream_path, json.dumps(payload, separators=(",", ":")).encode(), headers
+        return base + dialect.upstream_path, _COMPACT.encode(payload).encode(), headers
 
     async def _forward(self, exchange: _Exchange, payload: dict[str, Any], receive: Receive, send: Send) -> None:
         try:
@@ -516,6 +516,8 @@ class Proxy:
 # -- helpers --------------------------------------------------------------------------------
 
 _SETTLING: set[asyncio.Future[Any]] = set()
+# What ``json.dumps(separators=...)`` builds on every call, built once.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 MAX_HOLD = 2**62  # micro-dollars; far beyond any cap
 
 
