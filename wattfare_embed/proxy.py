@@ -363,8 +363,13 @@ class Proxy:
         self, exchange: _Exchange, response: aiohttp.ClientResponse, headers: list[tuple[bytes, bytes]], send: Send
     ) -> None:
         try:
-            # A revoke from here on ends the read (``read_upstream``), never closes under it.
-            body = await read_upstream(exchange.control, response.read())
+            if response.content.is_eof() and not exchange.control.stopped:
+                # The whole body came with the head: reading it does not wait, so nothing can
+                # stop it half way, and it needs no task of its own.
+                body = await response.read()
+            else:
+                # A revoke from here on ends the read (``read_upstream``), never closes under it.
+                body = await read_upstream(exchange.control, response.read())
         except Stopped:
             await self._answer_revoked(exchange, send)
             return
