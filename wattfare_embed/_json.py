@@ -72,12 +72,17 @@ def nests_deeper_than(body: bytes, limit: int) -> bool:
     return _deeper(_STRING.sub(b"", body).translate(_BRACKETS_ONLY, _NOT_BRACKET), limit)
 
 
+# Built once: ``json.loads`` with hooks builds a decoder (and its scanner) on every call.
+_STRICT = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
+
+
 def parse_json(body: bytes, what: str = "the request body") -> Any:
     """``body`` as JSON, or ``InvalidRequestError`` saying what is wrong with it."""
     if nests_deeper_than(body, MAX_JSON_DEPTH):
         raise InvalidRequestError(f"{what} nests deeper than {MAX_JSON_DEPTH} levels")
     try:
-        payload = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
+        # As ``json.loads`` reads bytes: UTF-8, -16 or -32, surrogates kept for the check below.
+        payload = _STRICT.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except _NotJson as exc:
         raise InvalidRequestError(f"{what} is not valid JSON: {exc}") from exc
     except RecursionError as exc:  # a backstop: the depth check above lets nothing this deep through

@@ -10,10 +10,15 @@ that way on a reused connection was never received, so it is sent once more on a
 
 from __future__ import annotations
 
-import types
-from typing import Any
+import contextvars
+import weakref
+from typing import TYPE_CHECKING
 
 import aiohttp
+
+if TYPE_CHECKING:
+    from aiohttp.client_reqrep import ClientRequest
+    from aiohttp.tracing import Trace
 
 __all__ = ["NotReceived", "UpstreamHttp", "open_upstream_http"]
 
@@ -21,16 +26,40 @@ __all__ = ["NotReceived", "UpstreamHttp", "open_upstream_http"]
 _RESET_UNREAD = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 
 
-async def _reused(_session: aiohttp.ClientSession, context: types.SimpleNamespace, _params: Any) -> None:
-    if isinstance(context.trace_request_ctx, _Attempt):
-        context.trace_request_ctx.reused = True
-
-
 class _Attempt:
     __slots__ = ("reused",)
 
     def __init__(self) -> None:
         self.reused = False
+
+
+# The metered POST in progress in this task, for the connector to mark when it got a pooled connection.
+_ATTEMPT: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVar("wattfare_upstream_attempt", default=None)
+
+
+class _PoolConnector(aiohttp.TCPConnector):
+    """A pool that tells a metered POST whether its connection was used before.
+
+    A connection is reused when its protocol was handed out before. This replaces a trace
+    config (``on_connection_reuseconn``): with one, aiohttp builds trace objects and awaits a
+    signal at every step of every request on the session, to learn this one fact."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._handed_out: weakref.WeakSet[object] = weakref.WeakSet()
+
+    async def connect(
+        self, req: ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
+    ) -> aiohttp.connector.Connection:
+        connection = await super().connect(req, traces, timeout)
+        protocol = connection.protocol
+        if protocol in self._handed_out:
+            attempt = _ATTEMPT.get()
+            if attempt is not None:
+                attempt.reused = True
+        elif protocol is not None:
+            self._handed_out.add(protocol)
+        return connection
 
 
 class UpstreamHttp:
@@ -47,13 +76,16 @@ class UpstreamHttp:
         """POST, once more on a fresh connection when a reused one was reset before any byte came
         back. Raises ``NotReceived`` when that retry could not connect: the upstream got nothing."""
         attempt = _Attempt()
+        token = _ATTEMPT.set(attempt)
         try:
-            return await self.session.post(url, data=data, headers=headers, trace_request_ctx=attempt)
+            return await self.session.post(url, data=data, headers=headers)
         except aiohttp.ClientConnectorError:
             raise
         except _RESET_UNREAD:
             if not attempt.reused:
                 raise
+        finally:
+            _ATTEMPT.reset(token)
         self.retried += 1
         try:
             return await self._fresh_session().post(url, data=data, headers=headers)
@@ -78,13 +110,10 @@ class NotReceived(Exception):
 
 
 def open_upstream_http(*, read_timeout: float, keepalive_seconds: float) -> UpstreamHttp:
-    tracing = aiohttp.TraceConfig()
-    tracing.on_connection_reuseconn.append(_reused)
     timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=read_timeout)
     session = aiohttp.ClientSession(
         timeout=timeout,
-        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=keepalive_seconds),
+        connector=_PoolConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=keepalive_seconds),
         auto_decompress=False,
-        trace_configs=[tracing],
     )
     return UpstreamHttp(session, timeout)

@@ -303,7 +303,7 @@ class Proxy:
             **upstream_headers(credential, self._settings.app_name, self._settings.public_url),
         }
         base = reservation.connection.upstream_url or self._settings.upstream_url
-        return base + dialect.upstream_path, json.dumps(payload, separators=(",", ":")).encode(), headers
+        return base + dialect.upstream_path, _COMPACT.encode(payload).encode(), headers
 
     async def _forward(self, exchange: _Exchange, payload: dict[str, Any], receive: Receive, send: Send) -> None:
         try:
@@ -365,8 +365,13 @@ class Proxy:
         self, exchange: _Exchange, response: aiohttp.ClientResponse, headers: list[tuple[bytes, bytes]], send: Send
     ) -> None:
         try:
-            # A revoke from here on ends the read (``read_upstream``), never closes under it.
-            body = await read_upstream(exchange.control, response.read())
+            if response.content.is_eof() and not exchange.control.stopped:
+                # The whole body came with the head: reading it does not wait, so nothing can
+                # stop it half way, and it needs no task of its own.
+                body = await response.read()
+            else:
+                # A revoke from here on ends the read (``read_upstream``), never closes under it.
+                body = await read_upstream(exchange.control, response.read())
         except Stopped:
             await self._answer_revoked(exchange, send)
             return
@@ -518,6 +523,8 @@ class Proxy:
 # -- helpers --------------------------------------------------------------------------------
 
 _SETTLING: set[asyncio.Future[Any]] = set()
+# What ``json.dumps(separators=...)`` builds on every call, built once.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 MAX_HOLD = 2**62  # micro-dollars; far beyond any cap
 
 

@@ -9,11 +9,12 @@ the body, so another endpoint (``/responses``, ``/messages``) only needs a reade
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+
+from pydantic_core import to_json
 
 from ..errors import InvalidRequestError
 from .media import DataUrl, audio_seconds, mp4_seconds, parse_data_url, pdf_pages
@@ -130,7 +131,9 @@ def models_of(payload: dict[str, Any]) -> tuple[str, ...]:
 def text_bytes(payload: dict[str, Any], keys: Iterable[str], inline_media_chars: int) -> int:
     """The bytes of the prompt's text: the JSON of the fields under ``keys``, inline media payloads left out."""
     parts = [payload[key] for key in keys if key in payload]
-    return len(json.dumps(parts, ensure_ascii=False, separators=(",", ":")).encode()) - inline_media_chars
+    # The same UTF-8 as compact ``json.dumps(ensure_ascii=False)`` (floats aside, e.g. 1e-7 for
+    # 1e-07), made in Rust as bytes: a MiB of prompt in about a millisecond, against several.
+    return len(to_json(parts)) - inline_media_chars
 
 
 def read_embeddings_request(payload: dict[str, Any]) -> BillableRequest:

@@ -124,7 +124,7 @@ class PriceBook:
             price = await self.price(name)
             if price is None:
                 raise InvalidRequestError(f"unknown model {name!r}; GET /api/v1/models lists what is available")
-            unknown = sorted(price.unknown & request.dimensions)
+            unknown = sorted(price.unknown & request.dimensions) if price.unknown else []
             if unknown:
                 if not allow_unpriced:
                     raise InvalidRequestError(

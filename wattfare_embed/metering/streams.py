@@ -65,7 +65,7 @@ async def read_upstream(stream: OpenStream, work: Coroutine[Any, Any, T]) -> T:
     task = asyncio.ensure_future(work)
     stream.reading = task
     try:
-        await asyncio.wait([task])
+        await _ended(task)
     except asyncio.CancelledError:
         # This request itself was cancelled (the server stopping): the read goes with it.
         task.cancel()
@@ -80,6 +80,21 @@ async def read_upstream(stream: OpenStream, work: Coroutine[Any, Any, T]) -> T:
     if error is not None:
         raise error.with_traceback(None) from None
     return task.result()
+
+
+def _ended(task: asyncio.Future[Any]) -> asyncio.Future[None]:
+    """A future done when ``task`` is, whatever its outcome; cancelling it leaves ``task`` running.
+
+    What ``asyncio.wait([task])`` does for one task, without its set, its second future and its
+    pass over every task on the way out (it runs on every upstream read)."""
+    ended: asyncio.Future[None] = task.get_loop().create_future()
+
+    def wake(_: asyncio.Future[Any]) -> None:
+        if not ended.done():  # cancelled when the request itself was
+            ended.set_result(None)
+
+    task.add_done_callback(wake)
+    return ended
 
 
 class OpenStreams:
