@@ -17,6 +17,16 @@ path, from its first byte in to its last byte out. The telemetry calls are also 
 loop, split into what a request runs before its last byte goes out and what runs after it (the
 spans, metrics and log record, made from the figures noted on the way).
 
+The spans are also set beside their floor: the same six spans, with the same attributes, made
+straight through the SDK's tracer with nothing of the embed around them, timed in the same loop,
+and the objects a request leaves queued in the batch span processor (what the garbage collector
+walks, and promotes to its oldest generation, until the batch is exported). Each proxy counts the
+garbage collections it runs, by generation, and the time they take (``gc.callbacks``).
+
+Two proxies run with the collector's first-generation threshold raised from 700 to 10 000 (the
+``-gc`` modes, off and everything on): past what the batch span processor holds between two
+exports, so the spans it queues are freed by then and no longer pulled into collections.
+
 "Everything on" is what an app would set up: OpenTelemetry's SDK with a batch span processor
 (exporting nowhere) and its metrics, Prometheus metrics, and the request log written by a JSON
 formatter (to /dev/null).
@@ -26,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -55,7 +66,12 @@ MODES = {
     "otel-traces": "OpenTelemetry spans, every request",
     "all": "everything, every request traced",
     "all-sampled": "everything, 1 request in 10 traced",
+    # The collector's first generation past what the batch span processor holds between exports
+    # (512 spans, about 85 requests of 70 objects): the queued spans are freed before it runs.
+    "off-gc": "telemetry off, gen-0 threshold 10000",
+    "all-gc": "everything, gen-0 threshold 10000",
 }
+_GEN0_THRESHOLD = 10_000
 USER = "bench-user"
 _LOG_FIELDS = ("ledger_id", "outcome", "model", "cost_micros", "hold_micros", "latency_ms")
 
@@ -95,8 +111,36 @@ def _log_to_nowhere() -> None:
     request_log.setLevel(logging.INFO)
 
 
+# Set by the bench for its proxies: where each writes the garbage collections it ran.
+_GC_DIR = "WATTFARE_BENCH_GC_DIR"
+
+
+def _count_collections(path: Path) -> None:
+    """Count this process's collections by generation, and their time, into ``path`` (at most
+    every 0.2 s: uvicorn ends on a signal, past any ``atexit``)."""
+    counts, nanoseconds, started, written = [0, 0, 0], [0, 0, 0], [0], [0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        now = time.perf_counter_ns()
+        if phase == "start":
+            started[0] = now
+            return
+        counts[info["generation"]] += 1
+        nanoseconds[info["generation"]] += now - started[0]
+        if now - written[0] > 200_000_000:
+            written[0] = now
+            path.write_text(json.dumps({"counts": counts, "nanoseconds": nanoseconds}))
+
+    gc.callbacks.append(callback)
+
+
 def telemetry_for(mode: str) -> Telemetry:
     """The ``Telemetry`` of a mode, with the SDK providers and the log handler it needs."""
+    if os.environ.get(_GC_DIR):
+        _count_collections(Path(os.environ[_GC_DIR]) / f"gc-{mode}.json")
+    if mode.endswith("-gc"):
+        gc.set_threshold(_GEN0_THRESHOLD, *gc.get_threshold()[1:])
+        mode = mode.removesuffix("-gc")
     traced = mode in ("otel-traces", "all", "all-sampled")
     measured = mode in ("otel-metrics", "all", "all-sampled")
     logs = mode in ("logs", "all", "all-sampled")
@@ -145,6 +189,117 @@ def _calls_alone(count: int) -> tuple[float, float, float]:
     return figures[0][0] + figures[0][1], figures[1][0], figures[1][1]
 
 
+_ATTRIBUTES = {
+    "gen_ai.operation.name": "chat",
+    "gen_ai.provider.name": "openrouter",
+    "wattfare.outcome": "ok",
+    "gen_ai.request.model": "openai/gpt-4o-mini",
+    "gen_ai.response.model": "openai/gpt-4o-mini",
+    "gen_ai.usage.input_tokens": 12,
+    "gen_ai.usage.output_tokens": 8,
+    "wattfare.ledger_id": "req_0123456789abcdef01234567",
+    "wattfare.hold_micros": 960,
+    "wattfare.cost_micros": 12,
+    "wattfare.charge_kind": "reported",
+    "enduser.pseudo.id": "0123456789abcdef01234567",
+}
+
+
+def _spans_alone(count: int) -> dict[str, tuple[float, float]]:
+    """(CPU µs a request, tracked objects it leaves queued) for the embed's spans (a request
+    traced, nothing else on) and for their floor: the same six spans, attributes and event made
+    straight through the SDK, with the two histogram measurements the metrics make. In turns of a
+    few hundred requests, garbage collections paused (they are the objects' cost)."""
+    from opentelemetry import trace as api
+
+    provider, meters = _tracer_provider(1.0), _meter_provider()
+    recorder = Recorder(
+        Telemetry(opentelemetry=True, tracer_provider=provider, meter_provider=meters, request_logs=False),
+        "sk_test_bench_" + "x" * 43,
+    )
+    recorder.start()
+    tracer, meter = provider.get_tracer("floor"), meters.get_meter("floor")
+    durations = [meter.create_histogram(name) for name in ("floor.first_byte", "floor.duration")]
+    labels = {key: _ATTRIBUTES[key] for key in list(_ATTRIBUTES)[:4]}
+    usage = {"prompt_tokens": 12, "completion_tokens": 8, "cost": 0.000012}
+    upstream = {"gen_ai.provider.name": "openrouter", "http.response.status_code": 200}
+
+    def embed() -> None:
+        trace = recorder.begin("chat")
+        trace.authenticated("user-1")
+        trace.priced("openai/gpt-4o-mini")
+        trace.reserved("req_0123456789abcdef01234567", 960)
+        trace.upstream_first_byte(200)
+        trace.upstream_last_byte()
+        trace.settling()
+        trace.settled(12, "reported", usage, "openai/gpt-4o-mini")
+        trace.finished("ok")
+
+    def floor() -> None:
+        at = time.time_ns()
+        request = tracer.start_span("chat openai/gpt-4o-mini", attributes=_ATTRIBUTES, start_time=at)
+        inside = api.set_span_in_context(request)
+        for step in ("authenticate", "price", "reserve"):
+            tracer.start_span(step, context=inside, start_time=at).end(end_time=at)
+        call = tracer.start_span(
+            "upstream", context=inside, kind=api.SpanKind.CLIENT, attributes=upstream, start_time=at
+        )
+        call.add_event("first_byte", timestamp=at)
+        call.end(end_time=at)
+        tracer.start_span("settle", context=inside, start_time=at).end(end_time=at)
+        request.end(end_time=at)
+        for histogram in durations:
+            histogram.record(0.25, labels)
+
+    made = {"embed": embed, "floor": floor}
+    cpu = {name: 0 for name in made}
+    queued = {}
+    flush = provider.force_flush
+    for name, make in made.items():
+        flush()
+        gc.collect()
+        gc.disable()
+        before = len(gc.get_objects())
+        for _ in range(50):
+            make()
+        queued[name] = (len(gc.get_objects()) - before) / 50
+        gc.enable()
+    # Collections paused while timed: one of the oldest generation takes a hundred milliseconds
+    # here and lands on whichever turn is running, so they are counted apart (objects queued).
+    turn = 250
+    for _ in range(max(count // turn, 1)):
+        for name, make in made.items():
+            flush()
+            gc.collect()
+            gc.disable()
+            start = time.thread_time_ns()
+            for _ in range(turn):
+                make()
+            cpu[name] += time.thread_time_ns() - start
+            gc.enable()
+    turns = max(count // turn, 1) * turn
+    provider.shutdown()
+    return {name: (cpu[name] / turns / 1e3, queued[name]) for name in made}
+
+
+def _collections_so_far(workdir: Path) -> dict[str, list[int]]:
+    """Each proxy's collections by generation, then the nanoseconds they took (0 where none yet)."""
+    figures = {}
+    for mode in MODES:
+        try:
+            read = json.loads((workdir / f"gc-{mode}.json").read_text())
+            figures[mode] = [*read["counts"], sum(read["nanoseconds"])]
+        except (OSError, ValueError, KeyError):
+            figures[mode] = [0, 0, 0, 0]
+    return figures
+
+
+def _collections(before: list[int], after: list[int], requests: int) -> str:
+    gen0, gen1, gen2, spent = (later - earlier for earlier, later in zip(before, after, strict=True))
+    per_1000 = f"{gen0 / requests * 1000:.0f}/{gen1 / requests * 1000:.1f}/{gen2 / requests * 1000:.2f}"
+    return f"{per_1000}, {spent / requests / 1e3:.0f} µs"
+
+
 async def _one_at_a_time(calls: dict[str, Any], count: int, alone: dict[str, list[float]]) -> None:
     """Latencies of requests that each meet an idle proxy (the previous one's work is done), the
     proxies taken in turn request by request, so load from elsewhere meets them all alike."""
@@ -157,6 +312,7 @@ async def _one_at_a_time(calls: dict[str, Any], count: int, alone: dict[str, lis
 async def bench(args: argparse.Namespace, workdir: Path) -> None:
     keys = new_key_pair()
     fleet = Fleet(workdir)
+    os.environ[_GC_DIR] = str(workdir)
     started, load_before = time.monotonic(), machine.load_average()
     cpu: dict[str, list[float]] = {mode: [] for mode in MODES}
     p50: dict[str, list[float]] = {mode: [] for mode in MODES}
@@ -185,6 +341,8 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
 
             for mode in MODES:
                 await latencies(call(mode), args.requests // 4, concurrency=8)
+            await asyncio.sleep(0.3)  # each proxy's count of collections is written every 0.2 s
+            collected = _collections_so_far(workdir)
             names = list(MODES)
             for index in range(args.rounds):
                 for mode in names[index % len(names) :] + names[: index % len(names)]:
@@ -194,9 +352,14 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
                     cpu[mode].append((procfs.cpu_seconds([pid]) - before) / args.requests * 1e6)
                     p50[mode].append(statistics.median(timings) * 1e3)
                 await _one_at_a_time({mode: call(mode) for mode in names}, max(args.requests // 10, 4), alone)
+            await asyncio.sleep(0.3)
+            collected_after = _collections_so_far(workdir)
     finally:
         fleet.stop()
+        del os.environ[_GC_DIR]
+    served = args.rounds * (args.requests + max(args.requests // 10, 4))
     calls_off, calls_before, calls_after = _calls_alone(args.requests * 5)
+    spans = _spans_alone(args.requests * 5)
     off = statistics.median(cpu["off"])
     latency_off, alone_off = statistics.median(p50["off"]), statistics.median(alone["off"]) * 1e3
     print(f"\nwattfare_embed telemetry cost, {time.monotonic() - started:.0f} s")
@@ -211,6 +374,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
     print(
         f"\n{'proxy':<38} {'CPU a request':>14} {'vs off':>11} {'ratio':>7}"
         f" {'latency, 8 at a time':>21} {'vs off':>9} {'one at a time':>14} {'vs off':>9}"
+        f"   {'collections per 1000 requests, gen 0/1/2, time a request':<44} CPU rounds"
     )
     for mode, label in MODES.items():
         value = statistics.median(cpu[mode])
@@ -219,12 +383,19 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
         print(
             f"{label:<38} {value:>11.0f} µs {value - off:>+8.0f} µs {value / off:>6.2f}x "
             f"{loaded:>18.3f} ms {loaded - latency_off:>+6.3f} ms {idle:>11.3f} ms {idle - alone_off:>+6.3f} ms"
-            f"   CPU rounds [{spread}] µs"
+            f"   {_collections(collected[mode], collected_after[mode], served):<44} [{spread}] µs"
         )
     print(
         f"\nthe telemetry calls of one request alone, in a loop: off {calls_off:.2f} µs "
         f"({calls_off / off:.3%} of a request); everything on {calls_before + calls_after:.0f} µs, "
         f"of which {calls_before:.1f} µs before the answer's last byte and {calls_after:.0f} µs after it"
+    )
+    (embed_cpu, embed_queued), (floor_cpu, floor_queued) = spans["embed"], spans["floor"]
+    print(
+        f"a traced request's spans (and OpenTelemetry metrics), in a loop, collections paused: "
+        f"{embed_cpu:.0f} µs of CPU, {embed_queued:.0f} objects left queued; their floor, the same six spans "
+        f"and two histogram measurements made straight through the SDK: {floor_cpu:.0f} µs, {floor_queued:.0f} objects "
+        f"(the embed at {embed_cpu / floor_cpu:.2f}x the floor)"
     )
 
 

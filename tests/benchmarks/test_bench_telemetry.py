@@ -1,4 +1,5 @@
-"""The telemetry benchmark still runs (tiny counts) and reports every mode against telemetry off.
+"""The telemetry benchmark still runs (tiny counts) and reports every mode against telemetry off,
+and the spans against their floor.
 
 Speed is not asserted here: figures come from `make bench-telemetry`, where they are read as ratios.
 """
@@ -25,3 +26,4 @@ def test_quick_telemetry_bench_reports_every_mode_against_telemetry_off() -> Non
         line = next(line for line in lines if line.startswith(label))
         assert re.search(r"\d+ µs +[+-]\d+ µs +\d\.\d\dx", line), line
     assert "the telemetry calls of one request alone" in finished.stdout
+    assert re.search(r"\d+ µs, \d+ objects \(the embed at \d\.\d\dx the floor\)", finished.stdout), lines[-1]

@@ -70,6 +70,7 @@ class OpenTelemetryExport:
         self._tracer = tracer_provider.get_tracer(_SCOPE) if tracer_provider is not None else None
         self._metrics = _Instruments(meter_provider.get_meter(_SCOPE), recorder) if meter_provider else None
         self._error = trace.Status(trace.StatusCode.ERROR)
+        self._internal, self._client = trace.SpanKind.INTERNAL, trace.SpanKind.CLIENT
 
     def current_context(self) -> Any:
         return self._context.get_current() if self._tracer is not None else None
@@ -87,18 +88,20 @@ class OpenTelemetryExport:
     # -- spans ------------------------------------------------------------------------------
 
     def _spans(self, trace: RequestTrace, user: UserLabel) -> None:
-        tracer, kinds = self._tracer, self._trace.SpanKind
+        tracer = self._tracer
         assert tracer is not None
         failed = trace.outcome not in (OK, CANCELLED)
         name = f"{trace.operation} {trace.model}" if trace.model else trace.operation
+        # perf_counter readings to wall-clock nanoseconds, by one offset for the whole request.
+        wall = trace.started_unix_ns - trace.started_at
         # Every attribute goes in at the start, where a sampler can read them: the SDK then
         # checks them once, where a later ``set_attributes`` costs a second pass and a lock.
         request = tracer.start_span(
             name,
             context=trace.context,
-            kind=kinds.INTERNAL,
+            kind=self._internal,
             attributes=_request_attributes(trace, user),
-            start_time=trace.unix_ns(trace.started_at),
+            start_time=wall + trace.started_at,
         )
         if not request.is_recording():
             # Not sampled: the SDK made no span object, only a context; the steps would be
@@ -118,31 +121,32 @@ class OpenTelemetryExport:
         for step, start, stop in steps:
             if not start:
                 break
-            self._step(step, inside, trace, start, stop or end, failed and not stop)
+            self._step(step, inside, wall + start, wall + (stop or end), failed and not stop)
         if trace.reserved_at:
             upstream_end = trace.last_byte_at or trace.settling_at or end
             upstream = tracer.start_span(
                 "upstream",
                 context=inside,
-                kind=kinds.CLIENT,
+                kind=self._client,
                 attributes=_upstream_attributes(trace),
-                start_time=trace.unix_ns(trace.reserved_at),
+                start_time=wall + trace.reserved_at,
             )
             if trace.first_byte_at:
-                upstream.add_event("first_byte", timestamp=trace.unix_ns(trace.first_byte_at))
+                upstream.add_event("first_byte", timestamp=wall + trace.first_byte_at)
             if trace.status >= 400 or (failed and not trace.first_byte_at):
                 upstream.set_status(self._error)
-            upstream.end(end_time=trace.unix_ns(upstream_end))
+            upstream.end(end_time=wall + upstream_end)
             if trace.settling_at:
-                self._step("settle", inside, trace, trace.settling_at, trace.settled_at or end, not trace.settled_at)
-        request.end(end_time=trace.unix_ns(end))
+                settled = trace.settled_at
+                self._step("settle", inside, wall + trace.settling_at, wall + (settled or end), not settled)
+        request.end(end_time=wall + end)
 
-    def _step(self, name: str, inside: Any, trace: RequestTrace, start: int, stop: int, failed: bool) -> None:
+    def _step(self, name: str, inside: Any, start: int, stop: int, failed: bool) -> None:
         assert self._tracer is not None
-        span = self._tracer.start_span(name, context=inside, start_time=trace.unix_ns(start))
+        span = self._tracer.start_span(name, context=inside, start_time=start)
         if failed:
             span.set_status(self._error)
-        span.end(end_time=trace.unix_ns(stop))
+        span.end(end_time=stop)
 
 
 def _request_attributes(trace: RequestTrace, user: UserLabel) -> dict[str, Any]:

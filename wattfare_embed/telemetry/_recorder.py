@@ -22,6 +22,8 @@ logger = logging.getLogger("wattfare_embed")
 
 # How a user is named on a span or a log record: (attribute, value), or None.
 UserLabel = tuple[str, str] | None
+# Pseudonyms kept per process, so a user's next request does not hash again.
+_MAX_PSEUDONYMS = 4096
 
 
 class Export(Protocol):
@@ -47,6 +49,7 @@ class Recorder:
         # does, and then only while its logger is enabled for INFO.
         self._every_request = False
         self._failed: set[type[Export]] = set()
+        self._pseudonyms: dict[str, UserLabel] = {}
         self.holds_open = 0
         self.held: Micros = 0
         self.prometheus: PrometheusMetrics | None = None
@@ -115,6 +118,11 @@ class Recorder:
             return None
         if mode == "raw":
             return ("enduser.id", user)
-        # Keyed BLAKE2b is a MAC (RFC 7693), several times cheaper than HMAC-SHA256 for an id.
-        digest = hashlib.blake2b(user.encode(), key=self._user_key, digest_size=12).hexdigest()
-        return ("enduser.pseudo.id", digest)
+        label = self._pseudonyms.get(user)
+        if label is None:
+            if len(self._pseudonyms) >= _MAX_PSEUDONYMS:
+                self._pseudonyms.clear()  # a bound, not a policy: the next requests refill it
+            # Keyed BLAKE2b is a MAC (RFC 7693), several times cheaper than HMAC-SHA256 for an id.
+            digest = hashlib.blake2b(user.encode(), key=self._user_key, digest_size=12).hexdigest()
+            label = self._pseudonyms[user] = ("enduser.pseudo.id", digest)
+        return label

@@ -136,17 +136,15 @@ class RequestTrace:
             return
         self.finished_at = time.perf_counter_ns()
         self.outcome = outcome
-        if self.response_model is not None:
+        if self.response_model is not None and self.response_model != self.model:
             # The upstream's own words: whatever it echoes, no credential goes on to spans or logs.
+            # The model the request asked for (the usual answer) is on them already, unredacted
+            # as the client sent it; redacting an echo of it (a few microseconds) would hide nothing.
             self.response_model = redact(self.response_model)
         if self._recorder is not None:
             self._recorder.export(self)
 
     # -- what the exports read --------------------------------------------------------------
-
-    def unix_ns(self, at: int) -> int:
-        """A point's wall-clock time, in nanoseconds since the epoch."""
-        return self.started_unix_ns + (at - self.started_at)
 
     def seconds(self, start: int, end: int) -> float:
         return (end - start) / 1e9
