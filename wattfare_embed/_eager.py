@@ -6,6 +6,11 @@ without awaiting anything (the transaction runs inline), so there is nothing to 
 way and the task, the shield and the two turns of the event loop they take are pure cost.
 ``start_eagerly`` runs the coroutine up to its first wait, as Python 3.12's eager tasks do: if it
 finished, the result is there at once; if it waits, a task takes over from that very point.
+
+Unlike 3.12's eager tasks, the part before the first wait runs as the caller's task (that task is
+``asyncio.current_task()`` there). So it is only for coroutines that enter no deadline before they
+first wait: an ``asyncio.timeout`` entered there would, when it expires, cancel the caller rather
+than the task that goes on waiting, and that wait would then have no deadline.
 """
 
 from __future__ import annotations
