@@ -40,6 +40,9 @@ def start_eagerly(coroutine: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
     return asyncio.get_running_loop().create_task(_Resumed(coroutine, waiting_on), context=context)
 
 
+_SHOWN = frozenset({"__name__", "__qualname__", "cr_code", "cr_frame", "cr_running", "cr_await"})
+
+
 class _Resumed(Coroutine[Any, Any, T]):
     """The rest of a coroutine already started, whose first wait was ``waiting_on``, for a task to
     run: its first step waits on that, every later one is the coroutine's own, and whatever the task
@@ -68,6 +71,12 @@ class _Resumed(Coroutine[Any, Any, T]):
 
     def close(self) -> None:
         self._coroutine.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # The coroutine's own name, code and frame, so the task's repr and stack show where it waits.
+        if name in _SHOWN:
+            return getattr(self._coroutine, name)
+        raise AttributeError(name)
 
     def __await__(self) -> Generator[Any, None, T]:
         raise TypeError("run by a task, not awaited")
