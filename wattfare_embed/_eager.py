@@ -6,12 +6,17 @@ without awaiting anything (the transaction runs inline), so there is nothing to 
 way and the task, the shield and the two turns of the event loop they take are pure cost.
 ``start_eagerly`` runs the coroutine up to its first wait, as Python 3.12's eager tasks do: if it
 finished, the result is there at once; if it waits, a task takes over from that very point.
+
+Unlike 3.12's eager tasks, the part before the first wait runs as the caller's task (that task is
+``asyncio.current_task()`` there). So it is only for coroutines that enter no deadline before they
+first wait: an ``asyncio.timeout`` entered there would, when it expires, cancel the caller rather
+than the task that goes on waiting, and that wait would then have no deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
-import types
+import contextvars
 from collections.abc import Coroutine, Generator
 from typing import Any, TypeVar
 
@@ -23,37 +28,55 @@ T = TypeVar("T")
 def start_eagerly(coroutine: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
     """A future of ``coroutine``'s result: already done if it finished without waiting, else a task
     running the rest of it. An exception raised before its first wait is raised here."""
+    # One context of its own for the whole run, as a task has: what the coroutine sets stays out of
+    # the caller's, and a variable set before the first wait can be reset after it.
+    context = contextvars.copy_context()
     try:
-        waiting_on = coroutine.send(None)
+        waiting_on = context.run(coroutine.send, None)
     except StopIteration as finished:
         done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         done.set_result(finished.value)
         return done
-    return asyncio.ensure_future(_rest(coroutine, waiting_on))
+    return asyncio.get_running_loop().create_task(_Resumed(coroutine, waiting_on), context=context)
 
 
-async def _rest(coroutine: Coroutine[Any, Any, T], waiting_on: Any) -> T:
-    result: T = await _resume(coroutine, waiting_on)
-    return result
+_SHOWN = frozenset({"__name__", "__qualname__", "cr_code", "cr_frame", "cr_running", "cr_await"})
 
 
-@types.coroutine
-def _resume(coroutine: Coroutine[Any, Any, T], waiting_on: Any) -> Generator[Any, Any, T]:
-    """``yield from coroutine`` for a coroutine already started, whose first wait was ``waiting_on``:
-    the task waits on what the coroutine waits on, and passes it what the task is sent or thrown."""
-    while True:
-        try:
-            sent = yield waiting_on
-        except GeneratorExit:
-            coroutine.close()
-            raise
-        except BaseException as exc:  # a cancellation of the task, passed on to where it waits
-            try:
-                waiting_on = coroutine.throw(exc)
-            except StopIteration as finished:
-                return finished.value  # type: ignore[no-any-return]
-        else:
-            try:
-                waiting_on = coroutine.send(sent)
-            except StopIteration as finished:
-                return finished.value  # type: ignore[no-any-return]
+class _Resumed(Coroutine[Any, Any, T]):
+    """The rest of a coroutine already started, whose first wait was ``waiting_on``, for a task to
+    run: its first step waits on that, every later one is the coroutine's own, and whatever the task
+    throws, a cancellation before its first step included, is thrown into the coroutine."""
+
+    __slots__ = ("_coroutine", "_started", "_waiting_on")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, T], waiting_on: Any) -> None:
+        self._coroutine = coroutine
+        self._waiting_on: Any = waiting_on
+        self._started = False
+
+    def send(self, value: Any) -> Any:
+        if not self._started:
+            self._started = True
+            waiting_on, self._waiting_on = self._waiting_on, None
+            return waiting_on
+        return self._coroutine.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        self._started = True
+        self._waiting_on = None
+        if val is None and tb is None:
+            return self._coroutine.throw(typ)
+        return self._coroutine.throw(typ, val, tb)
+
+    def close(self) -> None:
+        self._coroutine.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # The coroutine's own name, code and frame, so the task's repr and stack show where it waits.
+        if name in _SHOWN:
+            return getattr(self._coroutine, name)
+        raise AttributeError(name)
+
+    def __await__(self) -> Generator[Any, None, T]:
+        raise TypeError("run by a task, not awaited")

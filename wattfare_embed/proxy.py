@@ -232,7 +232,12 @@ class Proxy:
         self, user: str, model: str, kind: str, admission: Admission, grant: str | None = None
     ) -> Reservation:
         """Reserve; if the request is cancelled meanwhile, the hold (committed or not) is released."""
-        task = start_eagerly(self._reserve(user, model, kind, admission, grant))
+        reserving = self._reserve(user, model, kind, admission, grant)
+        # Started on this task only where no deadline is entered before the first wait: one entered
+        # there (asyncio.timeout, as asyncpg.connect does) would cancel this task, not the one that
+        # goes on waiting, which would then wait with no deadline at all.
+        eager = getattr(self._embed.store, "reserves_inline", False) is True
+        task = start_eagerly(reserving) if eager else asyncio.ensure_future(reserving)
         if task.done():  # it never waited (SQLite's inline transaction), so nothing could cancel it
             return task.result()
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import pytest
 from sqlalchemy import Engine, event
 
 from wattfare_embed import SqlStore
-from wattfare_embed.store import NewConnection, Reservation, ReservationRequest
+from wattfare_embed.store import NewConnection, Reservation, ReservationRequest, new_ledger_id
 
 
 @pytest.fixture
@@ -89,3 +90,17 @@ async def test_rows_made_in_the_same_second_are_listed_newest_first_in_the_order
     finally:
         await store.close()
     assert listed == list(reversed(made))
+
+
+def test_ledger_ids_made_in_one_microsecond_or_after_the_clock_stepped_back_still_sort_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [1_796_000_000_000_000_000]
+    monkeypatch.setattr(time, "time_ns", lambda: clock[0])
+    made = [new_ledger_id() for _ in range(50)]  # a burst within one microsecond
+    clock[0] -= 3_000_000_000  # the clock steps back three seconds
+    made += [new_ledger_id() for _ in range(5)]
+
+    assert made == sorted(made)
+    assert len(set(made)) == len(made)
+    assert all(re.fullmatch(r"req_[0-9a-f]{24}", ledger_id) for ledger_id in made)  # the receipts cursor's form

@@ -236,6 +236,30 @@ async def test_a_failed_reserve_is_a_typed_503_not_retried_by_clients(lite: Prox
     assert lite.upstream_calls() == []
 
 
+async def test_on_postgresql_a_reserve_past_its_own_deadline_is_a_typed_503(keys: AppKeys, user_id: str) -> None:
+    require_postgres()
+    async with running_proxy(keys, POSTGRES_URL) as proxy:
+        await proxy.connect(user_id)
+        waits_ended: list[str] = []
+
+        async def unanswered(*args: Any, **kwargs: Any) -> Any:
+            # What the fast path does when it opens a connection to a database that does not
+            # answer: asyncpg.connect enters its deadline, then waits.
+            try:
+                async with asyncio.timeout(0.05):
+                    await asyncio.sleep(5)
+            finally:
+                waits_ended.append("at its deadline" if time.monotonic() < started + 2 else "late")
+
+        proxy.wf.store.reserve = unanswered  # type: ignore[method-assign]
+        started = time.monotonic()
+        response = await asyncio.wait_for(proxy.chat(user_id, max_tokens=20), 10)
+
+        assert error_of(response) == (503, "unavailable")
+        assert waits_ended == ["at its deadline"]
+        assert proxy.upstream_calls() == []
+
+
 @pytest.fixture
 def quick_revocation_poll(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wattfare_embed.proxy, "REVOCATION_POLL_SECONDS", 0.05)

@@ -37,8 +37,16 @@ def new_ledger_id(prefix: str = "req_") -> str:
     epoch, then 11 random ones. Ledger pages list rows newest first by ``(created_at, id)``, with
     ``created_at`` in whole seconds, so rows of the same second keep the order they were made in;
     and each new key lands at the right edge of the primary key's B-tree, the page the last insert
-    wrote, instead of on a random one."""
-    return f"{prefix}{time.time_ns() // 1000:013x}{secrets.token_hex(6)[:11]}"
+    wrote, instead of on a random one. Within a process they are strictly increasing: two made in
+    the same microsecond (or after the clock stepped back) take the next microsecond up, rather
+    than falling in the order of their random digits; the random digits keep processes apart."""
+    global _last_micros
+    micros = max(time.time_ns() // 1000, _last_micros + 1)
+    _last_micros = micros
+    return f"{prefix}{micros:013x}{secrets.token_hex(6)[:11]}"
+
+
+_last_micros = 0  # the microseconds of the last ledger id this process made
 
 
 def _spent_in(period: Any) -> Any:

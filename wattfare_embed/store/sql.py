@@ -84,6 +84,14 @@ class SqlStore(ConsentRecords, GrantRecords, UsageRecords, AlertRecords, LedgerN
     def dialect_name(self) -> str:
         return self._run_handle().dialect_name
 
+    @property
+    def reserves_inline(self) -> bool:
+        """Whether ``reserve`` runs its transaction on the caller's stack and, if it has to wait (the
+        file's write lock held by another process), waits on a thread with no deadline of its own
+        entered first: SQLite. The proxy then starts it on the request's own task (``_eager``).
+        PostgreSQL's reserve may first open a connection, under asyncpg's connect deadline."""
+        return isinstance(self._runner, SQLiteRunner)
+
     def _run_handle(self) -> TransactionRunner:
         if self._runner is None:
             raise RuntimeError("the store is not open; call `await store.open()` first")
