@@ -38,7 +38,8 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 
 @dataclass(frozen=True, slots=True)
 class PendingSettle:
-    """One final charge, as ``Store.settle`` takes it (``at``: when the request ended)."""
+    """One final charge, as ``Store.settle`` takes it (``at``: when the request ended), with the
+    usage's token counts. An entry written before they were kept here loads without them."""
 
     ledger_id: str
     cost: int
@@ -46,6 +47,8 @@ class PendingSettle:
     at: int
     generation_id: str | None = None
     reconcile: bool = False
+    tokens_in: int | None = None
+    tokens_out: int | None = None
 
 
 def default_journal_dir(database_url: str) -> Path | None:
@@ -82,6 +85,8 @@ class SettleJournal:
                 entry.at,
                 generation_id=entry.generation_id,
                 reconcile=entry.reconcile,
+                tokens_in=entry.tokens_in,
+                tokens_out=entry.tokens_out,
             )
         except Exception:
             logger.warning("the store could not settle %s now; kept to settle when it is back", entry.ledger_id)
@@ -130,6 +135,8 @@ class SettleJournal:
                 entry.at,
                 generation_id=entry.generation_id,
                 reconcile=entry.reconcile,
+                tokens_in=entry.tokens_in,
+                tokens_out=entry.tokens_out,
             )
             self._forget(entry.ledger_id)
             applied += 1

@@ -2,7 +2,7 @@
 
 from ._alerts import AlertDelivery, AlertFiring
 from ._statements import new_ledger_id
-from ._usage import MonthTotal, Receipt, TokenCount
+from ._usage import MonthTotal, Receipt
 from .base import (
     ConnectionRecord,
     ConnectionState,
@@ -45,7 +45,6 @@ __all__ = [
     "ReservationRequest",
     "SqlStore",
     "Store",
-    "TokenCount",
     "metadata",
     "migrations",
     "new_ledger_id",

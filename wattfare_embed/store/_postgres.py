@@ -113,7 +113,7 @@ SELECT cur.*, held.amount FROM cur LEFT JOIN held ON true
 """
 
 # $1 ledger id, $2 final state, $3 cost, $4 cost_source, $5 generation_id, $6 reconcile,
-# $7 now, $8 period. Returns one row, `settled`: whether this call finalised the entry.
+# $7 now, $8 period, $9 tokens_in, $10 tokens_out. Returns one row, `settled`: whether this call finalised the entry.
 # Only an entry still `reserved` (or `expired`: swept after a stall, its whole hold already
 # charged, so only the difference applies) is finalised; the lock makes that exactly once.
 # The ledger row records the month the charge landed in: the counter's period once charged.
@@ -142,7 +142,9 @@ WITH open_entry AS MATERIALIZED (
         {_L.generation_id} = $5::varchar,
         {_L.reconcile} = $6::boolean,
         {_L.settled_at} = $7::bigint,
-        {_L.period} = COALESCE((SELECT period FROM charge), $8::varchar)
+        {_L.period} = COALESCE((SELECT period FROM charge), $8::varchar),
+        {_L.tokens_in} = $9::bigint,
+        {_L.tokens_out} = $10::bigint
     FROM open_entry AS e
     WHERE l.{_L.id} = e.{_L.id}
     RETURNING l.{_L.id}
@@ -266,9 +268,22 @@ class PostgresFastPath:
         reconcile: bool,
         period: str,
         now: int,
+        tokens_in: int | None,
+        tokens_out: int | None,
     ) -> bool:
         settled = await self._run(
-            "fetchval", SETTLE, ledger_id, state, cost, cost_source, generation_id, reconcile, now, period
+            "fetchval",
+            SETTLE,
+            ledger_id,
+            state,
+            cost,
+            cost_source,
+            generation_id,
+            reconcile,
+            now,
+            period,
+            tokens_in,
+            tokens_out,
         )
         return bool(settled)
 

@@ -108,6 +108,8 @@ def settle(
     reconcile: bool,
     period: str,
     now: int,
+    tokens_in: int | None,
+    tokens_out: int | None,
 ) -> bool:
     """The final ledger row, inside the caller's transaction; False when it already was final."""
     found = _LEDGER_ROW.run(db, {"b_id": ledger_id}).fetchone()
@@ -143,6 +145,8 @@ def settle(
             "b_now": now,
             "b_period": period,
             "b_connection_id": row.connection_id,
+            "b_tokens_in": tokens_in,
+            "b_tokens_out": tokens_out,
         },
     )
     return True
@@ -175,8 +179,10 @@ class SQLiteFastPath:
         reconcile: bool,
         period: str,
         now: int,
+        tokens_in: int | None,
+        tokens_out: int | None,
     ) -> bool:
         settled: bool = await self._runner.run_raw(
-            settle, ledger_id, state, cost, cost_source, generation_id, reconcile, period, now
+            settle, ledger_id, state, cost, cost_source, generation_id, reconcile, period, now, tokens_in, tokens_out
         )
         return settled

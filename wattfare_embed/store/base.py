@@ -13,7 +13,7 @@ from typing import Protocol
 
 from ..money import Micros
 from ._alerts import AlertDelivery, AlertFiring
-from ._usage import MonthTotal, Receipt, TokenCount
+from ._usage import MonthTotal, Receipt
 
 __all__ = [
     "ConnectionRecord",
@@ -294,8 +294,11 @@ class Store(Protocol):
         *,
         generation_id: str | None = None,
         reconcile: bool = False,
+        tokens_in: int | None = None,
+        tokens_out: int | None = None,
     ) -> bool:
-        """Finalise a reservation exactly once: charge ``cost``, free the hold. False if already final."""
+        """Finalise a reservation exactly once: charge ``cost``, free the hold, and record the
+        usage's token counts (``None``: it told none) in the same final row. False if already final."""
 
     async def note_generations(self, entries: Sequence[tuple[str, str]]) -> None:
         """Record ``(ledger id, generation id)`` on reservations still open (the sweeper reconciles
@@ -354,9 +357,6 @@ class Store(Protocol):
         """End a grant at once (its credential dropped); ``None`` when the app has no such grant."""
 
     # -- receipts and reports ----------------------------------------------------------------
-
-    async def record_tokens(self, counts: Sequence[TokenCount]) -> None:
-        """Write settled requests' token counts onto their ledger rows."""
 
     async def receipts(
         self, app_id: str, app_user_id: str, period: str, *, before: tuple[int, str] | None, limit: int
