@@ -29,7 +29,7 @@ from .consent._protocol import SIGNATURE_HEADER, parse_wire_usd, sign_webhook, v
 from .crypto import derive_key
 from .errors import ConfigurationError, InvalidRequestError
 from .money import Micros
-from .store import AlertDelivery, AlertFiring, ConnectionState
+from .store import AlertDelivery, AlertFiring, ConnectionState, SpendAfterCharge
 
 if TYPE_CHECKING:
     from .app import Wattfare
@@ -165,11 +165,26 @@ class Alerts:
 
     # -- fed from the proxy, off the request's path -------------------------------------------
 
-    def settled(self, user: str, cost: Micros) -> None:
-        """A request's final row was written: if it cost anything, its user has new spend to check."""
-        if cost > 0 and self.thresholds:
-            self._users.add(user)
-            self._wake.set()
+    def settled(self, user: str, cost: Micros, spend: SpendAfterCharge | None = None) -> None:
+        """A request's final row was written: if it cost anything, its user has new spend to check.
+
+        ``spend`` is the user's counter as this very charge left it, when the settle returned it:
+        a charge that left it below every threshold (or inactive, or uncapped) has nothing to fire,
+        so it is not checked. That is exact: spend only fires alerts from a settle, and any settle
+        that takes it past a threshold reports that spend itself."""
+        if cost <= 0 or not self.thresholds:
+            return
+        if spend is not None and not self._may_fire(user, spend):
+            return
+        self._users.add(user)
+        self._wake.set()
+
+    def _may_fire(self, user: str, spend: SpendAfterCharge) -> bool:
+        if spend.status != ConnectionState.ACTIVE.value or spend.monthly_cap <= 0:
+            return False
+        if self._done.get(user) == spend.period:
+            return False
+        return spend.spent * 100 >= spend.monthly_cap * self.thresholds[0]
 
     async def start(self) -> None:
         self._embed.run_in_background(self._work)

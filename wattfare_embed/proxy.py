@@ -474,13 +474,14 @@ class Proxy:
         )
         # The store has the final row, token counts included, or the journal does until the
         # store is back (never lost).
-        written = await self.journal.settle(self._embed.store, final)
+        settled = await self.journal.settle(self._embed.store, final)
         exchange.settled = True
         exchange.trace.settled(cost, source, meter.usage, meter.response_model)
-        if not written:
+        if settled is None:
             return  # journaled: applied, and then reconciled, when the store is back
-        # Threshold alerts: queued here, checked by a background task.
-        self._embed.alerts.settled(exchange.user, cost)
+        # Threshold alerts: queued here (unless the spend the settle returned passed none), checked
+        # by a background task.
+        self._embed.alerts.settled(exchange.user, cost, settled.spend)
         if reconcile and meter.generation_id:
             self.reconciler.later(reservation.ledger_id, meter.generation_id, reservation.connection)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..store import Store
+    from ..store import Settled, Store
 
 __all__ = ["PendingSettle", "SettleJournal", "default_journal_dir"]
 
@@ -75,10 +75,10 @@ class SettleJournal:
     def pending(self) -> int:
         return len(self._pending)
 
-    async def settle(self, store: Store, entry: PendingSettle) -> bool:
-        """Settle now; when the store fails, keep it for later. True when the store took it now."""
+    async def settle(self, store: Store, entry: PendingSettle) -> Settled | None:
+        """Settle now; when the store fails, keep it for later. ``None`` when it was kept."""
         try:
-            await store.settle(
+            settled = await store.settle_reading_spend(
                 entry.ledger_id,
                 entry.cost,
                 entry.cost_source,
@@ -91,8 +91,8 @@ class SettleJournal:
         except Exception:
             logger.warning("the store could not settle %s now; kept to settle when it is back", entry.ledger_id)
             self.keep(entry)
-            return False
-        return True
+            return None
+        return settled
 
     def keep(self, entry: PendingSettle) -> None:
         self._pending[entry.ledger_id] = entry

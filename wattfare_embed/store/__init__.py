@@ -17,6 +17,8 @@ from .base import (
     Refusal,
     Reservation,
     ReservationRequest,
+    Settled,
+    SpendAfterCharge,
     Store,
 )
 from .pools import PoolSizes
@@ -43,6 +45,8 @@ __all__ = [
     "Refusal",
     "Reservation",
     "ReservationRequest",
+    "Settled",
+    "SpendAfterCharge",
     "SqlStore",
     "Store",
     "metadata",

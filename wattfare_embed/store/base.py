@@ -245,6 +245,25 @@ class LedgerEntry:
     settled_at: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class SpendAfterCharge:
+    """A user's counter as the settle that charged it left it: what threshold alerts compare."""
+
+    status: str
+    monthly_cap: Micros
+    period: str
+    spent: Micros
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What ``Store.settle_reading_spend`` did: ``final`` as ``settle`` returns it, and the user's
+    counter after the charge where the settle's own statement returned it (``None``: read it)."""
+
+    final: bool
+    spend: SpendAfterCharge | None = None
+
+
 class Store(Protocol):
     """Cap and usage state. Every method is one atomic transaction."""
 
@@ -299,6 +318,21 @@ class Store(Protocol):
     ) -> bool:
         """Finalise a reservation exactly once: charge ``cost``, free the hold, and record the
         usage's token counts (``None``: it told none) in the same final row. False if already final."""
+
+    async def settle_reading_spend(
+        self,
+        ledger_id: str,
+        cost: Micros,
+        cost_source: str,
+        now: int,
+        *,
+        generation_id: str | None = None,
+        reconcile: bool = False,
+        tokens_in: int | None = None,
+        tokens_out: int | None = None,
+    ) -> Settled:
+        """``settle``, also returning the user's counter after the charge when the statement that
+        charged it can return it at no extra statement (the SQLite and PostgreSQL hot paths)."""
 
     async def note_generations(self, entries: Sequence[tuple[str, str]]) -> None:
         """Record ``(ledger id, generation id)`` on reservations still open (the sweeper reconciles
