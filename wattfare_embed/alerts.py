@@ -2,8 +2,8 @@
 50 %, 80 %, 100 % of their cap, once per threshold, user and month.
 
 Nothing here runs on a request's path. The proxy hands each settled request to ``settled`` (a
-queue append); a background task writes the token counts onto the ledger and, once per user
-with new spend, reads the user's counter and fires the thresholds it passed. A firing is a row
+set insert; its token counts are already in its final ledger row); a background task, once per
+user with new spend, reads the user's counter and fires the thresholds it passed. A firing is a row
 keyed by ``(app, user, month, percent)``: among several workers, and across restarts, the first
 to insert it fires it, the others meet the key. Its deliveries (the in-process callbacks, the
 webhook) go into an outbox in the same transaction and are retried until they succeed, from
@@ -29,7 +29,7 @@ from .consent._protocol import SIGNATURE_HEADER, parse_wire_usd, sign_webhook, v
 from .crypto import derive_key
 from .errors import ConfigurationError, InvalidRequestError
 from .money import Micros
-from .store import AlertDelivery, AlertFiring, ConnectionState, TokenCount
+from .store import AlertDelivery, AlertFiring, ConnectionState, SpendAfterCharge
 
 if TYPE_CHECKING:
     from .app import Wattfare
@@ -51,14 +51,10 @@ CALLBACK, WEBHOOK = "callback", "webhook"
 LEASE_SECONDS = 60  # a delivery in hand is someone else's to retry only after this
 MAX_BACKOFF_SECONDS = 3600
 WEBHOOK_TIMEOUT_SECONDS = 10.0
-# Token counts waiting to be written while the store fails: past this, new ones go unrecorded
-# (receipts show no tokens for them) rather than growing the process without end.
-MAX_QUEUED_TOKEN_COUNTS = 100_000
-# Settles are gathered this long before one write: one transaction for many requests under load.
+# Settles are gathered this long before one pass: one read per user for many requests under load.
 BATCH_SECONDS = 0.05
 
 AlertCallback = Callable[["BudgetAlert"], Awaitable[None] | None]
-UsageTokens = Callable[[dict[str, Any]], tuple[int, int] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +152,6 @@ class Alerts:
         self.retry_seconds = retry_seconds
         self._callbacks: list[AlertCallback] = []
         self._signing_key = alert_signing_key(embed.keys.secret_key)
-        self._tokens: list[TokenCount] = []
         self._users: set[str] = set()
         self._wake = asyncio.Event()
         # One flush at a time: a flush returns only once what was queued before it is done.
@@ -170,28 +165,37 @@ class Alerts:
 
     # -- fed from the proxy, off the request's path -------------------------------------------
 
-    def settled(
-        self, user: str, ledger_id: str, cost: Micros, usage: dict[str, Any] | None, usage_tokens: UsageTokens
-    ) -> None:
-        """A request's final row was written: note its tokens and, if it cost anything, its user."""
-        if usage is not None and len(self._tokens) < MAX_QUEUED_TOKEN_COUNTS:
-            counted = usage_tokens(usage)
-            if counted is not None:
-                self._tokens.append(TokenCount(ledger_id, counted[0], counted[1]))
-        if cost > 0 and self.thresholds:
-            self._users.add(user)
+    def settled(self, user: str, cost: Micros, spend: SpendAfterCharge | None = None) -> None:
+        """A request's final row was written: if it cost anything, its user has new spend to check.
+
+        ``spend`` is the user's counter as this very charge left it, when the settle returned it:
+        a charge that left it below every threshold (or inactive, or uncapped) has nothing to fire,
+        so it is not checked. That is exact: spend only fires alerts from a settle, and any settle
+        that takes it past a threshold reports that spend itself."""
+        if cost <= 0 or not self.thresholds:
+            return
+        if spend is not None and not self._may_fire(user, spend):
+            return
+        self._users.add(user)
         self._wake.set()
+
+    def _may_fire(self, user: str, spend: SpendAfterCharge) -> bool:
+        if spend.status != ConnectionState.ACTIVE.value or spend.monthly_cap <= 0:
+            return False
+        if self._done.get(user) == spend.period:
+            return False
+        return spend.spent * 100 >= spend.monthly_cap * self.thresholds[0]
 
     async def start(self) -> None:
         self._embed.run_in_background(self._work)
         self._embed.run_in_background(self._poll_outbox)
 
     async def stop(self) -> None:
-        """Write what is still queued (shutdown); deliveries left wait in the outbox."""
+        """Check what is still queued (shutdown); deliveries left wait in the outbox."""
         try:
             await asyncio.wait_for(self.flush(), 10)
         except Exception:
-            logger.warning("writing queued usage at shutdown failed", exc_info=True)
+            logger.warning("checking queued spend at shutdown failed", exc_info=True)
 
     async def _work(self) -> None:
         while True:
@@ -201,22 +205,16 @@ class Alerts:
             try:
                 await self.flush()
             except Exception:
-                logger.exception("recording usage for alerts failed; trying again")
+                logger.exception("checking spend for alerts failed; trying again")
                 await asyncio.sleep(1)
                 self._wake.set()
 
     async def flush(self) -> None:
-        """Write queued token counts, check the users with new spend, deliver what fired."""
+        """Check the users with new spend, deliver what fired."""
         async with self._flushing:
             await self._flush()
 
     async def _flush(self) -> None:
-        tokens, self._tokens = self._tokens, []
-        try:
-            await self._embed.store.record_tokens(tokens)
-        except Exception:
-            self._tokens[:0] = tokens  # kept for the next round
-            raise
         users, self._users = self._users, set()
         fired = False
         for user in users:

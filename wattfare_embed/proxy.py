@@ -472,17 +472,21 @@ class Proxy:
         cost, source, reconcile = self._charge(exchange)
         generation_id = meter.generation_id if source != "none" else None
         exchange.trace.settling()
-        final = PendingSettle(reservation.ledger_id, cost, source, int(time.time()), generation_id, reconcile)
-        # The store has the final row, or the journal does until the store is back (never lost).
-        written = await self.journal.settle(self._embed.store, final)
+        counted = exchange.dialect.usage_tokens(meter.usage) if meter.usage is not None else None
+        tokens_in, tokens_out = counted if counted is not None else (None, None)
+        final = PendingSettle(
+            reservation.ledger_id, cost, source, int(time.time()), generation_id, reconcile, tokens_in, tokens_out
+        )
+        # The store has the final row, token counts included, or the journal does until the
+        # store is back (never lost).
+        settled = await self.journal.settle(self._embed.store, final)
         exchange.settled = True
         exchange.trace.settled(cost, source, meter.usage, meter.response_model)
-        if not written:
+        if settled is None:
             return  # journaled: applied, and then reconciled, when the store is back
-        # Token counts and threshold alerts: queued here, written by a background task.
-        self._embed.alerts.settled(
-            exchange.user, reservation.ledger_id, cost, meter.usage, exchange.dialect.usage_tokens
-        )
+        # Threshold alerts: queued here (unless the spend the settle returned passed none), checked
+        # by a background task.
+        self._embed.alerts.settled(exchange.user, cost, settled.spend)
         if reconcile and meter.generation_id:
             self.reconciler.later(reservation.ledger_id, meter.generation_id, reservation.connection)
 

@@ -34,7 +34,8 @@ async def receipts_of(proxied: Proxied, user: str, **query: Any) -> dict[str, An
 
 
 async def tokens_written(proxied: Proxied, user: str, requests: int) -> list[dict[str, Any]]:
-    """The user's receipts once all ``requests`` carry their token counts (written just after the charge)."""
+    """The user's receipts once all ``requests`` are final with their token counts (a stream's
+    settle may still be under way when its last byte arrives)."""
 
     async def check() -> list[dict[str, Any]] | None:
         rows: list[dict[str, Any]] = (await receipts_of(proxied, user, limit=200))["data"]

@@ -88,6 +88,30 @@ async def test_a_user_below_every_threshold_gets_no_alert(keys: AppKeys, sqlite_
         assert (await proxy.connection("ann")).spent > 0
 
 
+async def test_a_charge_the_settle_saw_below_every_threshold_reads_nothing_more(
+    keys: AppKeys, database_url: str
+) -> None:
+    async with running_proxy(keys, database_url, alert_thresholds=THRESHOLDS) as proxy:
+        got = collect(proxy.wf)
+        checked: list[str] = []
+        real_check = proxy.wf.alerts.check
+
+        async def check(user: str) -> bool:
+            checked.append(user)
+            return await real_check(user)
+
+        proxy.wf.alerts.check = check  # type: ignore[method-assign]
+        await proxy.connect("ann", "1")
+        await proxy.connect("bob", CAP)
+        for _ in range(3):
+            assert (await proxy.chat("ann", model=SONNET, max_tokens=20)).status_code == 200
+        await settle_alerts(proxy.wf)
+        assert checked == [] and got == []  # the settle returned ann's spend: far below 25 %
+        await spend_past(proxy, "bob", 30)
+        await settle_alerts(proxy.wf)
+        assert set(checked) == {"bob"} and [alert.percent for alert in got] == [25]
+
+
 @dataclass
 class Receiver:
     """An app's alert endpoint: answers 500 to the first ``failures`` deliveries, then keeps them."""

@@ -481,8 +481,8 @@ async def _scenario(store: SqlStore, app_id: str) -> list[Any]:
     a = await reserve(_request(app_id, "u", 30_000), MARCH + 1)
     b = await reserve(_request(app_id, "u", 90_000, minimum=1), MARCH + 2)
     await reserve(_request(app_id, "u", 5_000, minimum=1), MARCH + 3)
-    await settle(a, MARCH + 4, 10_000, "reported", generation_id="gen-a")
-    await settle(a, MARCH + 5, 10_000, "reported", generation_id="gen-a")
+    await settle(a, MARCH + 4, 10_000, "reported", generation_id="gen-a", tokens_in=120, tokens_out=30)
+    await settle(a, MARCH + 5, 10_000, "reported", generation_id="gen-a", tokens_in=1, tokens_out=1)
     await settle(b, MARCH + 6, 0, "none")
     c = await reserve(_request(app_id, "u", 50_000, ttl=10), MARCH + 7)
     await store.sweep_expired(MARCH + 20)
@@ -498,6 +498,9 @@ async def _scenario(store: SqlStore, app_id: str) -> list[Any]:
     await reserve(_request(app_id, "nobody", 1), APRIL + 6)
     ledger = sorted(await store.ledger(app_id, limit=100), key=lambda entry: entry.created_at)
     steps.extend(dataclasses.replace(entry, id="") for entry in ledger)
+    for period in (period_of(MARCH), period_of(APRIL)):
+        receipts = await store.receipts(app_id, "u", period, before=None, limit=100)
+        steps.extend(sorted((r.created_at, r.cost, r.tokens_in, r.tokens_out) for r in receipts))
     return steps
 
 
@@ -511,4 +514,5 @@ async def test_it_keeps_the_same_books_as_the_portable_path(app_id: str) -> None
         await fast.close()
         await portable.close()
     assert on_fast == on_portable
-    assert len(on_fast) == 16 + 5  # steps, then the five ledger entries
+    assert len(on_fast) == 16 + 5 + 4  # steps, the five ledger entries, the four charged ones' receipts
+    assert on_fast[-4][2:] == (120, 30)  # the first settle's counts, kept by the final row

@@ -206,6 +206,43 @@ async def test_settle_is_exactly_once(store: SqlStore, keys: AppKeys, user_id: s
     assert await store.settle("req_unknown", 1, "reported", now) is False
 
 
+async def test_settle_writes_the_token_counts_into_the_final_row(store: SqlStore, keys: AppKeys, user_id: str) -> None:
+    await _connect(store, keys.app_id, user_id, USD)
+    counted = await _reserve(store, _request(keys.app_id, user_id, 300_000))
+    told_none = await _reserve(store, _request(keys.app_id, user_id, 300_000))
+    now = int(time.time())
+    assert await store.settle(counted.ledger_id, 120_000, "reported", now, tokens_in=42, tokens_out=7)
+    assert await store.settle(told_none.ledger_id, 5_000, "estimated", now)
+    # A second settle of a final row changes neither its charge nor its counts.
+    assert not await store.settle(counted.ledger_id, 1, "reported", now, tokens_in=1, tokens_out=1)
+    receipts = await store.receipts(keys.app_id, user_id, period_of(now), before=None, limit=10)
+    assert {r.id: (r.cost, r.tokens_in, r.tokens_out) for r in receipts} == {
+        counted.ledger_id: (120_000, 42, 7),
+        told_none.ledger_id: (5_000, None, None),
+    }
+    [total] = await store.month_totals(keys.app_id, period_of(now))
+    assert (total.tokens_in, total.tokens_out) == (42, 7)
+
+
+async def test_a_settle_can_return_the_users_counter_as_its_charge_left_it(
+    store: SqlStore, keys: AppKeys, user_id: str
+) -> None:
+    await _connect(store, keys.app_id, user_id, USD)
+    first = await _reserve(store, _request(keys.app_id, user_id, 300_000))
+    second = await _reserve(store, _request(keys.app_id, user_id, 300_000))
+    now = int(time.time())
+    settled = await store.settle_reading_spend(first.ledger_id, 120_000, "reported", now)
+    again = await store.settle_reading_spend(first.ledger_id, 120_000, "reported", now)
+    record = await store.get_connection(keys.app_id, user_id, now)
+    assert record is not None and settled.final and not again.final
+    # The hot paths return it from the charging statement; the portable one leaves it to a read.
+    assert settled.spend is None or (settled.spend.spent, settled.spend.monthly_cap) == (120_000, USD)
+    assert settled.spend is None or (settled.spend.status, settled.spend.period) == ("active", record.period)
+    later = await store.settle_reading_spend(second.ledger_id, 30_000, "reported", now)
+    assert later.spend is None or later.spend.spent == 150_000
+    assert (store._sqlite is None and store._postgres is None) or settled.spend is not None
+
+
 async def test_concurrent_settles_of_one_reservation_apply_once(store: SqlStore, keys: AppKeys, user_id: str) -> None:
     await _connect(store, keys.app_id, user_id, USD)
     held = await _reserve(store, _request(keys.app_id, user_id, 300_000))

@@ -13,6 +13,7 @@ import pytest
 from wattfare_embed import FundingGrant, GrantInvalidError, Wattfare, new_key_pair, to_wattfare_error
 from wattfare_embed.grants import GrantStatus, IssuedGrant, grant_token_hash, issue_grant
 from wattfare_embed.money import micros_from_usd
+from wattfare_embed.periods import period_of
 from wattfare_embed.store import GrantRecord, LedgerEntry
 from wattfare_embed.testing.fake_openrouter import FakeKey
 from wattfare_embed.testing.waiting import poll
@@ -82,6 +83,19 @@ async def test_three_requests_succeed_and_the_fourth_is_grant_invalid(proxy: Pro
     assert len(proxy.upstream_calls()) == 3  # the refused one never left
     # The upstream was called with the grant's own funding key.
     assert all(call.headers["authorization"] == f"Bearer {key.secret}" for call in proxy.upstream_calls())
+
+
+async def test_a_grants_request_has_its_token_counts_in_its_final_row(proxy: Proxied) -> None:
+    issued, _key = await grant_for(proxy, requests=1)
+    answer = await chat(proxy, issued.token)
+    assert answer.status_code == 200
+    # Settled before the answer was sent, counts and charge in one write: no waiting for them.
+    [receipt] = await proxy.wf.store.receipts(
+        proxy.keys.app_id, issued.grant_id, period_of(int(time.time())), before=None, limit=10
+    )
+    usage = answer.json()["usage"]
+    assert (receipt.tokens_in, receipt.tokens_out) == (usage["prompt_tokens"], usage["completion_tokens"])
+    assert receipt.cost == (await record_of(proxy, issued)).spent > 0
 
 
 async def test_twenty_concurrent_requests_on_a_three_request_grant_charge_exactly_three(proxy: Proxied) -> None:

@@ -19,20 +19,20 @@ SONNET = "anthropic/claude-sonnet-4"
 async def test_a_settle_that_fails_is_retried_so_the_row_is_still_final(lite: Proxied, user_id: str) -> None:
     await lite.connect(user_id)
     store = lite.wf.store
-    real_settle = store.settle
+    real_settle = store.settle_reading_spend
     failures = []
 
-    async def settle_failing_once(*args: Any, **kwargs: Any) -> bool:
+    async def settle_failing_once(*args: Any, **kwargs: Any) -> Any:
         if not failures:
             failures.append(args)
             raise OSError("database is locked")
         return await real_settle(*args, **kwargs)
 
-    store.settle = settle_failing_once  # type: ignore[method-assign]
+    store.settle_reading_spend = settle_failing_once  # type: ignore[method-assign]
     try:
         response = await lite.chat(user_id, max_tokens=20)
     finally:
-        store.settle = real_settle  # type: ignore[method-assign]
+        store.settle_reading_spend = real_settle  # type: ignore[method-assign]
 
     assert failures, "the first settle should have failed"
     assert response.status_code == 200, "the answer was paid for and still reaches the client"

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..store import Store
+    from ..store import Settled, Store
 
 __all__ = ["PendingSettle", "SettleJournal", "default_journal_dir"]
 
@@ -38,7 +38,8 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 
 @dataclass(frozen=True, slots=True)
 class PendingSettle:
-    """One final charge, as ``Store.settle`` takes it (``at``: when the request ended)."""
+    """One final charge, as ``Store.settle`` takes it (``at``: when the request ended), with the
+    usage's token counts. An entry written before they were kept here loads without them."""
 
     ledger_id: str
     cost: int
@@ -46,6 +47,8 @@ class PendingSettle:
     at: int
     generation_id: str | None = None
     reconcile: bool = False
+    tokens_in: int | None = None
+    tokens_out: int | None = None
 
 
 def default_journal_dir(database_url: str) -> Path | None:
@@ -72,22 +75,24 @@ class SettleJournal:
     def pending(self) -> int:
         return len(self._pending)
 
-    async def settle(self, store: Store, entry: PendingSettle) -> bool:
-        """Settle now; when the store fails, keep it for later. True when the store took it now."""
+    async def settle(self, store: Store, entry: PendingSettle) -> Settled | None:
+        """Settle now; when the store fails, keep it for later. ``None`` when it was kept."""
         try:
-            await store.settle(
+            settled = await store.settle_reading_spend(
                 entry.ledger_id,
                 entry.cost,
                 entry.cost_source,
                 entry.at,
                 generation_id=entry.generation_id,
                 reconcile=entry.reconcile,
+                tokens_in=entry.tokens_in,
+                tokens_out=entry.tokens_out,
             )
         except Exception:
             logger.warning("the store could not settle %s now; kept to settle when it is back", entry.ledger_id)
             self.keep(entry)
-            return False
-        return True
+            return None
+        return settled
 
     def keep(self, entry: PendingSettle) -> None:
         self._pending[entry.ledger_id] = entry
@@ -130,6 +135,8 @@ class SettleJournal:
                 entry.at,
                 generation_id=entry.generation_id,
                 reconcile=entry.reconcile,
+                tokens_in=entry.tokens_in,
+                tokens_out=entry.tokens_out,
             )
             self._forget(entry.ledger_id)
             applied += 1

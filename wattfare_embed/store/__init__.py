@@ -2,7 +2,7 @@
 
 from ._alerts import AlertDelivery, AlertFiring
 from ._statements import new_ledger_id
-from ._usage import MonthTotal, Receipt, TokenCount
+from ._usage import MonthTotal, Receipt
 from .base import (
     ConnectionRecord,
     ConnectionState,
@@ -17,6 +17,8 @@ from .base import (
     Refusal,
     Reservation,
     ReservationRequest,
+    Settled,
+    SpendAfterCharge,
     Store,
 )
 from .pools import PoolSizes
@@ -43,9 +45,10 @@ __all__ = [
     "Refusal",
     "Reservation",
     "ReservationRequest",
+    "Settled",
+    "SpendAfterCharge",
     "SqlStore",
     "Store",
-    "TokenCount",
     "metadata",
     "migrations",
     "new_ledger_id",

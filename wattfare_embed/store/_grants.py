@@ -216,6 +216,8 @@ class GrantRecords(ABC):
         now: int,
         generation_id: str | None,
         reconcile: bool,
+        tokens_in: int | None,
+        tokens_out: int | None,
     ) -> bool:
         def operation(db: Connection) -> bool:
             row = db.execute(
@@ -249,6 +251,8 @@ class GrantRecords(ABC):
                     generation_id=generation_id,
                     reconcile=reconcile,
                     settled_at=now,
+                    tokens_in=tokens_in,
+                    tokens_out=tokens_out,
                 )
             )
             return True

@@ -33,7 +33,16 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import URL, make_url
 
 from ._pg_pool import ConnectionPool
-from .base import ConnectionRecord, ConnectionState, Refusal, Reservation, ReservationRequest, refusal_for_headroom
+from .base import (
+    ConnectionRecord,
+    ConnectionState,
+    Refusal,
+    Reservation,
+    ReservationRequest,
+    Settled,
+    SpendAfterCharge,
+    refusal_for_headroom,
+)
 from .pools import PoolSizes
 from .schema import connections, ledger
 
@@ -113,7 +122,9 @@ SELECT cur.*, held.amount FROM cur LEFT JOIN held ON true
 """
 
 # $1 ledger id, $2 final state, $3 cost, $4 cost_source, $5 generation_id, $6 reconcile,
-# $7 now, $8 period. Returns one row, `settled`: whether this call finalised the entry.
+# $7 now, $8 period, $9 tokens_in, $10 tokens_out. Returns one row, `settled`: whether this call
+# finalised the entry, and the user's counter as the charge left it (status, monthly_cap, period,
+# spent; NULL when nothing was charged), for threshold alerts.
 # Only an entry still `reserved` (or `expired`: swept after a stall, its whole hold already
 # charged, so only the difference applies) is finalised; the lock makes that exactly once.
 # The ledger row records the month the charge landed in: the counter's period once charged.
@@ -133,7 +144,8 @@ WITH open_entry AS MATERIALIZED (
         {_C.updated_at} = $7::bigint
     FROM open_entry AS e
     WHERE c.{_C.id} = e.{_L.connection_id}
-    RETURNING c.{_C.period} AS period
+    RETURNING c.{_C.period} AS period, c.{_C.status} AS status, c.{_C.monthly_cap} AS monthly_cap,
+              c.{_C.spent} AS spent
 ), final AS (
     UPDATE {_L.table} AS l
     SET {_L.state} = $2::varchar,
@@ -142,12 +154,15 @@ WITH open_entry AS MATERIALIZED (
         {_L.generation_id} = $5::varchar,
         {_L.reconcile} = $6::boolean,
         {_L.settled_at} = $7::bigint,
-        {_L.period} = COALESCE((SELECT period FROM charge), $8::varchar)
+        {_L.period} = COALESCE((SELECT period FROM charge), $8::varchar),
+        {_L.tokens_in} = $9::bigint,
+        {_L.tokens_out} = $10::bigint
     FROM open_entry AS e
     WHERE l.{_L.id} = e.{_L.id}
     RETURNING l.{_L.id}
 )
-SELECT count(*) > 0 AS settled FROM final
+SELECT (SELECT count(*) > 0 FROM final) AS settled, charge.status, charge.monthly_cap, charge.period, charge.spent
+FROM (SELECT 1) AS one LEFT JOIN charge ON true
 """
 
 
@@ -266,11 +281,28 @@ class PostgresFastPath:
         reconcile: bool,
         period: str,
         now: int,
-    ) -> bool:
-        settled = await self._run(
-            "fetchval", SETTLE, ledger_id, state, cost, cost_source, generation_id, reconcile, now, period
+        tokens_in: int | None,
+        tokens_out: int | None,
+    ) -> Settled:
+        row = await self._run(
+            "fetchrow",
+            SETTLE,
+            ledger_id,
+            state,
+            cost,
+            cost_source,
+            generation_id,
+            reconcile,
+            now,
+            period,
+            tokens_in,
+            tokens_out,
         )
-        return bool(settled)
+        if not row["settled"]:
+            return Settled(False)
+        if row["status"] is None:
+            return Settled(True)
+        return Settled(True, SpendAfterCharge(row["status"], row["monthly_cap"], row["period"], row["spent"]))
 
 
 def _reservation(row: Any, request: ReservationRequest, ledger_id: str) -> Reservation | Refusal:

@@ -28,7 +28,7 @@ from ._statements import (
     _USER_ROW_FOR_UPDATE,
     plan_hold,
 )
-from .base import ConnectionState, Refusal, Reservation, ReservationRequest
+from .base import ConnectionState, Refusal, Reservation, ReservationRequest, Settled, SpendAfterCharge
 from .schema import connections, ledger
 
 __all__ = ["SQLiteFastPath"]
@@ -69,7 +69,10 @@ _USER_ROW = _Statement(_USER_ROW_FOR_UPDATE)
 _HOLD_SQL = _Statement(_HOLD)
 _INSERT = _Statement(insert(ledger).values({name: bindparam(name) for name in _LEDGER_COLUMNS}))
 _LEDGER_ROW = _Statement(_LEDGER_ROW_FOR_UPDATE)
-_CHARGE_SQL = _Statement(_CHARGE)
+# The counter as the charge left it, for threshold alerts: returned by the write itself.
+_CHARGE_SQL = _Statement(
+    _CHARGE.returning(connections.c.status, connections.c.monthly_cap, connections.c.period, connections.c.spent)
+)
 _FINAL = _Statement(_LEDGER_FINAL)
 
 # Rows by column name, as the record builders read them (the selects list these columns in order).
@@ -108,19 +111,21 @@ def settle(
     reconcile: bool,
     period: str,
     now: int,
-) -> bool:
-    """The final ledger row, inside the caller's transaction; False when it already was final."""
+    tokens_in: int | None,
+    tokens_out: int | None,
+) -> Settled:
+    """The final ledger row, inside the caller's transaction; ``final`` False when it already was."""
     found = _LEDGER_ROW.run(db, {"b_id": ledger_id}).fetchone()
     if found is None:
-        return False
+        return Settled(False)
     row: Any = _LedgerRow._make(found)
     if row.state not in ("reserved", "expired"):
-        return False
+        return Settled(False)
     if row.state == "reserved":
         hold, already_charged = row.reserved, 0
     else:  # the sweeper charged the whole hold after a stall; apply the difference
         hold, already_charged = 0, row.cost or 0
-    _CHARGE_SQL.run(
+    charged = _CHARGE_SQL.run(
         db,
         {
             "b_id": row.connection_id,
@@ -129,7 +134,7 @@ def settle(
             "b_hold": hold,
             "b_now": now,
         },
-    )
+    ).fetchall()  # all of it: the statement is done before the next one runs
     _FINAL.run(
         db,
         {
@@ -143,9 +148,11 @@ def settle(
             "b_now": now,
             "b_period": period,
             "b_connection_id": row.connection_id,
+            "b_tokens_in": tokens_in,
+            "b_tokens_out": tokens_out,
         },
     )
-    return True
+    return Settled(True, SpendAfterCharge(*charged[0]) if charged else None)
 
 
 class SQLiteFastPath:
@@ -175,8 +182,10 @@ class SQLiteFastPath:
         reconcile: bool,
         period: str,
         now: int,
-    ) -> bool:
-        settled: bool = await self._runner.run_raw(
-            settle, ledger_id, state, cost, cost_source, generation_id, reconcile, period, now
+        tokens_in: int | None,
+        tokens_out: int | None,
+    ) -> Settled:
+        settled: Settled = await self._runner.run_raw(
+            settle, ledger_id, state, cost, cost_source, generation_id, reconcile, period, now, tokens_in, tokens_out
         )
         return settled

@@ -142,6 +142,8 @@ _LEDGER_FINAL = (
         reconcile=bindparam("b_reconcile"),
         settled_at=bindparam("b_now"),
         period=func.coalesce(_CHARGED_PERIOD, bindparam("b_period")),
+        tokens_in=bindparam("b_tokens_in"),
+        tokens_out=bindparam("b_tokens_out"),
     )
 )
 _CHARGED_SPEND = _spent_in(bindparam("b_period")) + bindparam("b_delta")

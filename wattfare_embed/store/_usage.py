@@ -1,19 +1,18 @@
-"""Reading the ledger back: one user's receipts, a month's totals, and the token counts written late."""
+"""Reading the ledger back: one user's receipts and a month's totals."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, and_, func, or_, select
 
 from ..money import Micros
 from ._runner import TransactionRunner
 from .schema import CHARGED, ledger
 
-__all__ = ["MonthTotal", "Receipt", "TokenCount", "UsageRecords"]
+__all__ = ["MonthTotal", "Receipt", "UsageRecords"]
 
 _L = ledger.c
 
@@ -46,36 +45,11 @@ class MonthTotal:
     tokens_out: int
 
 
-@dataclass(frozen=True, slots=True)
-class TokenCount:
-    """The input and output tokens a settled request's usage counted."""
-
-    ledger_id: str
-    tokens_in: int
-    tokens_out: int
-
-
-_SET_TOKENS = (
-    update(ledger).where(_L.id == bindparam("b_id")).values(tokens_in=bindparam("b_in"), tokens_out=bindparam("b_out"))
-)
-
-
 class UsageRecords(ABC):
     """The ledger as receipts and reports, each operation one transaction."""
 
     @abstractmethod
     def _run_handle(self) -> TransactionRunner: ...
-
-    async def record_tokens(self, counts: Sequence[TokenCount]) -> None:
-        """Write token counts onto their (already final) ledger rows, all in one transaction."""
-        if not counts:
-            return
-        params = [{"b_id": c.ledger_id, "b_in": c.tokens_in, "b_out": c.tokens_out} for c in counts]
-
-        def operation(db: Connection) -> None:
-            db.execute(_SET_TOKENS, params)
-
-        await self._run_handle().run(operation)
 
     async def receipts(
         self, app_id: str, app_user_id: str, period: str, *, before: tuple[int, str] | None, limit: int

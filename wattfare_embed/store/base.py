@@ -13,7 +13,7 @@ from typing import Protocol
 
 from ..money import Micros
 from ._alerts import AlertDelivery, AlertFiring
-from ._usage import MonthTotal, Receipt, TokenCount
+from ._usage import MonthTotal, Receipt
 
 __all__ = [
     "ConnectionRecord",
@@ -245,6 +245,25 @@ class LedgerEntry:
     settled_at: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class SpendAfterCharge:
+    """A user's counter as the settle that charged it left it: what threshold alerts compare."""
+
+    status: str
+    monthly_cap: Micros
+    period: str
+    spent: Micros
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What ``Store.settle_reading_spend`` did: ``final`` as ``settle`` returns it, and the user's
+    counter after the charge where the settle's own statement returned it (``None``: read it)."""
+
+    final: bool
+    spend: SpendAfterCharge | None = None
+
+
 class Store(Protocol):
     """Cap and usage state. Every method is one atomic transaction."""
 
@@ -294,8 +313,26 @@ class Store(Protocol):
         *,
         generation_id: str | None = None,
         reconcile: bool = False,
+        tokens_in: int | None = None,
+        tokens_out: int | None = None,
     ) -> bool:
-        """Finalise a reservation exactly once: charge ``cost``, free the hold. False if already final."""
+        """Finalise a reservation exactly once: charge ``cost``, free the hold, and record the
+        usage's token counts (``None``: it told none) in the same final row. False if already final."""
+
+    async def settle_reading_spend(
+        self,
+        ledger_id: str,
+        cost: Micros,
+        cost_source: str,
+        now: int,
+        *,
+        generation_id: str | None = None,
+        reconcile: bool = False,
+        tokens_in: int | None = None,
+        tokens_out: int | None = None,
+    ) -> Settled:
+        """``settle``, also returning the user's counter after the charge when the statement that
+        charged it can return it at no extra statement (the SQLite and PostgreSQL hot paths)."""
 
     async def note_generations(self, entries: Sequence[tuple[str, str]]) -> None:
         """Record ``(ledger id, generation id)`` on reservations still open (the sweeper reconciles
@@ -354,9 +391,6 @@ class Store(Protocol):
         """End a grant at once (its credential dropped); ``None`` when the app has no such grant."""
 
     # -- receipts and reports ----------------------------------------------------------------
-
-    async def record_tokens(self, counts: Sequence[TokenCount]) -> None:
-        """Write settled requests' token counts onto their ledger rows."""
 
     async def receipts(
         self, app_id: str, app_user_id: str, period: str, *, before: tuple[int, str] | None, limit: int

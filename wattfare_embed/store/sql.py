@@ -50,6 +50,7 @@ from .base import (
     Refusal,
     Reservation,
     ReservationRequest,
+    Settled,
 )
 from .pools import PoolSizes
 from .revisions import migrations
@@ -298,17 +299,49 @@ class SqlStore(ConsentRecords, GrantRecords, UsageRecords, AlertRecords, LedgerN
         *,
         generation_id: str | None = None,
         reconcile: bool = False,
+        tokens_in: int | None = None,
+        tokens_out: int | None = None,
     ) -> bool:
+        settled = await self.settle_reading_spend(
+            ledger_id,
+            cost,
+            cost_source,
+            now,
+            generation_id=generation_id,
+            reconcile=reconcile,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+        )
+        return settled.final
+
+    async def settle_reading_spend(
+        self,
+        ledger_id: str,
+        cost: int,
+        cost_source: str,
+        now: int,
+        *,
+        generation_id: str | None = None,
+        reconcile: bool = False,
+        tokens_in: int | None = None,
+        tokens_out: int | None = None,
+    ) -> Settled:
         period = period_of(now)
         state = "released" if cost_source == "none" else "settled"
         if ledger_id.startswith(GRANT_LEDGER_PREFIX):
-            return await self._settle_grant_row(ledger_id, state, cost, cost_source, now, generation_id, reconcile)
+            return Settled(
+                await self._settle_grant_row(
+                    ledger_id, state, cost, cost_source, now, generation_id, reconcile, tokens_in, tokens_out
+                )
+            )
         if self._postgres is not None:
             return await self._postgres.settle(
-                ledger_id, state, cost, cost_source, generation_id, reconcile, period, now
+                ledger_id, state, cost, cost_source, generation_id, reconcile, period, now, tokens_in, tokens_out
             )
         if self._sqlite is not None:
-            return await self._sqlite.settle(ledger_id, state, cost, cost_source, generation_id, reconcile, period, now)
+            return await self._sqlite.settle(
+                ledger_id, state, cost, cost_source, generation_id, reconcile, period, now, tokens_in, tokens_out
+            )
 
         def operation(db: Connection) -> bool:
             row = db.execute(_LEDGER_ROW_FOR_UPDATE, {"b_id": ledger_id}).first()
@@ -341,11 +374,13 @@ class SqlStore(ConsentRecords, GrantRecords, UsageRecords, AlertRecords, LedgerN
                     "b_now": now,
                     "b_period": period,
                     "b_connection_id": row.connection_id,
+                    "b_tokens_in": tokens_in,
+                    "b_tokens_out": tokens_out,
                 },
             )
             return True
 
-        return await self._run_handle().run(operation)
+        return Settled(await self._run_handle().run(operation))
 
     async def reconcile(self, ledger_id: str, actual: int, now: int) -> bool:
         if ledger_id.startswith(GRANT_LEDGER_PREFIX):
