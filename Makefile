@@ -151,7 +151,7 @@ bench-profile: $(STAMP)
 # What telemetry costs a request, part by part, against the embed with it off, in one run.
 # (`make bench BENCH_ARGS=--telemetry` adds the embed with everything on to the main table.)
 bench-telemetry: $(STAMP)
-	$(BIN)/python -m bench.telemetry $(BENCH_ARGS)
+	$(BIN)/python -m bench.telemetry --pin $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(VENV3) $(LITELLM_VENV) .demo *.egg-info $(JS)/node_modules $(JS)/dist $(JS)/*.tgz $(WEB)/node_modules $(WEB)/dist

@@ -18,7 +18,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_quick_telemetry_bench_reports_every_mode_against_telemetry_off() -> None:
     finished = subprocess.run(
-        [sys.executable, "-m", "bench.telemetry", "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "bench.telemetry", "--quick", "--pin"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert finished.returncode == 0, finished.stdout[-2000:] + finished.stderr[-4000:]
     lines = finished.stdout.splitlines()
@@ -26,4 +30,6 @@ def test_quick_telemetry_bench_reports_every_mode_against_telemetry_off() -> Non
         line = next(line for line in lines if line.startswith(label))
         assert re.search(r"\d+ µs +[+-]\d+ µs +\d\.\d\dx", line), line
     assert "the telemetry calls of one request alone" in finished.stdout
+    # --pin keeps the load generator off the proxies' CPU (on a machine with one CPU it says so).
+    assert re.search(r"CPUs: (pinned: every proxy on CPU \d+|not pinned \(one CPU\))", finished.stdout), lines[:8]
     assert re.search(r"\d+ µs, \d+ objects \(the embed at \d\.\d\dx the floor\)", finished.stdout), lines[-1]
