@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["cpu_seconds", "peak_rss_bytes", "postgres_backends", "rss_bytes"]
+__all__ = ["cpu_seconds", "peak_rss_bytes", "pin_apart", "postgres_backends", "rss_bytes"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PROC = Path("/proc")
@@ -66,3 +66,25 @@ def postgres_backends(database: str) -> list[int]:
         if title.startswith("postgres: ") and f" {database} " in title:
             pids.append(int(entry.name))
     return pids
+
+
+def _pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` onto ``cpus`` (a thread made later inherits its maker's CPUs)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), cpus)
+
+
+def pin_apart(others: list[int], proxies: list[int]) -> str:
+    """The proxies on the last CPU; the load generator (this process) and ``others`` (the fake
+    upstreams) on the rest. A reply's reader then never waits for the proxy that wrote it to
+    finish what it does after, as a client on another machine would not. Says what it did."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return "not pinned (one CPU)"
+    last, rest = {cpus[-1]}, set(cpus[:-1])
+    for pid in proxies:
+        _pin(pid, last)
+    for pid in [*others, os.getpid()]:
+        _pin(pid, rest)
+    listed = ", ".join(str(cpu) for cpu in cpus[:-1])
+    return f"pinned: every proxy on CPU {cpus[-1]}, the load generator and the fake upstream on CPU {listed}"

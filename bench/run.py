@@ -151,6 +151,9 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
             server = peer.server
             targets.append(Target(peer_name, peer.endpoint(), peer.endpoint(SLOW_MODEL), lambda: [server.pid]))
 
+        proxy_pids = [pid for target in targets[1:] for pid in target.server_pids()]
+        pinning = procfs.pin_apart([fast.pid, slow.pid], proxy_pids) if args.pin else "not pinned"
+
         # Idle connections are dropped before uvicorn's 5 s keep-alive closes them from its side, so a
         # reused one never meets a close already under way ("Cannot write to closing transport").
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=4)
@@ -182,6 +185,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
     for line in machine.describe(version):
         print("  " + line)
     print(f"  load average (1/5/15 min): {load_before} before, {machine.load_average()} after")
+    print(f"  CPUs: {pinning}")
     print(
         f"  method: {plan.rounds} rounds, target order rotated each round; per target and round {plan.requests} "
         f"requests at concurrency 1 (each kind), {plan.seconds:g} s at concurrency {plan.concurrency}, "
@@ -218,6 +222,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--litellm", metavar="PATH", help="LiteLLM's `litellm` command: add its proxy to the table")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the proxies on one CPU, the load generator and the fake upstreams on the others",
+    )
     parser.add_argument(
         "--telemetry", action="store_true", help="add the embed on SQLite with every kind of telemetry on"
     )

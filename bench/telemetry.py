@@ -309,28 +309,6 @@ async def _one_at_a_time(calls: dict[str, Any], count: int, alone: dict[str, lis
             alone[mode].append(await call())
 
 
-def _pin(pid: int, cpus: set[int]) -> None:
-    """Every thread of ``pid`` onto ``cpus`` (a thread made later inherits its maker's CPUs)."""
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        os.sched_setaffinity(int(task.name), cpus)
-
-
-def _pin_apart(upstream: int, proxies: list[int]) -> str:
-    """The proxies on the last CPU, the load generator and the fake upstream on the others: a
-    reply's reader then never waits for the proxy that wrote it to finish what it does after."""
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        return "not pinned (one CPU)"
-    last, others = {cpus[-1]}, set(cpus[:-1])
-    for pid in proxies:
-        _pin(pid, last)
-    _pin(upstream, others)
-    _pin(os.getpid(), others)
-    return f"pinned: every proxy on CPU {cpus[-1]}, the load generator and the fake upstream on CPU {cpus[0]}" + (
-        "…" if len(others) > 1 else ""
-    )
-
-
 async def bench(args: argparse.Namespace, workdir: Path) -> None:
     keys = new_key_pair()
     fleet = Fleet(workdir)
@@ -354,7 +332,8 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
         for mode, proxy in proxies.items():
             await fleet.wait_ready(proxy, "/wattfare/api/v1/models")
             endpoints[mode] = Endpoint(proxy.base + "/wattfare/api/v1/chat/completions", headers)
-        pinning = _pin_apart(upstream.pid, [proxy.pid for proxy in proxies.values()]) if args.pin else "not pinned"
+        proxy_pids = [proxy.pid for proxy in proxies.values()]
+        pinning = procfs.pin_apart([upstream.pid], proxy_pids) if args.pin else "not pinned"
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 
             def call(mode: str) -> Any:
