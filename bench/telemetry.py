@@ -159,6 +159,22 @@ def telemetry_for(mode: str) -> Telemetry:
 _PAUSE_SECONDS = 0.005
 
 
+_USAGE = {"prompt_tokens": 12, "completion_tokens": 8, "cost": 0.000012}
+
+
+def _answered(recorder: Recorder) -> Any:
+    """One request's telemetry calls up to its answer's last byte; the caller finishes the trace."""
+    trace = recorder.begin("chat")
+    trace.authenticated("user-1")
+    trace.priced("openai/gpt-4o-mini")
+    trace.reserved("req_0123456789abcdef01234567", 960)
+    trace.upstream_first_byte(200)
+    trace.upstream_last_byte()
+    trace.settling()
+    trace.settled(12, "reported", _USAGE, "openai/gpt-4o-mini")
+    return trace
+
+
 def _calls_alone(count: int) -> tuple[float, float, float]:
     """Microseconds the telemetry calls of one request take in a loop: off; and with everything
     on, what runs before the answer's last byte (a non-streamed answer is settled before it goes
@@ -167,19 +183,11 @@ def _calls_alone(count: int) -> tuple[float, float, float]:
     for mode in ("off", "all"):
         recorder = Recorder(telemetry_for(mode), "sk_test_bench_" + "x" * 43)
         recorder.start()
-        usage = {"prompt_tokens": 12, "completion_tokens": 8, "cost": 0.000012}
         for timed in (False, True):  # the first pass warms up
             before = after = 0
             for _ in range(count):
                 start = time.perf_counter_ns()
-                trace = recorder.begin("chat")
-                trace.authenticated("user-1")
-                trace.priced("openai/gpt-4o-mini")
-                trace.reserved("req_0123456789abcdef01234567", 960)
-                trace.upstream_first_byte(200)
-                trace.upstream_last_byte()
-                trace.settling()
-                trace.settled(12, "reported", usage, "openai/gpt-4o-mini")
+                trace = _answered(recorder)
                 answered = time.perf_counter_ns()
                 trace.finished("ok")
                 before += answered - start
@@ -221,19 +229,10 @@ def _spans_alone(count: int) -> dict[str, tuple[float, float]]:
     tracer, meter = provider.get_tracer("floor"), meters.get_meter("floor")
     durations = [meter.create_histogram(name) for name in ("floor.first_byte", "floor.duration")]
     labels = {key: _ATTRIBUTES[key] for key in list(_ATTRIBUTES)[:4]}
-    usage = {"prompt_tokens": 12, "completion_tokens": 8, "cost": 0.000012}
     upstream = {"gen_ai.provider.name": "openrouter", "http.response.status_code": 200}
 
     def embed() -> None:
-        trace = recorder.begin("chat")
-        trace.authenticated("user-1")
-        trace.priced("openai/gpt-4o-mini")
-        trace.reserved("req_0123456789abcdef01234567", 960)
-        trace.upstream_first_byte(200)
-        trace.upstream_last_byte()
-        trace.settling()
-        trace.settled(12, "reported", usage, "openai/gpt-4o-mini")
-        trace.finished("ok")
+        _answered(recorder).finished("ok")
 
     def floor() -> None:
         at = time.time_ns()
