@@ -16,6 +16,24 @@ from .conftest import Proxied, error_of, running_proxy
 SONNET = "anthropic/claude-sonnet-4"
 
 
+def _chat_call(lite: Proxied, user_id: str) -> tuple[dict[str, Any], Any, Any, list[Any]]:
+    """A chat completion as the ASGI server hands it to the proxy: scope, receive and send, and
+    the messages sent back."""
+    body = json.dumps(lite.chat_body(max_tokens=20)).encode()
+    headers = [(name.encode(), value.encode()) for name, value in lite.headers(user_id).items()]
+    headers.append((b"content-type", b"application/json"))
+    scope = {"type": "http", "method": "POST", "path": "/api/v1/chat/completions", "headers": headers}
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    return scope, receive, send, sent
+
+
 async def test_a_settle_that_fails_is_retried_so_the_row_is_still_final(lite: Proxied, user_id: str) -> None:
     await lite.connect(user_id)
     store = lite.wf.store
@@ -53,18 +71,7 @@ async def test_a_request_cancelled_while_reserving_releases_its_hold(lite: Proxi
         return held
 
     store.reserve = slow_reserve  # type: ignore[method-assign]
-    body = json.dumps(lite.chat_body(max_tokens=20)).encode()
-    headers = [(name.encode(), value.encode()) for name, value in lite.headers(user_id).items()]
-    headers.append((b"content-type", b"application/json"))
-    scope = {"type": "http", "method": "POST", "path": "/api/v1/chat/completions", "headers": headers}
-    sent: list[Any] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: Any) -> None:
-        sent.append(message)
-
+    scope, receive, send, sent = _chat_call(lite, user_id)
     try:
         # The request's task is cancelled mid-reservation (the server stopping, say).
         request = asyncio.ensure_future(lite.wf.proxy.chat_completions(scope, receive, send))
@@ -92,18 +99,7 @@ async def test_a_reservation_that_never_waits_runs_on_the_requests_own_task(lite
         return await real_reserve(*args, **kwargs)  # SQLite's transaction runs inline: no wait
 
     store.reserve = noting_reserve  # type: ignore[method-assign]
-    body = json.dumps(lite.chat_body(max_tokens=20)).encode()
-    headers = [(name.encode(), value.encode()) for name, value in lite.headers(user_id).items()]
-    headers.append((b"content-type", b"application/json"))
-    scope = {"type": "http", "method": "POST", "path": "/api/v1/chat/completions", "headers": headers}
-    sent: list[Any] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: Any) -> None:
-        sent.append(message)
-
+    scope, receive, send, sent = _chat_call(lite, user_id)
     try:
         request = asyncio.ensure_future(lite.wf.proxy.chat_completions(scope, receive, send))
         await request
