@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
 import time
@@ -25,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from ._eager import start_eagerly
 from ._upstream_http import NotReceived
+from ._upstream_identity import UpstreamIdentities
 from .auth import model_caller
 from .crypto import derive_key
 from .errors import (
@@ -110,12 +109,17 @@ class Proxy:
         self.reconciler = Reconciler(embed, self._credential)
         self._recorder = embed.recorder
         self._hold_policy = HoldPolicy(embed.settings.max_request_hold, embed.settings.media_hold)
-        self._user_key = derive_key(embed.keys.secret_key, b"wattfare upstream user ids v1")
+        settings = embed.settings
+        self._identities = UpstreamIdentities(
+            self._credential,
+            derive_key(embed.keys.secret_key, b"wattfare upstream user ids v1"),
+            lambda credential: upstream_headers(credential, settings.app_name, settings.public_url),
+        )
         self._open = OpenStreams()
         self._grants = GrantAdmission(embed)
         self._generations = GenerationNotes()  # for the sweeper, should this process die mid-request
         self.journal = SettleJournal(embed.settings.settle_journal_dir)  # settles the store could not take
-        embed.on_connection_ended(self._open.stop)
+        embed.on_connection_ended(self._connection_ended)
         embed.on_startup(self._start_revocation_watch)
 
     # -- ASGI entry points ------------------------------------------------------------------
@@ -299,14 +303,12 @@ class Proxy:
             dialect.prepare(payload, affordable_tokens(admission, reservation.amount))
         # ... and is told the prices the hold assumed, so it refuses rather than route dearer.
         pin_prices(payload, admission.price, completes=dialect.prepare is not None, images=admission.images)
-        dialect.name_user(payload, hmac.new(self._user_key, exchange.user.encode(), hashlib.sha256).hexdigest()[:32])
-        credential = self._credential(reservation.connection)
-        if credential is None:
+        identity = self._identities.of(reservation.connection)  # opened on the connection's first call
+        if identity is None:
             raise FundingInvalidError("this user's funding credential cannot be read; ask them to connect again")
-        headers = {
-            **exchange.passed_on,
-            **upstream_headers(credential, self._settings.app_name, self._settings.public_url),
-        }
+        dialect.name_user(payload, identity.pseudonym)
+        # The connection's own headers win over the client's; without client headers, they go as they are.
+        headers = {**exchange.passed_on, **identity.headers} if exchange.passed_on else identity.headers
         base = reservation.connection.upstream_url or self._settings.upstream_url
         return base + dialect.upstream_path, _COMPACT.encode(payload).encode(), headers
 
@@ -443,18 +445,24 @@ class Proxy:
         store, app_id = self._embed.store, self._embed.keys.app_id
         while True:
             await asyncio.sleep(REVOCATION_POLL_SECONDS)
+            self._identities.expire()  # so an opened credential goes when due, calls or not
             for connection_id, user in self._open.in_flight():
                 try:
                     if is_grant_id(connection_id):
                         if not await self._grants.still_active(connection_id):
-                            self._open.stop(connection_id)
+                            self._connection_ended(connection_id)
                         continue
                     record = await store.get_connection(app_id, user, int(time.time()))
                 except Exception:
                     logger.warning("checking a connection for a revoke failed; trying again", exc_info=True)
                     continue
                 if record is None or record.status is not ConnectionState.ACTIVE:
-                    self._open.stop(connection_id)
+                    self._connection_ended(connection_id)
+
+    def _connection_ended(self, connection_id: str) -> None:
+        """A connection revoked (here, or found revoked): its calls stop, its credential is forgotten."""
+        self._identities.drop(connection_id)
+        self._open.stop(connection_id)
 
     # -- settling ---------------------------------------------------------------------------
 
@@ -515,6 +523,7 @@ class Proxy:
         await self.reconciler.sweep()
 
     async def _mark_funding_invalid(self, exchange: _Exchange) -> None:
+        self._identities.drop(exchange.reservation.connection.id)
         await self._embed.store.set_status(
             self._embed.keys.app_id,
             exchange.user,

@@ -227,3 +227,15 @@ async def test_a_request_cancelled_mid_stream_still_settles(lite: Proxied, user_
     [row] = await lite.settled(user_id, 1)
     assert (row.state, row.cost_source) == ("settled", "estimated")
     assert (await lite.connection(user_id)).reserved == 0
+
+
+async def test_a_disconnect_forgets_the_credential_its_calls_opened(lite: Proxied, user_id: str) -> None:
+    await lite.connect(user_id)
+    await lite.chat(user_id)
+    # The opened credential lives only in the proxy's memory: nothing else could show it is gone.
+    identities = lite.wf.proxy._identities
+    assert len(identities) == 1
+
+    await lite.wf.disconnect(user_id)
+
+    assert len(identities) == 0

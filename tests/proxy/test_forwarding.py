@@ -93,3 +93,27 @@ async def test_model_list_needs_the_apps_credentials(lite: Proxied) -> None:
 
     assert response.status_code == 401
     assert lite.upstream_calls("/api/v1/models") == []
+
+
+async def test_a_reconnect_with_a_new_funding_key_is_what_the_next_call_carries(lite: Proxied, user_id: str) -> None:
+    first = await lite.connect(user_id)
+    await lite.chat(user_id)
+    second = await lite.connect(user_id)  # connected again: a new key, sealed anew on the same connection
+
+    response = await lite.chat(user_id)
+
+    assert response.status_code == 200
+    assert [call.headers["authorization"] for call in lite.upstream_calls()] == [
+        f"Bearer {first.secret}",
+        f"Bearer {second.secret}",
+    ]
+
+
+async def test_each_call_of_a_connection_names_the_same_pseudonymous_user(lite: Proxied, user_id: str) -> None:
+    await lite.connect(user_id)
+
+    await lite.chat(user_id)
+    await lite.chat(user_id)
+
+    first, second = (call.json["user"] for call in lite.upstream_calls())
+    assert first == second and len(first) == 32 and user_id not in first
