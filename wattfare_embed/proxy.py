@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+from pydantic_core import to_json
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
 from ._eager import start_eagerly
+from ._json import read_reply
 from ._upstream_http import NotReceived
 from ._upstream_identity import UpstreamIdentities
 from .auth import model_caller
@@ -310,7 +312,8 @@ class Proxy:
         # The connection's own headers win over the client's; without client headers, they go as they are.
         headers = {**exchange.passed_on, **identity.headers} if exchange.passed_on else identity.headers
         base = reservation.connection.upstream_url or self._settings.upstream_url
-        return base + dialect.upstream_path, _COMPACT.encode(payload).encode(), headers
+        # Compact UTF-8 JSON, in Rust (stdlib's encoder takes five times as long).
+        return base + dialect.upstream_path, to_json(payload), headers
 
     async def _forward(self, exchange: _Exchange, payload: dict[str, Any], receive: Receive, send: Send) -> None:
         try:
@@ -389,7 +392,7 @@ class Proxy:
             return
         exchange.trace.upstream_last_byte()
         with contextlib.suppress(ValueError):
-            parsed = json.loads(body)
+            parsed = read_reply(body)
             if isinstance(parsed, dict):
                 exchange.meter.observe(parsed, whole=True)
         if exchange.control.revoked:
@@ -541,8 +544,6 @@ class Proxy:
 # -- helpers --------------------------------------------------------------------------------
 
 _SETTLING: set[asyncio.Future[Any]] = set()
-# What ``json.dumps(separators=...)`` builds on every call, built once.
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
 MAX_HOLD = 2**62  # micro-dollars; far beyond any cap
 
 

@@ -117,3 +117,15 @@ async def test_each_call_of_a_connection_names_the_same_pseudonymous_user(lite: 
 
     first, second = (call.json["user"] for call in lite.upstream_calls())
     assert first == second and len(first) == 32 and user_id not in first
+
+
+async def test_the_upstream_gets_the_clients_text_as_it_was_sent(lite: Proxied, user_id: str) -> None:
+    await lite.connect(user_id)
+    messages = [{"role": "user", "content": 'Grüße, 世界 \u2028 😀 "quoted" \\ back'}]
+
+    response = await lite.chat(user_id, messages=messages, temperature=0.1, top_p=1e-7, seed=2**70)
+
+    assert response.status_code == 200
+    [call] = lite.upstream_calls()
+    assert call.json["messages"] == messages
+    assert (call.json["temperature"], call.json["top_p"], call.json["seed"]) == (0.1, 1e-7, 2**70)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from wattfare_embed._json import read_reply
 from wattfare_embed.metering.billable import read_chat_request
 from wattfare_embed.metering.estimate import affordable_tokens, plan_admission
 from wattfare_embed.metering.meter import ResponseMeter
@@ -292,3 +293,25 @@ def test_byok_usage_charges_the_providers_bill_as_well_as_openrouters_fee(
     meter.observe({"choices": [{"finish_reason": "stop", "delta": {}}], "usage": usage})
 
     assert meter.trusted_cost() == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"usage": {"cost": 0.0000045}, "id": "gen-1"}',
+        b'\xef\xbb\xbf{"usage": {"cost": 1e-7}}',  # a byte-order mark
+        '{"a": "é"}'.encode("utf-16"),
+        b'{"a": "\\ud800"}',  # a lone surrogate escape
+        b'{"a": 1e999, "b": NaN, "c": 123456789012345678901234567890}',
+        b'{"a": 1, "a": 2}',
+    ],
+    ids=["plain", "bom", "utf-16", "lone-surrogate", "odd-numbers", "duplicate-key"],
+)
+def test_a_reply_is_read_exactly_as_json_loads_reads_it(body: bytes) -> None:
+    assert repr(read_reply(body)) == repr(json.loads(body))
+
+
+@pytest.mark.parametrize("body", [b"", b"{", b'{"a": 1,}', b"\xff", b'"a\tb"'], ids=str)
+def test_a_reply_json_loads_refuses_is_refused(body: bytes) -> None:
+    with pytest.raises(ValueError):
+        read_reply(body)

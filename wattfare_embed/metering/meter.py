@@ -14,13 +14,13 @@ that event rather than after whatever else the same network read carried.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
+from .._json import read_reply
 from ..money import Micros
 from .chat_api import read_chat_event
 from .output import charged_cost
@@ -164,7 +164,7 @@ class ResponseMeter:
             self.done = True
             return True
         try:
-            event = json.loads(data)
+            event = read_reply(data)
         except ValueError:
             return True
         if isinstance(event, dict):
