@@ -309,12 +309,9 @@ class Wattfare:
         from .receipts import receipt_routes
         from .webhooks import webhook_routes
 
+        metered = self.proxy.direct_endpoints()
         proxy_routes = [
-            Route("/api/v1/chat/completions", _Endpoint(self.proxy.chat_completions), methods=["POST"]),
-            Route("/api/v1/completions", _Endpoint(self.proxy.completions), methods=["POST"]),
-            Route("/api/v1/responses", _Endpoint(self.proxy.responses), methods=["POST"]),
-            Route("/api/v1/messages", _Endpoint(self.proxy.messages), methods=["POST"]),
-            Route("/api/v1/embeddings", _Endpoint(self.proxy.embeddings), methods=["POST"]),
+            *(Route(path, _Endpoint(endpoint), methods=["POST"]) for path, endpoint in metered.items()),
             Route("/api/v1/models", _Endpoint(self.proxy.models), methods=["GET"]),
             # Model ids hold a slash (`openai/gpt-4o-mini`), so the id is the rest of the path.
             Route("/api/v1/models/{model_id:path}", _Endpoint(self.proxy.model), methods=["GET"]),
@@ -332,7 +329,6 @@ class Wattfare:
                 **dict.fromkeys(STORE_OUTAGES, _store_outage_response),
             },
         )
-        metered = {route.path: route.endpoint for route in proxy_routes if route.methods == {"POST"}}
         return DirectRoutes(metered, routed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hmac
 import re
+from collections.abc import Mapping
 from urllib.parse import unquote
 
-from starlette.datastructures import Headers
 from starlette.requests import Request
 
 from ._http import bearer_token
@@ -79,7 +79,7 @@ def require_session(request: Request, tokens: SessionTokens) -> SessionClaims:
 
 
 def model_caller(
-    headers: Headers,
+    headers: Mapping[str, str],
     keys: AppKeys,
     tokens: SessionTokens,
     *,

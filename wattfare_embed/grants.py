@@ -13,10 +13,9 @@ import hashlib
 import re
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from starlette.datastructures import Headers
 
 from .auth import secret_key_matches
 from .errors import AuthError, GrantInvalidError, RateLimitedError, WattfareError
@@ -206,7 +205,7 @@ class GrantAdmission:
     def __init__(self, embed: Wattfare) -> None:
         self._embed = embed
 
-    def token_of(self, headers: Headers, api_key_header: str | None = None) -> str | None:
+    def token_of(self, headers: Mapping[str, str], api_key_header: str | None = None) -> str | None:
         """The grant token of a request that carries one (checking the app's secret key with it),
         or ``None`` for a request without the header, which is a connection's."""
         token = headers.get(GRANT_HEADER)

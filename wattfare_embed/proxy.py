@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,7 @@ from .metering.wire import (
     parse_request,
     read_body,
     relayed_headers,
+    request_headers,
     require_json_body,
     send_bytes,
     send_error,
@@ -69,6 +71,15 @@ __all__ = ["Proxy"]
 logger = logging.getLogger("wattfare_embed")
 
 REVOCATION_POLL_SECONDS = 2.0
+# Where each metered endpoint is, below the mount, and its dialect.
+METERED_PATHS: dict[str, Dialect] = {
+    "/api/v1/chat/completions": CHAT,
+    "/api/v1/completions": COMPLETIONS,
+    "/api/v1/responses": RESPONSES,
+    "/api/v1/messages": MESSAGES,
+    "/api/v1/embeddings": EMBEDDINGS,
+}
+Endpoint = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -141,6 +152,11 @@ class Proxy:
     async def messages(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._metered(scope, receive, send, MESSAGES)
 
+    def direct_endpoints(self) -> dict[str, Endpoint]:
+        """The metered endpoints by path, each the one flow with its dialect bound: a ``partial``, so
+        no coroutine of its own stands between the embed's entry and the flow."""
+        return {path: functools.partial(self._metered, dialect=dialect) for path, dialect in METERED_PATHS.items()}
+
     async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             self._caller(Headers(scope=scope), allow_anonymous_user=True)
@@ -170,7 +186,7 @@ class Proxy:
     async def _metered(self, scope: Scope, receive: Receive, send: Send, dialect: Dialect) -> None:
         trace = self._recorder.begin(dialect.operation)  # telemetry: NO_TRACE, doing nothing, when off
         try:
-            headers = Headers(scope=scope)
+            headers = request_headers(scope)
             # A one-time grant's request names its grant (X-Wattfare-Grant) instead of a user.
             grant = self._grants.token_of(headers, dialect.api_key_header)
             user = self._caller(headers, api_key_header=dialect.api_key_header) if grant is None else ""
@@ -223,7 +239,7 @@ class Proxy:
                 trace.finished(_outcome(exchange))
 
     def _caller(
-        self, headers: Headers, *, allow_anonymous_user: bool = False, api_key_header: str | None = None
+        self, headers: Mapping[str, str], *, allow_anonymous_user: bool = False, api_key_header: str | None = None
     ) -> str:
         return model_caller(
             headers,

@@ -196,3 +196,19 @@ async def test_bad_embeddings_input_is_a_typed_error(lite: Proxied, user_id: str
     assert error_of(response) == (400, "invalid_request")
     assert lite.upstream_calls("/api/v1/embeddings") == []
     assert await lite.ledger(user_id) == []
+
+
+async def test_a_repeated_user_header_charges_the_first_user_named(lite: Proxied, user_id: str) -> None:
+    await lite.connect(user_id)
+    await lite.connect("second-" + user_id)
+    headers = [
+        ("authorization", f"Bearer {lite.keys.secret_key}"),
+        ("x-wattfare-user", user_id),
+        ("x-wattfare-user", "second-" + user_id),
+    ]
+
+    response = await lite.http.post("/api/v1/chat/completions", json=lite.chat_body(), headers=headers)
+
+    assert response.status_code == 200
+    assert len(await lite.settled(user_id, 1)) == 1
+    assert await lite.ledger("second-" + user_id) == []

@@ -9,8 +9,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from starlette.datastructures import Headers
-from starlette.types import Receive, Send
+from starlette.types import Receive, Scope, Send
 
 from .._json import parse_json
 from ..errors import (
@@ -29,6 +28,7 @@ __all__ = [
     "parse_request",
     "read_body",
     "relayed_headers",
+    "request_headers",
     "require_json_body",
     "send_bytes",
     "send_error",
@@ -46,7 +46,14 @@ _NOT_RELAYED = frozenset(
 )  # fmt: skip
 
 
-def require_json_body(headers: Headers) -> None:
+def request_headers(scope: Scope) -> dict[str, str]:
+    """A request's headers by name, decoded once: what Starlette's ``Headers`` answers, where each
+    look-up would decode and compare every header again. A repeated header reads as its first."""
+    # ASGI names are lower-case bytes; reversed, so the first of a repeated header is the one kept.
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(scope["headers"])}
+
+
+def require_json_body(headers: Mapping[str, str]) -> None:
     """Refuse, before reading a byte of it, a body that is not declared as JSON."""
     content_type = headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
