@@ -6,6 +6,8 @@ without awaiting anything (the transaction runs inline), so there is nothing to 
 way and the task, the shield and the two turns of the event loop they take are pure cost.
 ``start_eagerly`` runs the coroutine up to its first wait, as Python 3.12's eager tasks do: if it
 finished, the result is there at once; if it waits, a task takes over from that very point.
+``FirstStep`` does the same with no task at all: what waits is awaited, for the rest, by the very
+task that started it, as a plain ``await`` would have (a deadline is then set only for a wait).
 
 Unlike 3.12's eager tasks, the part before the first wait runs as the caller's task (that task is
 ``asyncio.current_task()`` there). So it is only for coroutines that enter no deadline before they
@@ -18,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Coroutine, Generator
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-__all__ = ["start_eagerly"]
+__all__ = ["FirstStep", "start_eagerly"]
 
 T = TypeVar("T")
 
@@ -80,3 +82,48 @@ class _Resumed(Coroutine[Any, Any, T]):
 
     def __await__(self) -> Generator[Any, None, T]:
         raise TypeError("run by a task, not awaited")
+
+
+class FirstStep(Generic[T]):
+    """``coroutine`` run on the caller's stack up to its first wait (an exception before it is
+    raised here): ``done`` and ``result`` when it finished without waiting, else awaited for the
+    rest in the caller's own task, so whatever it entered (a cancel scope, a context) stays there."""
+
+    __slots__ = ("_coroutine", "_waiting_on", "done", "result")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, T]) -> None:
+        self._coroutine = coroutine
+        self._waiting_on: Any = None
+        try:
+            self._waiting_on = coroutine.send(None)
+        except StopIteration as finished:
+            self.done = True
+            self.result: T = finished.value
+        else:
+            self.done = False
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        if self.done:
+            return self.result
+        coroutine, waiting_on = self._coroutine, self._waiting_on
+        self._waiting_on = None
+        # What ``await coroutine`` does from here: pass each wait up to the task and each wake-up
+        # (a value, or an exception such as a cancellation) back down, until it returns.
+        while True:
+            try:
+                sent = yield waiting_on
+            except GeneratorExit:
+                coroutine.close()
+                raise
+            except BaseException as thrown:  # every exception goes down, as await sends it
+                try:
+                    waiting_on = coroutine.throw(thrown)
+                except StopIteration as finished:
+                    result: T = finished.value
+                    return result
+            else:
+                try:
+                    waiting_on = coroutine.send(sent)
+                except StopIteration as finished:
+                    result = finished.value
+                    return result

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from wattfare_embed.consent.dev import SIMULATED_KEY_PREFIX
+import httpx2
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount
 
-from .conftest import APP_NAME, MINI, Proxied, running_proxy
+from wattfare_embed.consent.dev import SIMULATED_KEY_PREFIX
+from wattfare_embed.testing.live_server import serve_in_loop
+
+from .conftest import APP_NAME, CHAT, MINI, MOUNT, Proxied, running_proxy
 
 
 async def test_upstream_gets_the_users_funding_key_and_the_apps_attribution(
@@ -129,3 +138,21 @@ async def test_the_upstream_gets_the_clients_text_as_it_was_sent(lite: Proxied, 
     [call] = lite.upstream_calls()
     assert call.json["messages"] == messages
     assert (call.json["temperature"], call.json["top_p"], call.json["seed"]) == (0.1, 1e-7, 2**70)
+
+
+async def test_a_host_app_with_http_middleware_around_the_embed_is_served(lite: Proxied, user_id: str) -> None:
+    # Starlette's BaseHTTPMiddleware (FastAPI's @app.middleware("http")) hands the embed a
+    # `receive` that enters a task group before it first waits.
+    async def passing_through(request: Request, call_next: RequestResponseEndpoint) -> Response:
+        return await call_next(request)
+
+    host = Starlette(
+        routes=[Mount(MOUNT, app=lite.wf)], middleware=[Middleware(BaseHTTPMiddleware, dispatch=passing_through)]
+    )
+    await lite.connect(user_id)
+    async with serve_in_loop(host) as base_url, httpx2.AsyncClient(base_url=base_url + MOUNT, timeout=30) as http:
+        whole = await http.post(CHAT, json=lite.chat_body(), headers=lite.headers(user_id))
+        streamed = await http.post(CHAT, json=lite.chat_body(stream=True), headers=lite.headers(user_id))
+
+    assert (whole.status_code, streamed.status_code) == (200, 200)
+    assert len(await lite.settled(user_id, 2)) == 2

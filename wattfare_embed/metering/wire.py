@@ -6,11 +6,12 @@ Everything else in a response is the upstream's, forwarded as it came.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from .._eager import FirstStep
 from .._json import parse_json
 from ..errors import (
     BudgetExceededError,
@@ -110,20 +111,41 @@ async def read_body(receive: Receive, limit: int, *, timeout: float) -> bytes:
     The deadline is for the whole body: a client trickling a byte a second would pass any
     deadline on each read.
     """
-    body = bytearray()
+    deadline = asyncio.get_running_loop().time() + timeout
+    body: bytearray | None = None
     try:
-        async with asyncio.timeout(timeout):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise InvalidRequestError("the client went away before sending the whole request")
-                body.extend(message.get("body", b""))
-                if len(body) > limit:
+        while True:
+            message = await _received(receive, deadline)
+            if message["type"] == "http.disconnect":
+                raise InvalidRequestError("the client went away before sending the whole request")
+            chunk: bytes = message.get("body", b"")
+            more = message.get("more_body", False)
+            if body is None and not more:
+                if len(chunk) > limit:
                     raise PayloadTooLargeError(f"the request body is larger than {limit} bytes")
-                if not message.get("more_body", False):
-                    return bytes(body)
+                return chunk  # the whole body in one message, the common case: no copy
+            body = bytearray() if body is None else body
+            body.extend(chunk)
+            if len(body) > limit:
+                raise PayloadTooLargeError(f"the request body is larger than {limit} bytes")
+            if not more:
+                return bytes(body)
     except TimeoutError as exc:
         raise RequestTimeoutError(f"the request body did not arrive within {timeout:g} seconds") from exc
+
+
+async def _received(receive: Receive, deadline: float) -> Message:
+    """The next message, by ``deadline``. The server's ``receive`` is started on this stack, and the
+    deadline's timer is set only if it has to wait: a body that came with its head (most do) is
+    read with no timer at all, where ``asyncio.timeout`` cost more than the rest of the read."""
+    pending: Awaitable[Message] = receive()
+    if isinstance(pending, Coroutine):
+        step: FirstStep[Message] = FirstStep(pending)
+        if step.done:
+            return step.result
+        pending = step
+    async with asyncio.timeout_at(deadline):
+        return await pending
 
 
 def cut_off_error(reason: str) -> WattfareError:
