@@ -6,6 +6,7 @@ user input, printing), and charges round up so the user is never under-metered.
 
 from __future__ import annotations
 
+import math
 from decimal import ROUND_CEILING, Decimal, InvalidOperation, Overflow
 
 __all__ = [
@@ -32,6 +33,8 @@ def micros_from_usd(amount: Decimal | int | str | float) -> Micros:
     """
     if isinstance(amount, bool):
         raise ValueError("a boolean is not an amount")
+    if isinstance(amount, float) and math.isfinite(amount):
+        return _micros_of_float(amount)
     try:
         value = Decimal(repr(amount)) if isinstance(amount, float) else Decimal(amount)
     except InvalidOperation as exc:
@@ -42,6 +45,20 @@ def micros_from_usd(amount: Decimal | int | str | float) -> Micros:
         return int((value * _MICRO).to_integral_value(rounding=ROUND_CEILING))
     except (InvalidOperation, Overflow) as exc:  # a decimal exponent past what arithmetic holds
         raise ValueError(f"not an amount: {str(amount)[:40]!r}") from exc
+
+
+def _micros_of_float(amount: float) -> Micros:
+    """What the Decimal of ``repr(amount)`` is in micro-dollars, rounded up, in integers alone (an
+    upstream's ``usage.cost`` on every request: a third of the time through Decimal).
+
+    ``repr`` is at most 17 significant digits with an exponent, so the value is ``digits * 10**shift``
+    exactly, and its ceiling in millionths is that or a rounded-up integer division."""
+    mantissa, _, exponent = repr(amount).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = int(whole + fraction)
+    shift = int(exponent or "0") - len(fraction) + 6
+    scale: int = 10 ** abs(shift)
+    return digits * scale if shift >= 0 else -(-digits // scale)
 
 
 def micros_to_usd(micros: Micros) -> Decimal:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import random
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +15,8 @@ from wattfare_embed.metering.billable import read_chat_request
 from wattfare_embed.metering.estimate import affordable_tokens, plan_admission
 from wattfare_embed.metering.meter import ResponseMeter
 from wattfare_embed.metering.model_price import ModelPrice
+from wattfare_embed.metering.output import charged_cost
+from wattfare_embed.money import micros_from_usd
 
 PRICE = ModelPrice(
     "m", prompt=Decimal("0.15"), completion=Decimal("0.6"), request=Decimal(0), max_completion_tokens=4096
@@ -315,3 +319,57 @@ def test_a_reply_is_read_exactly_as_json_loads_reads_it(body: bytes) -> None:
 def test_a_reply_json_loads_refuses_is_refused(body: bytes) -> None:
     with pytest.raises(ValueError):
         read_reply(body)
+
+
+def _micros_through_decimal(amount: float) -> int:
+    return math.ceil(Decimal(repr(amount)) * 1_000_000)
+
+
+@pytest.mark.parametrize(
+    "amount",
+    [
+        0.0,
+        -0.0,
+        4.5e-06,
+        1e-07,
+        0.1,
+        0.0000001,
+        1.5,
+        100.0,
+        1e16,
+        1e22,
+        123456.789012345,
+        5e-324,
+        1.7976931348623157e308,
+    ],
+    ids=repr,
+)
+def test_a_float_amount_rounds_up_to_what_its_decimal_repr_says(amount: float) -> None:
+    assert micros_from_usd(amount) == _micros_through_decimal(amount)
+
+
+def test_random_float_amounts_round_as_their_decimal_reprs_do() -> None:
+    generator = random.Random(16)
+    amounts = [generator.uniform(0, 10) ** generator.uniform(-12, 6) for _ in range(20_000)]
+    amounts += [round(generator.uniform(0, 1), generator.randint(1, 12)) for _ in range(20_000)]
+
+    assert [micros_from_usd(amount) for amount in amounts] == [_micros_through_decimal(a) for a in amounts]
+
+
+@pytest.mark.parametrize(
+    ("usage", "micros"),
+    [
+        ({"cost": 0.0000045}, 5),
+        ({"cost": 3}, 3_000_000),
+        ({"cost": 0.1, "is_byok": True, "cost_details": {"upstream_inference_cost": 0.2}}, 300_000),
+        ({"cost": 0.0000001, "is_byok": True, "cost_details": {"upstream_inference_cost": 0.0000004}}, 1),
+        ({"cost": 0.1, "is_byok": True, "cost_details": {"upstream_inference_cost": None}}, None),
+        ({"cost": -1.0}, None),
+        ({"cost": float("inf")}, None),
+        ({"cost": True}, None),
+        ({"cost": "0.1"}, None),
+    ],
+    ids=["float", "int", "byok", "byok-summed-before-rounding", "byok-unstated", "negative", "inf", "bool", "text"],
+)
+def test_a_usage_is_charged_what_it_states(usage: dict[str, Any], micros: int | None) -> None:
+    assert charged_cost(usage) == micros

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..money import Micros, micros_from_usd
 
@@ -77,8 +77,12 @@ def chat_output(body: dict[str, Any]) -> tuple[int, int]:
     return chars, media
 
 
+def _is_amount(value: Any) -> TypeGuard[int | float]:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
+
+
 def _usd(value: Any) -> Decimal | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    if not _is_amount(value):
         return None
     return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
 
@@ -90,14 +94,14 @@ def charged_cost(record: dict[str, Any], cost_key: str = "cost") -> Micros | Non
     With BYOK (``is_byok``) OpenRouter's cost is only its own fee: the provider billed the user's
     own key for the inference as well (``upstream_inference_cost``), so both are charged.
     """
-    cost = _usd(record.get(cost_key))
-    if cost is None:
+    stated = record.get(cost_key)
+    if not _is_amount(stated):
         return None
-    if record.get("is_byok") is True:
-        details = record.get("cost_details")
-        holder = details if isinstance(details, dict) and "upstream_inference_cost" in details else record
-        upstream = _usd(holder.get("upstream_inference_cost"))
-        if upstream is None:
-            return None  # the larger part of the bill is not stated
-        cost += upstream
-    return micros_from_usd(cost)
+    if record.get("is_byok") is not True:
+        return micros_from_usd(stated)  # a float is read through its repr there too, in integers
+    details = record.get("cost_details")
+    holder = details if isinstance(details, dict) and "upstream_inference_cost" in details else record
+    cost, upstream = _usd(stated), _usd(holder.get("upstream_inference_cost"))
+    if cost is None or upstream is None:
+        return None  # the larger part of the bill is not stated
+    return micros_from_usd(cost + upstream)  # summed exactly, then rounded up once
