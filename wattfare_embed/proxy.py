@@ -14,7 +14,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from pydantic_core import to_json
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
+from ._dispatch import Endpoint
 from ._eager import start_eagerly
 from ._json import read_reply
 from ._upstream_http import NotReceived
@@ -79,7 +80,6 @@ METERED_PATHS: dict[str, Dialect] = {
     "/api/v1/messages": MESSAGES,
     "/api/v1/embeddings": EMBEDDINGS,
 }
-Endpoint = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 @dataclass(slots=True)
