@@ -174,6 +174,52 @@ async def test_reserve_clamps_to_the_headroom_but_not_below_the_minimum(
     assert refused is Refusal.BUDGET_EXCEEDED  # 700_000 left for good
 
 
+async def test_a_reservation_carries_the_connection_as_read_and_writes_its_whole_ledger_row(
+    store: SqlStore, keys: AppKeys, user_id: str
+) -> None:
+    created = int(time.time()) - 100
+    connection = NewConnection(
+        app_id=keys.app_id,
+        app_user_id=user_id,
+        authority="dev",
+        monthly_cap=USD,
+        sealed_credential="v1.sealed",
+        grant_id="grant-7",
+        upstream_url="https://upstream.example/api/v1",
+        hard_limit=2 * USD,
+    )
+    await store.save_connection(connection, created)
+    await _reserve(store, _request(keys.app_id, user_id, 100_000), created + 10)
+    now = created + 20
+    before = await store.get_connection(keys.app_id, user_id, now)
+    assert before is not None and (before.reserved, before.updated_at) == (100_000, created + 10)
+    request = ReservationRequest(keys.app_id, user_id, 200_000, 1, "embeddings", "test/other", ttl_seconds=60)
+    held = await _reserve(store, request, now)
+    # Every column in its place: the row as it was read, with the holds before this one.
+    assert held.connection == before and held.connection.sealed_credential == "v1.sealed"
+    entry = ledger.c
+    written = select(
+        entry.connection_id, entry.app_id, entry.app_user_id, entry.kind, entry.model, entry.state, entry.reserved
+    ).add_columns(entry.cost, entry.reconcile, entry.period, entry.created_at, entry.expires_at, entry.settled_at)
+    [row] = await _sql(store, written.where(entry.id == held.ledger_id))
+    assert tuple(row) == (
+        before.id,
+        keys.app_id,
+        user_id,
+        "embeddings",
+        "test/other",
+        "reserved",
+        200_000,
+        None,
+        False,
+        period_of(now),
+        now,
+        now + 60,
+        None,
+    )
+    assert await _balance(store, keys.app_id, user_id) == (USD, 0, 300_000)
+
+
 async def test_users_and_apps_have_separate_budgets(store: SqlStore, keys: AppKeys, user_id: str) -> None:
     await _connect(store, keys.app_id, user_id, USD)
     await _connect(store, keys.app_id, "neighbour", USD)
