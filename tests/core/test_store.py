@@ -334,6 +334,12 @@ async def test_the_period_resets_lazily(store: SqlStore, keys: AppKeys, user_id:
     assert (period, spent) == (period_of(time.time()), 0)
 
 
+def test_each_moment_falls_in_its_own_month_whichever_was_asked_before() -> None:
+    end_of_november = datetime(2026, 12, 1, tzinfo=UTC).timestamp() - 0.5
+    moments = [end_of_november, end_of_november + 0.5, end_of_november, end_of_november + 31 * 86400 + 0.5]
+    assert [period_of(moment) for moment in moments] == ["2026-11", "2026-12", "2026-11", "2027-01"]
+
+
 async def test_the_period_resets_for_status_over_http(harness: Harness, user_id: str) -> None:
     await harness.connect(user_id, monthly_usd=10)
     table = connections.c

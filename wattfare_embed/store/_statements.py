@@ -7,6 +7,8 @@ module constants executed with parameters.
 
 from __future__ import annotations
 
+import os
+import random
 import secrets
 import time
 from typing import Any
@@ -43,10 +45,16 @@ def new_ledger_id(prefix: str = "req_") -> str:
     global _last_micros
     micros = max(time.time_ns() // 1000, _last_micros + 1)
     _last_micros = micros
-    return f"{prefix}{micros:013x}{secrets.token_hex(6)[:11]}"
+    return f"{prefix}{micros:013x}{_digits.getrandbits(44):011x}"
 
 
 _last_micros = 0  # the microseconds of the last ledger id this process made
+# The random digits only keep processes apart (an id is no secret: ledger pages and logs show it),
+# so they come from a generator seeded from the OS once, not from a system call per request. It is
+# this module's own (a host seeding `random` cannot make two processes' digits the same) and a
+# forked child seeds it afresh, as it would otherwise go on with its parent's sequence.
+_digits = random.Random()
+os.register_at_fork(after_in_child=_digits.seed)
 
 
 def _spent_in(period: Any) -> Any:
