@@ -24,6 +24,7 @@ from .schema import connections, ledger
 __all__ = ["Contended", "reserve"]
 
 _QMARK = sqlite.dialect(paramstyle="qmark")
+_ACTIVE = ConnectionState.ACTIVE  # an enum member read from its class costs a lookup each time
 
 
 class Contended(Exception):
@@ -147,7 +148,7 @@ def reserve(
         id=connection_id,
         app_id=app_id,
         app_user_id=app_user_id,
-        status=ConnectionState.ACTIVE,  # hold_for holds nothing from any other
+        status=_ACTIVE,  # hold_for holds nothing from any other
         authority=authority,
         monthly_cap=monthly_cap,
         period=current,
