@@ -12,8 +12,20 @@ __all__ = ["period_bounds", "period_of"]
 
 
 def period_of(unix_seconds: float) -> str:
+    # Asked at every reservation and charge, nearly always for the same month: the last month
+    # found is kept with its bounds (one tuple, replaced whole, so a thread reads it whole too).
+    global _last_month
+    start, end, period = _last_month
+    if start <= unix_seconds < end:
+        return period
     moment = datetime.fromtimestamp(unix_seconds, UTC)
-    return f"{moment.year:04d}-{moment.month:02d}"
+    period = f"{moment.year:04d}-{moment.month:02d}"
+    first, after = period_bounds(period)
+    _last_month = (first.timestamp(), after.timestamp(), period)
+    return period
+
+
+_last_month = (0.0, 0.0, "")  # [start, end) of the month period_of last found, in unix seconds, and its key
 
 
 def period_bounds(period: str) -> tuple[datetime, datetime]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import time
@@ -104,3 +105,23 @@ def test_ledger_ids_made_in_one_microsecond_or_after_the_clock_stepped_back_stil
     assert made == sorted(made)
     assert len(set(made)) == len(made)
     assert all(re.fullmatch(r"req_[0-9a-f]{24}", ledger_id) for ledger_id in made)  # the receipts cursor's form
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="processes forked from one another")
+def test_a_forked_process_makes_ledger_ids_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(time, "time_ns", lambda: 1_796_000_000_000_000_000)  # both in one microsecond
+    new_ledger_id()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe and exits at once
+        os.write(write, new_ledger_id().encode())
+        os._exit(0)
+    os.close(write)
+    try:
+        theirs = os.read(read, 100).decode()
+    finally:
+        os.close(read)
+        os.waitpid(child, 0)
+    ours = new_ledger_id()
+    # The same microsecond and, without a fresh seed, the same next random digits: one id twice.
+    assert theirs[4:17] == ours[4:17] and theirs != ours

@@ -174,6 +174,52 @@ async def test_reserve_clamps_to_the_headroom_but_not_below_the_minimum(
     assert refused is Refusal.BUDGET_EXCEEDED  # 700_000 left for good
 
 
+async def test_a_reservation_carries_the_connection_as_read_and_writes_its_whole_ledger_row(
+    store: SqlStore, keys: AppKeys, user_id: str
+) -> None:
+    created = int(time.time()) - 100
+    connection = NewConnection(
+        app_id=keys.app_id,
+        app_user_id=user_id,
+        authority="dev",
+        monthly_cap=USD,
+        sealed_credential="v1.sealed",
+        grant_id="grant-7",
+        upstream_url="https://upstream.example/api/v1",
+        hard_limit=2 * USD,
+    )
+    await store.save_connection(connection, created)
+    await _reserve(store, _request(keys.app_id, user_id, 100_000), created + 10)
+    now = created + 20
+    before = await store.get_connection(keys.app_id, user_id, now)
+    assert before is not None and (before.reserved, before.updated_at) == (100_000, created + 10)
+    request = ReservationRequest(keys.app_id, user_id, 200_000, 1, "embeddings", "test/other", ttl_seconds=60)
+    held = await _reserve(store, request, now)
+    # Every column in its place: the row as it was read, with the holds before this one.
+    assert held.connection == before and held.connection.sealed_credential == "v1.sealed"
+    entry = ledger.c
+    written = select(
+        entry.connection_id, entry.app_id, entry.app_user_id, entry.kind, entry.model, entry.state, entry.reserved
+    ).add_columns(entry.cost, entry.reconcile, entry.period, entry.created_at, entry.expires_at, entry.settled_at)
+    [row] = await _sql(store, written.where(entry.id == held.ledger_id))
+    assert tuple(row) == (
+        before.id,
+        keys.app_id,
+        user_id,
+        "embeddings",
+        "test/other",
+        "reserved",
+        200_000,
+        None,
+        False,
+        period_of(now),
+        now,
+        now + 60,
+        None,
+    )
+    assert await _balance(store, keys.app_id, user_id) == (USD, 0, 300_000)
+
+
 async def test_users_and_apps_have_separate_budgets(store: SqlStore, keys: AppKeys, user_id: str) -> None:
     await _connect(store, keys.app_id, user_id, USD)
     await _connect(store, keys.app_id, "neighbour", USD)
@@ -286,6 +332,12 @@ async def test_the_period_resets_lazily(store: SqlStore, keys: AppKeys, user_id:
     assert held.amount == USD and held.connection.spent == 0
     [(period, spent)] = await _sql(store, select(connections.c.period, connections.c.spent).where(mine))
     assert (period, spent) == (period_of(time.time()), 0)
+
+
+def test_each_moment_falls_in_its_own_month_whichever_was_asked_before() -> None:
+    end_of_november = datetime(2026, 12, 1, tzinfo=UTC).timestamp() - 0.5
+    moments = [end_of_november, end_of_november + 0.5, end_of_november, end_of_november + 31 * 86400 + 0.5]
+    assert [period_of(moment) for moment in moments] == ["2026-11", "2026-12", "2026-11", "2027-01"]
 
 
 async def test_the_period_resets_for_status_over_http(harness: Harness, user_id: str) -> None:

@@ -52,6 +52,7 @@ __all__ = ["PostgresFastPath", "asyncpg_url"]
 _dialect_class: Any = PGDialect_asyncpg
 _DIALECT = _dialect_class()
 _ACTIVE = ConnectionState.ACTIVE.value
+_ACTIVE_STATE = ConnectionState.ACTIVE  # an enum member read from its class costs a lookup each time
 
 
 class _Names:
@@ -320,12 +321,12 @@ def _reservation(row: Any, request: ReservationRequest, ledger_id: str) -> Reser
 
 
 def _record(row: Any, period: str) -> ConnectionRecord:
-    """The user's row as it was read (before this hold), with this period's spend."""
+    """The user's active row as it was read (before this hold), with this period's spend."""
     return ConnectionRecord(
         id=row["id"],
         app_id=row["app_id"],
         app_user_id=row["app_user_id"],
-        status=ConnectionState(row["status"]),
+        status=_ACTIVE_STATE,  # _reservation refused any other before building the record
         authority=row["authority"],
         monthly_cap=row["monthly_cap"],
         period=period,

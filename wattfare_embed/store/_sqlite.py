@@ -3,11 +3,11 @@
 Every metered request reserves before it is forwarded and settles after, so these two are the
 store's whole share of the proxy's latency. Through SQLAlchemy's ``Connection`` each statement
 pays for its execution context, result wrapping and events (about 0.1 ms a transaction, more
-than SQLite's own work); here the same statements (``_statements``, compiled once for SQLite
-with named parameters) run on the runner's ``sqlite3`` connection, prepared once and kept in
-the driver's statement cache. The transactions are unchanged: ``BEGIN IMMEDIATE`` takes the
-file's write lock before the row is read, so no other connection or process can change it
-between the read and the guarded write.
+than SQLite's own work); here the same statements (``_statements``, compiled once for SQLite,
+``reserve``'s in positional form: ``_sqlite_reserve``) run on the runner's ``sqlite3``
+connection, prepared once and kept in the driver's statement cache. The transactions are
+unchanged: ``BEGIN IMMEDIATE`` takes the file's write lock before the row is read, so no other
+connection or process can change it between the read and the guarded write.
 """
 
 from __future__ import annotations
@@ -16,29 +16,21 @@ import sqlite3
 from collections import namedtuple
 from typing import Any
 
-from sqlalchemy import bindparam, insert
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql import ClauseElement
 
-from ._statements import (
-    _CHARGE,
-    _HOLD,
-    _LEDGER_FINAL,
-    _LEDGER_ROW_FOR_UPDATE,
-    _USER_ROW_FOR_UPDATE,
-    plan_hold,
-)
-from .base import ConnectionState, Refusal, Reservation, ReservationRequest, Settled, SpendAfterCharge
-from .schema import connections, ledger
+from ._sqlite_reserve import Contended, reserve
+from ._statements import _CHARGE, _LEDGER_FINAL, _LEDGER_ROW_FOR_UPDATE
+from .base import Refusal, Reservation, ReservationRequest, Settled, SpendAfterCharge
+from .schema import connections
 
 __all__ = ["SQLiteFastPath"]
 
 _DIALECT = sqlite.dialect(paramstyle="named")
-_ACTIVE = ConnectionState.ACTIVE.value
 
 
 class _Statement:
-    """A statement's SQLite text and the values of the parameters it fixes itself (``status = 'active'``)."""
+    """A statement's SQLite text and the values of the parameters it fixes itself (a ``CASE``'s ``0``)."""
 
     __slots__ = ("fixed", "sql")
 
@@ -51,23 +43,6 @@ class _Statement:
         return db.execute(self.sql, {**self.fixed, **parameters} if self.fixed else parameters)
 
 
-_LEDGER_COLUMNS = (
-    "id",
-    "connection_id",
-    "app_id",
-    "app_user_id",
-    "kind",
-    "model",
-    "state",
-    "reserved",
-    "reconcile",
-    "period",
-    "created_at",
-    "expires_at",
-)
-_USER_ROW = _Statement(_USER_ROW_FOR_UPDATE)
-_HOLD_SQL = _Statement(_HOLD)
-_INSERT = _Statement(insert(ledger).values({name: bindparam(name) for name in _LEDGER_COLUMNS}))
 _LEDGER_ROW = _Statement(_LEDGER_ROW_FOR_UPDATE)
 # The counter as the charge left it, for threshold alerts: returned by the write itself.
 _CHARGE_SQL = _Statement(
@@ -75,30 +50,7 @@ _CHARGE_SQL = _Statement(
 )
 _FINAL = _Statement(_LEDGER_FINAL)
 
-# Rows by column name, as the record builders read them (the selects list these columns in order).
-_ConnectionRow = namedtuple("_ConnectionRow", [column.key for column in connections.c])  # type: ignore[misc]
 _LedgerRow = namedtuple("_LedgerRow", ["connection_id", "reserved", "state", "cost"])
-
-
-class _Contended(Exception):
-    """The row changed between read and write; try the reservation again."""
-
-
-def reserve(
-    db: sqlite3.Connection, request: ReservationRequest, ledger_id: str, period: str, now: int
-) -> Reservation | Refusal:
-    """One reservation, inside the caller's ``BEGIN IMMEDIATE`` transaction."""
-    found = _USER_ROW.run(db, {"b_app_id": request.app_id, "b_app_user_id": request.app_user_id}).fetchone()
-    if found is None:
-        return Refusal.NOT_CONNECTED
-    plan = plan_hold(_ConnectionRow._make(found), request, ledger_id, period, now)
-    if isinstance(plan, Refusal):
-        return plan
-    hold, entry, reservation = plan
-    if _HOLD_SQL.run(db, hold).rowcount != 1:
-        raise _Contended
-    _INSERT.run(db, entry)
-    return reservation
 
 
 def settle(
@@ -168,7 +120,7 @@ class SQLiteFastPath:
             try:
                 result: Reservation | Refusal = await self._runner.run_raw(reserve, request, ledger_id, period, now)
                 return result
-            except _Contended:
+            except Contended:
                 continue
         return Refusal.CONTENDED
 

@@ -7,11 +7,13 @@ module constants executed with parameters.
 
 from __future__ import annotations
 
+import os
+import random
 import secrets
 import time
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, insert, select, update
+from sqlalchemy import bindparam, case, func, insert, literal_column, select, update
 
 from .base import (
     ConnectionRecord,
@@ -43,10 +45,16 @@ def new_ledger_id(prefix: str = "req_") -> str:
     global _last_micros
     micros = max(time.time_ns() // 1000, _last_micros + 1)
     _last_micros = micros
-    return f"{prefix}{micros:013x}{secrets.token_hex(6)[:11]}"
+    return f"{prefix}{micros:013x}{_digits.getrandbits(44):011x}"
 
 
 _last_micros = 0  # the microseconds of the last ledger id this process made
+# The random digits only keep processes apart (an id is no secret: ledger pages and logs show it),
+# so they come from a generator seeded from the OS once, not from a system call per request. It is
+# this module's own (a host seeding `random` cannot make two processes' digits the same) and a
+# forked child seeds it afresh, as it would otherwise go on with its parent's sequence.
+_digits = random.Random()
+os.register_at_fork(after_in_child=_digits.seed)
 
 
 def _spent_in(period: Any) -> Any:
@@ -115,7 +123,8 @@ _HOLD = (
         _C.reserved == bindparam("b_old_reserved"),
         _C.spent == bindparam("b_old_spent"),
         _C.period == bindparam("b_old_period"),
-        _C.status == ConnectionState.ACTIVE.value,
+        # A literal, not a parameter: every parameter is then the caller's (SQLite's positional form).
+        _C.status == literal_column(f"'{ConnectionState.ACTIVE.value}'"),
     )
     .values(
         spent=bindparam("b_spent"),
@@ -163,26 +172,46 @@ def _nonnegative(expression: Any) -> Any:
     return case((expression < 0, 0), else_=expression)
 
 
+def hold_for(
+    status: str,
+    monthly_cap: int,
+    row_period: str,
+    row_spent: int,
+    row_reserved: int,
+    request: ReservationRequest,
+    period: str,
+) -> Refusal | tuple[int, str, int]:
+    """How much reserving ``request`` holds from the user's locked counter, the counter's period
+    after it and its spend in that period; or why nothing is held.
+
+    The one admission rule for every driver (SQLAlchemy's, SQLite's stdlib one), so it cannot
+    differ between them.
+    """
+    if status != ConnectionState.ACTIVE.value:
+        return Refusal(status)
+    # A counter a clock ahead already moved on stays in its period: it never moves back.
+    current = max(row_period, period)
+    spent = row_spent if row_period >= period else 0
+    refusal = refusal_for_headroom(monthly_cap, spent, row_reserved, request.minimum)
+    if refusal is not None:
+        return refusal
+    return min(request.wanted, monthly_cap - spent - row_reserved), current, spent
+
+
 def plan_hold(
     row: Any, request: ReservationRequest, ledger_id: str, period: str, now: int
 ) -> Refusal | tuple[dict[str, Any], dict[str, Any], Reservation]:
     """What reserving ``request`` against the user's locked row writes: the parameters of the
     guarded hold (``_HOLD``) and of the ledger row, and the reservation they make; or why not.
 
-    One plan for every driver (SQLAlchemy's and SQLite's stdlib one), so admission cannot differ
-    between them. ``row`` is the result of ``_USER_ROW_FOR_UPDATE`` (``None``: not connected).
+    ``row`` is the result of ``_USER_ROW_FOR_UPDATE`` (``None``: not connected).
     """
     if row is None:
         return Refusal.NOT_CONNECTED
-    if row.status != ConnectionState.ACTIVE.value:
-        return Refusal(row.status)
-    # A counter a clock ahead already moved on stays in its period: it never moves back.
-    current = max(row.period, period)
-    spent = row.spent if row.period >= period else 0
-    refusal = refusal_for_headroom(row.monthly_cap, spent, row.reserved, request.minimum)
-    if refusal is not None:
-        return refusal
-    amount = min(request.wanted, row.monthly_cap - spent - row.reserved)
+    held = hold_for(row.status, row.monthly_cap, row.period, row.spent, row.reserved, request, period)
+    if isinstance(held, Refusal):
+        return held
+    amount, current, spent = held
     hold = {
         "b_id": row.id,
         "b_old_reserved": row.reserved,
