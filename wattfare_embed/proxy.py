@@ -503,7 +503,7 @@ class Proxy:
         )
         # The store has the final row, token counts included (written with the settles pending at
         # the same moment, in one transaction), or the journal does until the store is back (never lost).
-        settled = await self._settles.settle(final)
+        settled = await self._settles.settle(final, exchange.user)
         exchange.trace.settled(cost, source, meter.usage, meter.response_model)
         if settled is None:
             return  # journaled: applied, and then reconciled, when the store is back

@@ -36,6 +36,10 @@ logger = logging.getLogger("wattfare_embed")
 READ_WAIT_SECONDS = 15.0
 
 
+# A settle waiting for its group: the user whose counter it charges, the charge, its own result.
+_Pending = tuple[str, "FinalCharge", "asyncio.Future[Settled | None]"]
+
+
 class SettleBatches:
     """Group commit of settles: ``settle`` joins the group being formed and returns its own result,
     ``None`` when the store could not take it and it was kept in the journal."""
@@ -43,13 +47,14 @@ class SettleBatches:
     def __init__(self, store: Callable[[], Store], journal: SettleJournal) -> None:
         self._store = store
         self._journal = journal
-        self._forming: list[tuple[FinalCharge, asyncio.Future[Settled | None]]] = []
+        self._forming: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def settle(self, charge: FinalCharge) -> Settled | None:
+    async def settle(self, charge: FinalCharge, user: str) -> Settled | None:
+        """``charge``, for ``user`` (whose counter it changes)."""
         loop = asyncio.get_running_loop()
         result: asyncio.Future[Settled | None] = loop.create_future()
-        self._forming.append((charge, result))
+        self._forming.append((user, charge, result))
         if self._flusher is None:
             # Its first step runs at the next turn of the loop: what is pending by then goes with it.
             self._flusher = loop.create_task(self._flush_while_pending())
@@ -58,7 +63,9 @@ class SettleBatches:
     async def _flush_while_pending(self) -> None:
         try:
             while self._forming:
-                group, self._forming = self._forming, []
+                # By user: groups written at once by two processes then lock the users' counters in
+                # the same order, so they cannot deadlock on PostgreSQL.
+                group, self._forming = sorted(self._forming, key=_by_user), []
                 await self._flush(group)
         finally:
             self._flusher = None
@@ -66,8 +73,8 @@ class SettleBatches:
             left, self._forming = self._forming, []
             _journal_all(self._journal, left)
 
-    async def _flush(self, group: list[tuple[FinalCharge, asyncio.Future[Settled | None]]]) -> None:
-        store, charges = self._store(), [charge for charge, _result in group]
+    async def _flush(self, group: list[_Pending]) -> None:
+        store, charges = self._store(), [charge for _user, charge, _result in group]
         try:
             if len(charges) == 1:
                 results = [await _settle_one(store, charges[0])]
@@ -84,7 +91,7 @@ class SettleBatches:
             if not isinstance(exc, Exception):
                 raise
             return
-        for (_charge, result), settled in zip(group, results, strict=True):
+        for (_user, _charge, result), settled in zip(group, results, strict=True):
             _resolve(result, settled)
 
 
@@ -101,9 +108,13 @@ async def _settle_one(store: Store, charge: FinalCharge) -> Settled:
     )
 
 
-def _journal_all(journal: SettleJournal, group: list[tuple[FinalCharge, asyncio.Future[Settled | None]]]) -> None:
+def _by_user(pending: _Pending) -> str:
+    return pending[0]
+
+
+def _journal_all(journal: SettleJournal, group: list[_Pending]) -> None:
     """Keep each charge of ``group`` in the journal (applied once the store is back, at most once)."""
-    for charge, result in group:
+    for _user, charge, result in group:
         journal.keep(charge)
         _resolve(result, None)
 
