@@ -303,8 +303,9 @@ class PostgresFastPath:
 
     async def settle_many(self, rows: list[SettleRow]) -> list[Settled]:
         """Each settle's statement for every row, pipelined in one round trip and committed as one
-        transaction (asyncpg's ``fetchmany``): one WAL flush for the group. Rows locked in the order
-        given; a deadlock with another process's group is retried as a whole."""
+        transaction (asyncpg's ``fetchmany``): one WAL flush for the group, all of it or nothing.
+        Rows are locked in the order given (the proxy gives a group by user, so two processes'
+        groups lock counters in one order); a deadlock or serialization failure is retried whole."""
         arguments = [
             (ledger_id, state, cost, source, generation_id, reconcile, now, period, tokens_in, tokens_out)
             for ledger_id, state, cost, source, generation_id, reconcile, period, now, tokens_in, tokens_out in rows
