@@ -377,9 +377,17 @@ class Wattfare:
         """A user's connection and budget; ``connected=False`` (never an error) when there is none."""
         app_user_id_of(app_user_id)
         await self.startup()
+        await self.proxy.unsettled.caught_up(app_user_id)  # every charge this process has answered
         now = int(time.time())
         record = await self.store.get_connection(self.keys.app_id, app_user_id, now)
         return ConnectionStatus.of(app_user_id, record, now)
+
+    async def caught_up(self, app_user_id: str | None = None) -> None:
+        """Wait (at most 15 s) until the settles of answers this process has already sent for
+        ``app_user_id`` (every user: ``None``) are written. ``status``, ``usage`` and a grant's
+        ``status`` do it themselves; call it before reading ``store`` directly (a ledger listing,
+        a report) to see every charge this process has answered."""
+        await self.proxy.unsettled.caught_up(app_user_id)
 
     async def lower_cap(self, app_user_id: str, monthly_cap: Micros) -> ConnectionStatus | None:
         """Lower the cap at once; ``None`` when there is no active connection or it would raise it."""

@@ -53,7 +53,11 @@ class WattfareGrant(MeteredClients):
     async def status(self) -> GrantStatus:
         """Requests and dollars left, and whether the grant still spends (``active``); never an error."""
         await self._embed.startup()
-        record = await self._embed.store.find_grant(self._embed.keys.app_id, grant_token_hash(self._token))
+        token_hash = grant_token_hash(self._token)
+        record = await self._embed.store.find_grant(self._embed.keys.app_id, token_hash)
+        # Its id is known only now: read again if this process still owed it settles it answered.
+        if record is not None and await self._embed.proxy.unsettled.caught_up(record.id):
+            record = await self._embed.store.find_grant(self._embed.keys.app_id, token_hash)
         return GrantStatus.of(record, int(time.time()))
 
     async def revoke(self) -> None:

@@ -14,7 +14,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +47,7 @@ from .metering.meter import ResponseMeter, TokenPrices
 from .metering.pricing import PriceBook
 from .metering.reconcile import Reconciler
 from .metering.refusals import needs_status, refusal_error
+from .metering.settle_batches import SettleBatches, Unsettled
 from .metering.settle_journal import PendingSettle, SettleJournal
 from .metering.streams import OpenStream, OpenStreams, Stopped, read_upstream, watch_disconnect
 from .metering.upstream_errors import error_for_upstream_status
@@ -98,7 +99,8 @@ class _Exchange:
     refused_upstream: bool = False
     outcome_unknown: bool = False
     cut_off: str | None = None
-    settled: bool = field(default=False)
+    settling: asyncio.Future[None] | None = None  # the request's one settle, once started
+    owed: asyncio.Future[None] | None = None  # set once its answer is going out before its settle
 
 
 class _ModelNotFound(InvalidRequestError):
@@ -132,6 +134,8 @@ class Proxy:
         self._grants = GrantAdmission(embed)
         self._generations = GenerationNotes()  # for the sweeper, should this process die mid-request
         self.journal = SettleJournal(embed.settings.settle_journal_dir)  # settles the store could not take
+        self._settles = SettleBatches(lambda: embed.store, self.journal)  # grouped, one transaction each
+        self.unsettled = Unsettled()  # answered, not yet settled: what this process's reads wait for
         embed.on_connection_ended(self._connection_ended)
         embed.on_startup(self._start_revocation_watch)
 
@@ -232,9 +236,8 @@ class Proxy:
             self._generations.forget(reservation.ledger_id)
             try:
                 # Shielded: a cancelled request (client gone, server stopping) still settles. Most
-                # requests settled before their answer went out; they need no task or shield here.
-                if not exchange.settled:
-                    await _shielded(self._settle(exchange))
+                # requests started settling right after their answer; this waits for that same settle.
+                await asyncio.shield(self._settle_once(exchange))
             finally:
                 trace.finished(_outcome(exchange))
 
@@ -384,7 +387,7 @@ class Proxy:
         and reconciled from the generation record, or charged its hold when there is none."""
         if exchange.meter.generation_id is None:
             exchange.outcome_unknown = True
-        await self._settle_before_answering(exchange)
+        await asyncio.shield(self._settle_once(exchange))  # a refusal: nothing to gain by settling after it
         await _refuse(exchange, send, NotConnectedError("the user disconnected their AI budget; the call was stopped"))
 
     async def _relay_body(
@@ -414,8 +417,8 @@ class Proxy:
         if exchange.control.revoked:
             await self._answer_revoked(exchange, send)
             return
-        await self._settle_before_answering(exchange)
-        await send_bytes(send, response.status, body, [*headers, (b"content-length", str(len(body)).encode())])
+        answer = send_bytes(send, response.status, body, [*headers, (b"content-length", str(len(body)).encode())])
+        await self._answer_then_settle(exchange, answer)
 
     async def _relay_stream(
         self,
@@ -446,10 +449,14 @@ class Proxy:
                 # Neither [DONE] nor the provider's own error event: the stream was cut short.
                 exchange.cut_off = "upstream"
         if exchange.cut_off:
+            # An error, as a refusal is: settled before it ends (nothing to gain by settling after).
             event = meter.separator() + exchange.dialect.cut_off(cut_off_error(exchange.cut_off), meter.events)
             await send({"type": "http.response.body", "body": event, "more_body": True})
-        await self._settle_before_answering(exchange)
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await asyncio.shield(self._settle_once(exchange))
+            await send(_END)
+            return
+        # A whole stream's end goes out before its settle too: clients read to the end of the body.
+        await self._answer_then_settle(exchange, send(_END))
 
     async def _start_revocation_watch(self) -> None:
         self._embed.run_in_background(self._watch_revocations)
@@ -485,16 +492,33 @@ class Proxy:
 
     # -- settling ---------------------------------------------------------------------------
 
-    async def _settle_before_answering(self, exchange: _Exchange) -> None:
-        """Settle, so the client sees success only once the ledger is final. The answer was paid
-        for, so a store that fails still lets it through: the charge is kept in the settle
-        journal and applied when the store is back."""
-        await _shielded(self._settle(exchange))
+    async def _answer_then_settle(self, exchange: _Exchange, answer: Awaitable[None]) -> None:
+        """Send the (successful) answer, then settle: the client does not wait for the ledger. From
+        just before the answer goes out, this process's reads of the user's spend wait for this
+        settle (``Unsettled``), so they never miss a charge whose answer they could have seen. The
+        answer was paid for, so a store that fails the settle does not touch it: the charge is kept
+        in the settle journal and applied when the store is back."""
+        exchange.owed = self.unsettled.owe(exchange.user)
+        await answer
+        await asyncio.shield(self._settle_once(exchange))
+
+    def _settle_once(self, exchange: _Exchange) -> asyncio.Future[None]:
+        """The request's one settle, started by the first call; every later call gets the same one.
+        Its own task (held until it ends), so that awaiting it shielded, a request cancelled
+        (client gone, server stopping) still settles."""
+        if exchange.settling is None:
+            exchange.settling = _keep(asyncio.ensure_future(self._settle(exchange)))
+        return exchange.settling
 
     async def _settle(self, exchange: _Exchange) -> None:
-        """Final ledger row for the request, exactly once, whatever happened."""
-        if exchange.settled:
-            return
+        """Final ledger row for the request, whatever happened."""
+        try:
+            await self._write_final_row(exchange)
+        finally:
+            if exchange.owed is not None:
+                self.unsettled.paid(exchange.user, exchange.owed)
+
+    async def _write_final_row(self, exchange: _Exchange) -> None:
         meter, reservation = exchange.meter, exchange.reservation
         cost, source, reconcile = self._charge(exchange)
         generation_id = meter.generation_id if source != "none" else None
@@ -504,10 +528,9 @@ class Proxy:
         final = PendingSettle(
             reservation.ledger_id, cost, source, int(time.time()), generation_id, reconcile, tokens_in, tokens_out
         )
-        # The store has the final row, token counts included, or the journal does until the
-        # store is back (never lost).
-        settled = await self.journal.settle(self._embed.store, final)
-        exchange.settled = True
+        # The store has the final row, token counts included (written with the settles pending at
+        # the same moment, in one transaction), or the journal does until the store is back (never lost).
+        settled = await self._settles.settle(final, exchange.user)
         exchange.trace.settled(cost, source, meter.usage, meter.response_model)
         if settled is None:
             return  # journaled: applied, and then reconciled, when the store is back
@@ -561,6 +584,7 @@ class Proxy:
 
 _SETTLING: set[asyncio.Future[Any]] = set()
 MAX_HOLD = 2**62  # micro-dollars; far beyond any cap
+_END: dict[str, Any] = {"type": "http.response.body", "body": b"", "more_body": False}  # a streamed body's end
 
 
 _CUT_OFF_CODES = {"budget_exceeded": "budget_exceeded", "revoked": "not_connected", "upstream": "upstream"}
@@ -602,8 +626,3 @@ def _keep(task: asyncio.Future[Any]) -> asyncio.Future[Any]:
     _SETTLING.add(task)
     task.add_done_callback(_SETTLING.discard)
     return task
-
-
-async def _shielded(work: Coroutine[Any, Any, None]) -> None:
-    """Run ``work`` to its end even if the caller is cancelled, holding it so it cannot be collected."""
-    await asyncio.shield(_keep(asyncio.ensure_future(work)))

@@ -92,6 +92,7 @@ async def usage_page(
         raise InvalidRequestError(f"limit must be a whole number from 1 to {MAX_PAGE}")
     before = parse_cursor(cursor)
     await embed.startup()
+    await embed.proxy.unsettled.caught_up(app_user_id)  # every charge this process has answered
     period = period_of(time.time())
     # One row more than asked says whether there is a next page without a second query.
     rows = await embed.store.receipts(embed.keys.app_id, app_user_id, period, before=before, limit=limit + 1)

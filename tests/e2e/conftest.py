@@ -183,12 +183,14 @@ async def disconnect(http: httpx2.AsyncClient, token: str, *, mount: str = MOUNT
 
 
 async def connection(wf: Wattfare, user: str) -> ConnectionRecord:
+    await wf.caught_up(user)  # the store read directly: see every charge this process has answered
     record = await wf.store.get_connection(wf.keys.app_id, user, int(time.time()))
     assert record is not None, f"{user} has no connection"
     return record
 
 
 async def ledger(wf: Wattfare, user: str) -> list[LedgerEntry]:
+    await wf.caught_up(user)
     return list(reversed(await wf.store.ledger(wf.keys.app_id, user, limit=1000)))
 
 

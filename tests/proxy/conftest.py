@@ -158,11 +158,13 @@ class Proxied:
         )
 
     async def connection(self, user: str) -> ConnectionRecord:
+        await self.wf.caught_up(user)  # the store read directly: see what this process has answered
         record = await self.wf.store.get_connection(self.keys.app_id, user, int(time.time()))
         assert record is not None, f"{user} has no connection"
         return record
 
     async def ledger(self, user: str) -> list[LedgerEntry]:
+        await self.wf.caught_up(user)
         return list(reversed(await self.wf.store.ledger(self.keys.app_id, user, limit=1000)))
 
     def upstream_calls(self, path: str = CHAT) -> list[ReceivedRequest]:

@@ -43,12 +43,14 @@ async def chat(proxy: Proxied, token: str, **body: Any) -> Any:
 
 
 async def record_of(proxy: Proxied, issued: IssuedGrant) -> GrantRecord:
+    await proxy.wf.caught_up(issued.grant_id)  # the store read directly: see what this process answered
     record = await proxy.wf.store.find_grant(proxy.keys.app_id, grant_token_hash(issued.token))
     assert record is not None
     return record
 
 
 async def grant_rows(proxy: Proxied, issued: IssuedGrant) -> list[LedgerEntry]:
+    await proxy.wf.caught_up(issued.grant_id)
     return list(reversed(await proxy.wf.store.ledger(proxy.keys.app_id, issued.grant_id, limit=1000)))
 
 
@@ -89,7 +91,8 @@ async def test_a_grants_request_has_its_token_counts_in_its_final_row(proxy: Pro
     issued, _key = await grant_for(proxy, requests=1)
     answer = await chat(proxy, issued.token)
     assert answer.status_code == 200
-    # Settled before the answer was sent, counts and charge in one write: no waiting for them.
+    # Settled right after the answer, counts and charge in one write: no waiting beyond that settle.
+    await proxy.wf.caught_up(issued.grant_id)
     [receipt] = await proxy.wf.store.receipts(
         proxy.keys.app_id, issued.grant_id, period_of(int(time.time())), before=None, limit=10
     )

@@ -192,3 +192,43 @@ async def test_a_user_id_with_control_characters_is_a_bad_request(lite: Proxied)
         headers={"authorization": f"Bearer {lite.keys.secret_key}"},
     )
     assert error_of(sessions) == (400, "invalid_request")
+
+
+async def test_a_request_cancelled_after_its_answer_still_settles_exactly_once(lite: Proxied, user_id: str) -> None:
+    await lite.connect(user_id)
+    store = lite.wf.store
+    real_settle = store.settle_reading_spend
+    gate = asyncio.Event()
+
+    async def held_settle(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.wait_for(gate.wait(), 10)
+        return await real_settle(*args, **kwargs)
+
+    store.settle_reading_spend = held_settle  # type: ignore[method-assign]
+    scope, receive, send, sent = _chat_call(lite, user_id)
+    answered = asyncio.Event()
+
+    async def noting_send(message: Any) -> None:
+        await send(message)
+        if message["type"] == "http.response.body":
+            answered.set()
+
+    try:
+        request = asyncio.ensure_future(lite.wf.proxy.chat_completions(scope, receive, noting_send))
+        await asyncio.wait_for(answered.wait(), 10)
+        # The answer is out, its settle held: the request's task is cancelled, and cancelled again
+        # while it waits for the settle (as anyio cancel scopes do), so it ends before the settle.
+        request.cancel()
+        await asyncio.sleep(0)
+        request.cancel()
+        await asyncio.gather(request, return_exceptions=True)
+        assert request.done()
+        gate.set()
+    finally:
+        gate.set()
+        store.settle_reading_spend = real_settle  # type: ignore[method-assign]
+
+    assert sent[0]["status"] == 200
+    [row] = await lite.settled(user_id, 1)
+    assert (row.state, row.cost_source) == ("settled", "reported")
+    assert (await lite.connection(user_id)).spent == row.cost > 0

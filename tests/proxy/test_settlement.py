@@ -35,7 +35,7 @@ async def test_stream_without_usage_is_charged_an_estimate_then_reconciled(proxy
     assert not any("usage" in event for event in sse_events(raw))
     assert sse_data(raw)[-1] == "[DONE]"
     [row] = await proxy.ledger(user_id)
-    # Settled before the response ended: an estimate, marked for reconciliation.
+    # Settled as the response ended (and read after this process's settle): an estimate, to reconcile.
     assert (row.state, row.cost_source, row.reconcile) == ("settled", "estimated", True)
     assert row.cost is not None and row.cost > 0
     assert (await proxy.connection(user_id)).spent == row.cost

@@ -71,8 +71,11 @@ async def test_each_metered_request_logs_one_record_with_its_figures(
         [row] = await proxy.settled(user_id, 1)
 
     assert len(request_log.records) == 2
-    served, unknown = (vars(record) for record in request_log.records)
-    assert request_log.records[0].levelno == logging.INFO
+    # A request's record is written once it has settled, which is after its answer: in either order.
+    [served_record] = [record for record in request_log.records if vars(record)["ledger_id"] is not None]
+    [unknown_record] = [record for record in request_log.records if record is not served_record]
+    served, unknown = vars(served_record), vars(unknown_record)
+    assert served_record.levelno == logging.INFO
     assert served["ledger_id"] == row.id
     assert served["outcome"] == "ok"
     assert served["operation"] == "chat" and served["model"] == MINI
@@ -82,7 +85,7 @@ async def test_each_metered_request_logs_one_record_with_its_figures(
     assert served["output_tokens"] > 0 and served["input_tokens"] > 0
     assert 0 < served["first_byte_ms"] <= served["upstream_ms"] < served["latency_ms"]
     assert served["user_id"] and user_id not in served["user_id"]  # a pseudonym
-    message = request_log.records[0].getMessage()
+    message = served_record.getMessage()
     assert row.id in message and MINI in message
 
     assert unknown["outcome"] == "invalid_request"

@@ -20,9 +20,11 @@ import json
 import logging
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from ..store.base import FinalCharge
 
 if TYPE_CHECKING:
     from ..store import Settled, Store
@@ -36,19 +38,9 @@ _RESCAN_SECONDS = 30.0  # files another process (or an earlier run) left
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 
 
-@dataclass(frozen=True, slots=True)
-class PendingSettle:
-    """One final charge, as ``Store.settle`` takes it (``at``: when the request ended), with the
-    usage's token counts. An entry written before they were kept here loads without them."""
-
-    ledger_id: str
-    cost: int
-    cost_source: str
-    at: int
-    generation_id: str | None = None
-    reconcile: bool = False
-    tokens_in: int | None = None
-    tokens_out: int | None = None
+# One final charge as ``Store.settle`` takes it, kept here while the store cannot take it. An entry
+# written before token counts were kept loads without them.
+PendingSettle = FinalCharge
 
 
 def default_journal_dir(database_url: str) -> Path | None:

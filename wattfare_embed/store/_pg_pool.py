@@ -49,6 +49,10 @@ class ConnectionPool:
     async def execute(self, query: str, *arguments: Any) -> Any:
         return await self._run("execute", query, arguments)
 
+    async def fetchmany(self, query: str, arguments: list[tuple[Any, ...]]) -> Any:
+        """``query`` once for each tuple of ``arguments``, pipelined, in one implicit transaction."""
+        return await self._run("fetchmany", query, (arguments,))
+
     async def _run(self, method: str, query: str, arguments: tuple[Any, ...]) -> Any:
         await self._slots.acquire()
         try:

@@ -33,6 +33,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import URL, make_url
 
 from ._pg_pool import ConnectionPool
+from ._statements import SettleRow
 from .base import (
     ConnectionRecord,
     ConnectionState,
@@ -299,11 +300,27 @@ class PostgresFastPath:
             tokens_in,
             tokens_out,
         )
-        if not row["settled"]:
-            return Settled(False)
-        if row["status"] is None:
-            return Settled(True)
-        return Settled(True, SpendAfterCharge(row["status"], row["monthly_cap"], row["period"], row["spent"]))
+        return _settled(row)
+
+    async def settle_many(self, rows: list[SettleRow]) -> list[Settled]:
+        """Each settle's statement for every row, pipelined in one round trip and committed as one
+        transaction (asyncpg's ``fetchmany``): one WAL flush for the group, all of it or nothing.
+        Rows are locked in the order given (the proxy gives a group by user, so two processes'
+        groups lock counters in one order); a deadlock or serialization failure is retried whole."""
+        arguments = [
+            (ledger_id, state, cost, source, generation_id, reconcile, now, period, tokens_in, tokens_out)
+            for ledger_id, state, cost, source, generation_id, reconcile, period, now, tokens_in, tokens_out in rows
+        ]
+        found = await self._run("fetchmany", SETTLE, arguments)
+        return [_settled(row) for row in found]
+
+
+def _settled(row: Any) -> Settled:
+    if not row["settled"]:
+        return Settled(False)
+    if row["status"] is None:
+        return Settled(True)
+    return Settled(True, SpendAfterCharge(row["status"], row["monthly_cap"], row["period"], row["spent"]))
 
 
 def _reservation(row: Any, request: ReservationRequest, ledger_id: str) -> Reservation | Refusal:

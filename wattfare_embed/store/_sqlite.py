@@ -20,7 +20,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql import ClauseElement
 
 from ._sqlite_reserve import Contended, reserve
-from ._statements import _CHARGE, _LEDGER_FINAL, _LEDGER_ROW_FOR_UPDATE
+from ._statements import _CHARGE, _LEDGER_FINAL, _LEDGER_ROW_FOR_UPDATE, SettleRow
 from .base import Refusal, Reservation, ReservationRequest, Settled, SpendAfterCharge
 from .schema import connections
 
@@ -107,6 +107,12 @@ def settle(
     return Settled(True, SpendAfterCharge(*charged[0]) if charged else None)
 
 
+def settle_many(db: sqlite3.Connection, rows: list[SettleRow]) -> list[Settled]:
+    """Several final ledger rows inside the caller's one transaction, each as ``settle`` writes it:
+    one commit for the group. An entry already final settles nothing and stops none of the others."""
+    return [settle(db, *row) for row in rows]
+
+
 class SQLiteFastPath:
     """``reserve`` and ``settle`` for ``SqlStore`` on SQLite, through the runner's raw connection."""
 
@@ -140,4 +146,8 @@ class SQLiteFastPath:
         settled: Settled = await self._runner.run_raw(
             settle, ledger_id, state, cost, cost_source, generation_id, reconcile, period, now, tokens_in, tokens_out
         )
+        return settled
+
+    async def settle_many(self, rows: list[SettleRow]) -> list[Settled]:
+        settled: list[Settled] = await self._runner.run_raw(settle_many, rows)
         return settled

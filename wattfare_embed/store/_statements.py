@@ -237,3 +237,8 @@ def plan_hold(
         "expires_at": now + request.ttl_seconds,
     }
     return hold, entry, Reservation(ledger_id=ledger_id, amount=amount, connection=_connection(row, current))
+
+
+# One settle as both hot paths take it, in their ``settle``'s order: ledger id, final state, cost,
+# cost source, generation id, reconcile, period, now, tokens in, tokens out.
+SettleRow = tuple[str, str, int, str, str | None, bool, str, int, int | None, int | None]

@@ -19,6 +19,7 @@ __all__ = [
     "ConnectionRecord",
     "ConnectionState",
     "ConsentRequest",
+    "FinalCharge",
     "GrantChange",
     "GrantChangeResult",
     "GrantRecord",
@@ -264,6 +265,21 @@ class Settled:
     spend: SpendAfterCharge | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class FinalCharge:
+    """One request's final charge, as ``Store.settle`` takes it (``at``: when the request ended),
+    with the usage's token counts."""
+
+    ledger_id: str
+    cost: Micros
+    cost_source: str
+    at: int
+    generation_id: str | None = None
+    reconcile: bool = False
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+
+
 class Store(Protocol):
     """Cap and usage state. Every method is one atomic transaction."""
 
@@ -333,6 +349,24 @@ class Store(Protocol):
     ) -> Settled:
         """``settle``, also returning the user's counter after the charge when the statement that
         charged it can return it at no extra statement (the SQLite and PostgreSQL hot paths)."""
+
+    async def settle_many(self, charges: Sequence[FinalCharge]) -> list[Settled]:
+        """``settle_reading_spend`` for each charge, in order, one result each; a charge already
+        final is ``Settled(False)`` and changes nothing for the others. A store that can commits
+        them together (``SqlStore``: one transaction); this default settles them one by one."""
+        return [
+            await self.settle_reading_spend(
+                charge.ledger_id,
+                charge.cost,
+                charge.cost_source,
+                charge.at,
+                generation_id=charge.generation_id,
+                reconcile=charge.reconcile,
+                tokens_in=charge.tokens_in,
+                tokens_out=charge.tokens_out,
+            )
+            for charge in charges
+        ]
 
     async def note_generations(self, entries: Sequence[tuple[str, str]]) -> None:
         """Record ``(ledger id, generation id)`` on reservations still open (the sweeper reconciles

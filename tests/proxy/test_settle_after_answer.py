@@ -1,0 +1,177 @@
+"""The settle comes right after the answer, grouped with the settles pending at that moment: the
+client never waits for it, this process's reads do, and every request still ends with exactly one
+final ledger row whatever the store does to the group."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+from wattfare_embed.money import micros_from_usd
+from wattfare_embed.store import FinalCharge, NewConnection, Reservation, ReservationRequest, Settled, SqlStore
+from wattfare_embed.testing.waiting import poll
+
+from .conftest import Proxied
+
+GATE_SECONDS = 10.0  # the longest a held settle waits for the test to let it through
+
+
+class HeldSettles:
+    """The store's settles as the proxy calls them (one alone, or a group), counted: each call is
+    one transaction. While ``gate`` is shut, the first one waits before it writes anything."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+        self.gate = asyncio.Event()
+        self.transactions = 0
+        self.groups: list[int] = []
+        self.fail_next_group = False
+        self.real_one = store.settle_reading_spend
+        self.real_many = store.settle_many
+
+    async def one(self, *args: Any, **kwargs: Any) -> Settled:
+        self.transactions += 1
+        await asyncio.wait_for(self.gate.wait(), GATE_SECONDS)
+        return await self.real_one(*args, **kwargs)
+
+    async def many(self, charges: Sequence[FinalCharge]) -> list[Settled]:
+        self.transactions += 1
+        self.groups.append(len(charges))
+        await asyncio.wait_for(self.gate.wait(), GATE_SECONDS)
+        if self.fail_next_group:
+            self.fail_next_group = False
+            raise OSError("database is locked")
+        return await self.real_many(charges)
+
+
+@contextmanager
+def held_settles(proxy: Proxied) -> Iterator[HeldSettles]:
+    store = proxy.wf.store
+    assert isinstance(store, SqlStore)
+    held = HeldSettles(store)
+    store.settle_reading_spend = held.one  # type: ignore[method-assign]
+    store.settle_many = held.many  # type: ignore[method-assign]
+    try:
+        yield held
+    finally:
+        held.gate.set()
+        store.settle_reading_spend = held.real_one  # type: ignore[method-assign]
+        store.settle_many = held.real_many  # type: ignore[method-assign]
+
+
+def billed(proxy: Proxied) -> int:
+    return sum(micros_from_usd(record.total_cost) for record in proxy.fake.ledger.records)
+
+
+async def test_the_answer_arrives_before_its_settle_commits_yet_a_status_read_after_it_sees_the_charge(
+    proxy: Proxied, user_id: str
+) -> None:
+    await proxy.connect(user_id)
+    app_id = proxy.keys.app_id
+    with held_settles(proxy) as settles:
+        answer = await proxy.chat(user_id, max_tokens=20)
+
+        assert answer.status_code == 200  # in the client's hands while its settle is held
+        [row] = await proxy.wf.store.ledger(app_id, user_id)  # the store itself, not this process's reads
+        assert row.state == "reserved"
+        reading = asyncio.ensure_future(proxy.wf.status(user_id))
+        done, _ = await asyncio.wait([reading], timeout=0.2)
+        assert not done, "the status read waits for the settle of an answer already sent"
+        settles.gate.set()
+        status = await asyncio.wait_for(reading, GATE_SECONDS)
+
+    assert status.spent == billed(proxy) > 0
+    assert status.held == 0
+    [row] = await proxy.ledger(user_id)
+    assert (row.state, row.cost) == ("settled", status.spent)
+
+
+async def test_concurrent_requests_settle_in_fewer_transactions_each_with_exactly_one_final_row(
+    proxy: Proxied, user_id: str
+) -> None:
+    requests = 12
+    await proxy.connect(user_id)
+    with held_settles(proxy) as settles:
+        # Every answer arrives while the first settle is still held: none waits for a settle.
+        answers = await asyncio.gather(*(proxy.chat(user_id, max_tokens=20) for _ in range(requests)))
+        assert [answer.status_code for answer in answers] == [200] * requests
+        settles.gate.set()
+        rows = await proxy.settled(user_id, requests)
+
+    assert 1 <= settles.transactions < requests
+    assert max(settles.groups) > 1
+    assert len({row.id for row in rows}) == requests
+    assert all((row.state, row.cost_source) == ("settled", "reported") for row in rows)
+    record = await proxy.connection(user_id)
+    assert record.spent == sum(row.cost or 0 for row in rows) == billed(proxy)
+    assert record.reserved == 0
+
+
+async def test_a_group_the_store_fails_is_journaled_entry_by_entry_and_each_applies_once(
+    proxy: Proxied, user_id: str
+) -> None:
+    requests = 8
+    await proxy.connect(user_id)
+    with held_settles(proxy) as settles:
+        settles.fail_next_group = True
+        answers = await asyncio.gather(*(proxy.chat(user_id, max_tokens=20) for _ in range(requests)))
+        assert [answer.status_code for answer in answers] == [200] * requests  # paid for: answered
+        settles.gate.set()
+        await proxy.wf.caught_up(user_id)
+        assert not settles.fail_next_group, "a group was written, and failed"
+        assert max(settles.groups) > 1
+        rows = await proxy.settled(user_id, requests)
+
+    assert all((row.state, row.cost_source) == ("settled", "reported") for row in rows)
+    record = await proxy.connection(user_id)
+    assert record.spent == sum(row.cost or 0 for row in rows) == billed(proxy)
+
+    async def journal_applied() -> bool | None:
+        return True if proxy.wf.proxy.journal.pending == 0 else None
+
+    await poll(journal_applied, what="the journal applied")
+    assert (await proxy.connection(user_id)).spent == billed(proxy), "applied once, never twice"
+
+
+@asynccontextmanager
+async def _store(database_url: str) -> AsyncIterator[SqlStore]:
+    store = SqlStore(database_url)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def test_a_group_with_an_entry_already_final_settles_the_others(database_url: str, user_id: str) -> None:
+    now = int(time.time())
+    async with _store(database_url) as store:
+        await store.save_connection(NewConnection("app", user_id, "dev", 1_000_000, "v1.sealed"), now)
+        holds = []
+        for _ in range(3):
+            held = await store.reserve(ReservationRequest("app", user_id, 100_000, 1_000, "chat", "m", 3600), now)
+            assert isinstance(held, Reservation)
+            holds.append(held.ledger_id)
+        first, second, third = holds
+        assert await store.settle(second, 5_000, "reported", now)  # final before the group
+
+        results = await store.settle_many(
+            [
+                FinalCharge(first, 1_000, "reported", now),
+                FinalCharge(second, 7_000, "reported", now),
+                FinalCharge("req_no_such_row", 9_000, "reported", now),
+                FinalCharge(third, 3_000, "estimated", now, "gen-3", True, 10, 20),
+            ]
+        )
+
+        assert [settled.final for settled in results] == [True, False, False, True]
+        spend = results[3].spend
+        assert spend is not None and spend.spent == 1_000 + 5_000 + 3_000  # each its own counter, in order
+        record = await store.get_connection("app", user_id, now)
+        assert record is not None and (record.spent, record.reserved) == (9_000, 0)
+        rows = {row.id: row for row in await store.ledger("app", user_id)}
+        assert [rows[ledger_id].cost for ledger_id in holds] == [1_000, 5_000, 3_000]
+        assert (rows[third].generation_id, rows[third].reconcile) == ("gen-3", True)
