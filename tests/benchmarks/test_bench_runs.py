@@ -108,3 +108,14 @@ def test_socket_addresses_from_proc_are_read_as_the_kernel_writes_them() -> None
     assert str(public) == "8.8.8.8" and not _on_this_machine(public)
     mapped, _ = _remote("0000000000000000FFFF00000100007F:0050")
     assert _on_this_machine(mapped)
+
+
+def test_compare_runs_two_trees_side_by_side_against_direct_and_the_floor() -> None:
+    output = _run_module(
+        "bench.compare", "--rounds", "2", "--requests", "5", "--seconds", "0.2", f"one={ROOT}", f"two={ROOT}"
+    )
+    assert output.startswith("direct: whole reply p50 ")
+    rows = {line.split()[0]: line.split()[1:] for line in output.splitlines()[3:] if line.strip()}
+    assert set(rows) == {"floor", "one", "two"}
+    assert len(rows["floor"]) == 5 and len(rows["one"]) == len(rows["two"]) == 7  # beyond-floor columns for trees
+    assert all(re.fullmatch(r"[+-]\d+\.\d\d", figure) for figure in rows["one"][:3] + rows["one"][5:])
