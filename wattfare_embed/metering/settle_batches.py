@@ -21,6 +21,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..store.base import settle_charge
+
 if TYPE_CHECKING:
     from ..store import FinalCharge, Settled, Store
     from .settle_journal import SettleJournal
@@ -77,7 +79,7 @@ class SettleBatches:
         store, charges = self._store(), [charge for _user, charge, _result in group]
         try:
             if len(charges) == 1:
-                results = [await _settle_one(store, charges[0])]
+                results = [await settle_charge(store, charges[0])]
             else:
                 results = await store.settle_many(charges)
         except BaseException as exc:
@@ -93,19 +95,6 @@ class SettleBatches:
             return
         for (_user, _charge, result), settled in zip(group, results, strict=True):
             _resolve(result, settled)
-
-
-async def _settle_one(store: Store, charge: FinalCharge) -> Settled:
-    return await store.settle_reading_spend(
-        charge.ledger_id,
-        charge.cost,
-        charge.cost_source,
-        charge.at,
-        generation_id=charge.generation_id,
-        reconcile=charge.reconcile,
-        tokens_in=charge.tokens_in,
-        tokens_out=charge.tokens_out,
-    )
 
 
 def _by_user(pending: _Pending) -> str:

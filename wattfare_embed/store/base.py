@@ -32,6 +32,7 @@ __all__ = [
     "ReservationRequest",
     "Store",
     "refusal_for_headroom",
+    "settle_charge",
 ]
 
 
@@ -354,19 +355,7 @@ class Store(Protocol):
         """``settle_reading_spend`` for each charge, in order, one result each; a charge already
         final is ``Settled(False)`` and changes nothing for the others. A store that can commits
         them together (``SqlStore``: one transaction); this default settles them one by one."""
-        return [
-            await self.settle_reading_spend(
-                charge.ledger_id,
-                charge.cost,
-                charge.cost_source,
-                charge.at,
-                generation_id=charge.generation_id,
-                reconcile=charge.reconcile,
-                tokens_in=charge.tokens_in,
-                tokens_out=charge.tokens_out,
-            )
-            for charge in charges
-        ]
+        return [await settle_charge(self, charge) for charge in charges]
 
     async def note_generations(self, entries: Sequence[tuple[str, str]]) -> None:
         """Record ``(ledger id, generation id)`` on reservations still open (the sweeper reconciles
@@ -453,3 +442,17 @@ class Store(Protocol):
 
     async def pending_alert_deliveries(self, app_id: str) -> int:
         """How many deliveries are not done yet."""
+
+
+async def settle_charge(store: Store, charge: FinalCharge) -> Settled:
+    """``store.settle_reading_spend`` of one ``FinalCharge``."""
+    return await store.settle_reading_spend(
+        charge.ledger_id,
+        charge.cost,
+        charge.cost_source,
+        charge.at,
+        generation_id=charge.generation_id,
+        reconcile=charge.reconcile,
+        tokens_in=charge.tokens_in,
+        tokens_out=charge.tokens_out,
+    )

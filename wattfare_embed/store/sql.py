@@ -53,6 +53,7 @@ from .base import (
     Reservation,
     ReservationRequest,
     Settled,
+    settle_charge,
 )
 from .pools import PoolSizes
 from .revisions import migrations
@@ -393,16 +394,7 @@ class SqlStore(ConsentRecords, GrantRecords, UsageRecords, AlertRecords, LedgerN
         fast = self._sqlite or self._postgres
         for index, charge in enumerate(charges):
             if fast is None or charge.ledger_id.startswith(GRANT_LEDGER_PREFIX):
-                results[index] = await self.settle_reading_spend(
-                    charge.ledger_id,
-                    charge.cost,
-                    charge.cost_source,
-                    charge.at,
-                    generation_id=charge.generation_id,
-                    reconcile=charge.reconcile,
-                    tokens_in=charge.tokens_in,
-                    tokens_out=charge.tokens_out,
-                )
+                results[index] = await settle_charge(self, charge)
                 continue
             state = "released" if charge.cost_source == "none" else "settled"
             batched.append(
