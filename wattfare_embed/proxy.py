@@ -62,7 +62,7 @@ from .metering.wire import (
     send_error,
     upstream_headers,
 )
-from .store import ConnectionRecord, ConnectionState, Reservation, ReservationRequest, new_ledger_id
+from .store import ConnectionRecord, ConnectionState, Refusal, Reservation, ReservationRequest, new_ledger_id
 from .telemetry import CANCELLED, OK, RequestTrace
 
 if TYPE_CHECKING:
@@ -300,6 +300,10 @@ class Proxy:
         )
         try:
             result = await self._embed.store.reserve(request, now)
+            if result is Refusal.HELD_IN_FLIGHT and await self.unsettled.caught_up(user):
+                # Only holds stand in the way, and some are of answers this process has sent whose
+                # settles are being written: once written, those holds are their (smaller) charges.
+                result = await self._embed.store.reserve(request, now)
         except Exception:
             # Fail closed: nothing is forwarded without a committed hold. The hold may have
             # committed with its reply lost, so it is released by its id once the store is back
@@ -370,7 +374,9 @@ class Proxy:
                     await self._mark_funding_invalid(exchange)
                 await _refuse(exchange, send, error)
                 return
-            exchange.meter.generation_id = response.headers.get("x-generation-id")
+            generation_id = response.headers.get("x-generation-id")
+            # Kept only when the ledger's column can hold it (an id past that is no id the upstream gives).
+            exchange.meter.generation_id = generation_id if generation_id and len(generation_id) <= 128 else None
             relayed = relayed_headers(response.headers)
             if exchange.control.revoked:  # revoked while the upstream was preparing its first byte
                 await self._answer_revoked(exchange, send)
@@ -453,10 +459,10 @@ class Proxy:
             event = meter.separator() + exchange.dialect.cut_off(cut_off_error(exchange.cut_off), meter.events)
             await send({"type": "http.response.body", "body": event, "more_body": True})
             await asyncio.shield(self._settle_once(exchange))
-            await send(_END)
+            await send(_end_of_body())
             return
         # A whole stream's end goes out before its settle too: clients read to the end of the body.
-        await self._answer_then_settle(exchange, send(_END))
+        await self._answer_then_settle(exchange, send(_end_of_body()))
 
     async def _start_revocation_watch(self) -> None:
         self._embed.run_in_background(self._watch_revocations)
@@ -524,7 +530,7 @@ class Proxy:
         generation_id = meter.generation_id if source != "none" else None
         exchange.trace.settling()
         counted = exchange.dialect.usage_tokens(meter.usage) if meter.usage is not None else None
-        tokens_in, tokens_out = counted if counted is not None else (None, None)
+        tokens_in, tokens_out = (_bounded(count) for count in counted) if counted is not None else (None, None)
         final = PendingSettle(
             reservation.ledger_id, cost, source, int(time.time()), generation_id, reconcile, tokens_in, tokens_out
         )
@@ -551,7 +557,7 @@ class Proxy:
             return reservation.amount, "estimated", False
         trusted = meter.trusted_cost()
         if trusted is not None:
-            return trusted, "reported", False
+            return min(trusted, MAX_HOLD), "reported", False  # an absurd figure still fits the ledger's column
         # No usable figure (client gone, stream cut, upstream error): charge an estimate now and
         # ask the upstream's generation record for the truth later.
         if meter.finish_reason == "error" and not exchange.control.disconnected:
@@ -584,7 +590,6 @@ class Proxy:
 
 _SETTLING: set[asyncio.Future[Any]] = set()
 MAX_HOLD = 2**62  # micro-dollars; far beyond any cap
-_END: dict[str, Any] = {"type": "http.response.body", "body": b"", "more_body": False}  # a streamed body's end
 
 
 _CUT_OFF_CODES = {"budget_exceeded": "budget_exceeded", "revoked": "not_connected", "upstream": "upstream"}
@@ -619,6 +624,16 @@ async def _pump(exchange: _Exchange, response: aiohttp.ClientResponse, send: Sen
         if cut is not None:
             exchange.cut_off = "budget_exceeded"
             return
+
+
+def _bounded(count: int | None) -> int | None:
+    """A token count as the ledger's 64-bit column holds it (an upstream may state any number)."""
+    return None if count is None else min(count, MAX_HOLD)
+
+
+def _end_of_body() -> dict[str, Any]:
+    """A streamed body's end: a new message each time, as middleware may change what it is sent."""
+    return {"type": "http.response.body", "body": b"", "more_body": False}
 
 
 def _keep(task: asyncio.Future[Any]) -> asyncio.Future[Any]:

@@ -28,22 +28,39 @@ class HeldSettles:
         self.gate = asyncio.Event()
         self.transactions = 0
         self.groups: list[int] = []
-        self.fail_next_group = False
+        self.down_for = 0  # the next this many calls fail, as a store that is down
+        self.refuse_first_of_next_group = False
+        self.refused: set[str] = set()  # each fails once, alone or in a group: an entry the store rejects
+        self.written_alone: list[str] = []
         self.real_one = store.settle_reading_spend
         self.real_many = store.settle_many
 
-    async def one(self, *args: Any, **kwargs: Any) -> Settled:
+    async def one(self, ledger_id: str, *args: Any, **kwargs: Any) -> Settled:
         self.transactions += 1
         await asyncio.wait_for(self.gate.wait(), GATE_SECONDS)
-        return await self.real_one(*args, **kwargs)
+        self._fail_if_down()
+        if ledger_id in self.refused:
+            self.refused.discard(ledger_id)
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
+        settled = await self.real_one(ledger_id, *args, **kwargs)
+        self.written_alone.append(ledger_id)
+        return settled
+
+    def _fail_if_down(self) -> None:
+        if self.down_for > 0:
+            self.down_for -= 1
+            raise OSError("database is locked")
 
     async def many(self, charges: Sequence[FinalCharge]) -> list[Settled]:
         self.transactions += 1
         self.groups.append(len(charges))
         await asyncio.wait_for(self.gate.wait(), GATE_SECONDS)
-        if self.fail_next_group:
-            self.fail_next_group = False
-            raise OSError("database is locked")
+        self._fail_if_down()
+        if self.refuse_first_of_next_group:
+            self.refuse_first_of_next_group = False
+            self.refused.add(charges[0].ledger_id)
+        if any(charge.ledger_id in self.refused for charge in charges):
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
         return await self.real_many(charges)
 
 
@@ -110,18 +127,18 @@ async def test_concurrent_requests_settle_in_fewer_transactions_each_with_exactl
     assert record.reserved == 0
 
 
-async def test_a_group_the_store_fails_is_journaled_entry_by_entry_and_each_applies_once(
+async def test_while_the_store_is_down_a_group_is_journaled_entry_by_entry_and_each_applies_once(
     proxy: Proxied, user_id: str
 ) -> None:
     requests = 8
     await proxy.connect(user_id)
     with held_settles(proxy) as settles:
-        settles.fail_next_group = True
+        settles.down_for = 3  # the group, then the first two settles tried alone
         answers = await asyncio.gather(*(proxy.chat(user_id, max_tokens=20) for _ in range(requests)))
         assert [answer.status_code for answer in answers] == [200] * requests  # paid for: answered
         settles.gate.set()
         await proxy.wf.caught_up(user_id)
-        assert not settles.fail_next_group, "a group was written, and failed"
+        assert settles.down_for == 0, "a group was written, and failed, then two alone"
         assert max(settles.groups) > 1
         rows = await proxy.settled(user_id, requests)
 
@@ -134,6 +151,48 @@ async def test_a_group_the_store_fails_is_journaled_entry_by_entry_and_each_appl
 
     await poll(journal_applied, what="the journal applied")
     assert (await proxy.connection(user_id)).spent == billed(proxy), "applied once, never twice"
+
+
+async def test_an_entry_the_store_rejects_does_not_hold_up_the_rest_of_its_group(proxy: Proxied, user_id: str) -> None:
+    requests = 8
+    await proxy.connect(user_id)
+    with held_settles(proxy) as settles:
+        settles.refuse_first_of_next_group = True
+        answers = await asyncio.gather(*(proxy.chat(user_id, max_tokens=20) for _ in range(requests)))
+        assert [answer.status_code for answer in answers] == [200] * requests
+        settles.gate.set()
+        await proxy.wf.caught_up(user_id)
+        # The rest of the rejected entry's group went through one by one, at once, not to the journal.
+        [group, *_] = settles.groups
+        assert len(settles.written_alone) >= group - 1
+        assert not settles.refused  # it failed once, alone: its retry from the journal goes through
+
+    async def journal_applied() -> bool | None:
+        return True if proxy.wf.proxy.journal.pending == 0 else None
+
+    await poll(journal_applied, what="the journal applied the rejected entry")
+    rows_after = await proxy.settled(user_id, requests)
+    assert all(row.state == "settled" for row in rows_after)
+    assert (await proxy.connection(user_id)).spent == billed(proxy), "each charge once"
+
+
+async def test_a_request_refused_only_for_a_hold_whose_answer_was_sent_waits_for_its_settle(
+    proxy: Proxied, user_id: str
+) -> None:
+    await proxy.connect(user_id)
+    with held_settles(proxy) as settles:
+        first = await proxy.chat(user_id, max_tokens=20)
+        assert first.status_code == 200
+        record = await proxy.wf.store.get_connection(proxy.keys.app_id, user_id, int(time.time()))
+        assert record is not None and record.reserved > 0  # its hold still counted: settle held
+        # A cap just above that hold: the next request fits only once the hold has become its charge.
+        await proxy.wf.store.set_cap(proxy.keys.app_id, user_id, record.reserved + 10, int(time.time()))
+        second = asyncio.ensure_future(proxy.chat(user_id, max_tokens=20))
+        await asyncio.sleep(0.2)
+        assert not second.done()  # waiting for the settle, not refused
+        settles.gate.set()
+        answer = await second
+    assert answer.status_code == 200, answer.text
 
 
 @asynccontextmanager

@@ -76,25 +76,48 @@ class SettleBatches:
             _journal_all(self._journal, left)
 
     async def _flush(self, group: list[_Pending]) -> None:
-        store, charges = self._store(), [charge for _user, charge, _result in group]
-        try:
-            if len(charges) == 1:
-                results = [await settle_charge(store, charges[0])]
-            else:
-                results = await store.settle_many(charges)
-        except BaseException as exc:
-            # Failed, or cancelled mid-write with its outcome unknown: kept, and applied at most once.
-            if isinstance(exc, Exception):
-                logger.warning(
-                    "the store could not settle %s now; kept to settle when it is back",
-                    ", ".join(charge.ledger_id for charge in charges),
-                )
-            _journal_all(self._journal, group)
-            if not isinstance(exc, Exception):
+        store = self._store()
+        settle_many = getattr(store, "settle_many", None)  # a store matching the protocol may lack it
+        if len(group) > 1 and settle_many is not None:
+            try:
+                results = await settle_many([charge for _user, charge, _result in group])
+            except Exception:
+                # Nothing of a failed group committed. One entry the store refuses must not hold
+                # up the others: they are tried one by one (below).
+                logger.warning("%d settles failed as one group; settling them one by one", len(group))
+            except BaseException:
+                _journal_all(self._journal, group)  # cancelled mid-write, outcome unknown: applied at most once
                 raise
-            return
-        for (_user, _charge, result), settled in zip(group, results, strict=True):
+            else:
+                for (_user, _charge, result), settled in zip(group, results, strict=True):
+                    _resolve(result, settled)
+                return
+        await self._flush_one_by_one(store, group)
+
+    async def _flush_one_by_one(self, store: Store, group: list[_Pending]) -> None:
+        """Each settle in its own transaction; one that fails is kept in the journal. After two
+        failures in a row with none written the store itself is taken to be down, and the rest are
+        kept without trying them (each try could wait out a whole connect or busy timeout)."""
+        written = failed_in_a_row = 0
+        for index, (_user, charge, result) in enumerate(group):
+            try:
+                settled = await settle_charge(store, charge)
+            except Exception:
+                logger.warning("the store could not settle %s now; kept to settle when it is back", charge.ledger_id)
+                failed_in_a_row += 1
+                if written == 0 and failed_in_a_row == _DOWN_AFTER:
+                    _journal_all(self._journal, group[index:])
+                    return
+                _journal_all(self._journal, [group[index]])
+                continue
+            except BaseException:
+                _journal_all(self._journal, group[index:])  # cancelled: kept, applied at most once
+                raise
+            written, failed_in_a_row = written + 1, 0
             _resolve(result, settled)
+
+
+_DOWN_AFTER = 2  # failures in a row, with none written, that say the store is down
 
 
 def _by_user(pending: _Pending) -> str:
