@@ -368,8 +368,20 @@ def test_random_float_amounts_round_as_their_decimal_reprs_do() -> None:
         ({"cost": float("inf")}, None),
         ({"cost": True}, None),
         ({"cost": "0.1"}, None),
+        ({"cost": 10**400}, 10**406),
     ],
-    ids=["float", "int", "byok", "byok-summed-before-rounding", "byok-unstated", "negative", "inf", "bool", "text"],
+    ids=[
+        "float",
+        "int",
+        "byok",
+        "byok-summed-before-rounding",
+        "byok-unstated",
+        "negative",
+        "inf",
+        "bool",
+        "text",
+        "int-past-a-float",
+    ],
 )
 def test_a_usage_is_charged_what_it_states(usage: dict[str, Any], micros: int | None) -> None:
     assert charged_cost(usage) == micros

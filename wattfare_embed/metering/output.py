@@ -78,7 +78,11 @@ def chat_output(body: dict[str, Any]) -> tuple[int, int]:
 
 
 def _is_amount(value: Any) -> TypeGuard[int | float]:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):  # any size: math.isfinite would raise on one past a float's range
+        return value >= 0
+    return isinstance(value, float) and math.isfinite(value) and value >= 0
 
 
 def _usd(value: Any) -> Decimal | None:
