@@ -24,7 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..store.base import FinalCharge
+from ..store.base import FinalCharge, settle_charge
 
 if TYPE_CHECKING:
     from ..store import Settled, Store
@@ -70,16 +70,7 @@ class SettleJournal:
     async def settle(self, store: Store, entry: PendingSettle) -> Settled | None:
         """Settle now; when the store fails, keep it for later. ``None`` when it was kept."""
         try:
-            settled = await store.settle_reading_spend(
-                entry.ledger_id,
-                entry.cost,
-                entry.cost_source,
-                entry.at,
-                generation_id=entry.generation_id,
-                reconcile=entry.reconcile,
-                tokens_in=entry.tokens_in,
-                tokens_out=entry.tokens_out,
-            )
+            settled = await settle_charge(store, entry)
         except Exception:
             logger.warning("the store could not settle %s now; kept to settle when it is back", entry.ledger_id)
             self.keep(entry)
