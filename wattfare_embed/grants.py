@@ -237,10 +237,15 @@ class GrantAdmission:
             model=model,
             ttl_seconds=self._embed.settings.reservation_ttl_seconds,
         )
+        token_hash = grant_token_hash(token)
         try:
-            result = await self._embed.store.reserve_grant(
-                self._embed.keys.app_id, grant_token_hash(token), request, now
-            )
+            result = await self._embed.store.reserve_grant(self._embed.keys.app_id, token_hash, request, now)
+            if result is GrantRefusal.HELD_IN_FLIGHT and await self._embed.proxy.unsettled.caught_up():
+                # As for a connection's request (``Proxy._reserve``): the holds in the way may be of
+                # answers this process has sent, whose settles are being written; once written, they
+                # are their (smaller) charges. The grant's id is not known before its row is read,
+                # so this waits for the settles this process owes right now, all of them.
+                result = await self._embed.store.reserve_grant(self._embed.keys.app_id, token_hash, request, now)
         except Exception:
             raise RateLimitedError(
                 "the budget store could not take this request; try again shortly", headers={"Retry-After": "1"}

@@ -10,11 +10,14 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+from wattfare_embed.grants import grant_token_hash
 from wattfare_embed.money import micros_from_usd
 from wattfare_embed.store import FinalCharge, NewConnection, Reservation, ReservationRequest, Settled, SqlStore
 from wattfare_embed.testing.waiting import poll
 
 from .conftest import Proxied
+from .test_grants import chat as grant_chat
+from .test_grants import grant_for
 
 GATE_SECONDS = 10.0  # the longest a held settle waits for the test to let it through
 
@@ -234,3 +237,23 @@ async def test_a_group_with_an_entry_already_final_settles_the_others(database_u
         rows = {row.id: row for row in await store.ledger("app", user_id)}
         assert [rows[ledger_id].cost for ledger_id in holds] == [1_000, 5_000, 3_000]
         assert (rows[third].generation_id, rows[third].reconcile) == ("gen-3", True)
+
+
+async def test_a_grant_request_refused_only_for_a_hold_whose_answer_was_sent_waits_for_its_settle(
+    proxy: Proxied,
+) -> None:
+    issued, _key = await grant_for(proxy, requests=3, max_usd="0.004")
+    with held_settles(proxy) as settles:
+        # Asking for more output than the grant pays for, the first request holds all of it.
+        first = await grant_chat(proxy, issued.token, max_tokens=8000)
+        assert first.status_code == 200, first.text
+        record = await proxy.wf.store.find_grant(proxy.keys.app_id, grant_token_hash(issued.token))
+        assert record is not None and record.reserved == record.max_cost  # its settle held: all of it held
+        second = asyncio.ensure_future(grant_chat(proxy, issued.token, max_tokens=20))
+        await asyncio.sleep(0.2)
+        assert not second.done()  # waiting for the settle, not refused
+        settles.gate.set()
+        answer = await second
+    assert answer.status_code == 200, answer.text
+    record = await proxy.wf.store.find_grant(proxy.keys.app_id, grant_token_hash(issued.token))
+    assert record is not None and record.requests_used == 2  # the refused first try took no request
