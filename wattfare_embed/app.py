@@ -393,6 +393,7 @@ class Wattfare:
         """Lower the cap at once; ``None`` when there is no active connection or it would raise it."""
         app_user_id_of(app_user_id)
         await self.startup()
+        await self.proxy.unsettled.caught_up(app_user_id)  # the status it returns has every answered charge
         now = int(time.time())
         record = await self.store.lower_cap(self.keys.app_id, app_user_id, monthly_cap, now)
         return ConnectionStatus.of(app_user_id, record, now) if record else None

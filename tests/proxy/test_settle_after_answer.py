@@ -257,3 +257,19 @@ async def test_a_grant_request_refused_only_for_a_hold_whose_answer_was_sent_wai
     assert answer.status_code == 200, answer.text
     record = await proxy.wf.store.find_grant(proxy.keys.app_id, grant_token_hash(issued.token))
     assert record is not None and record.requests_used == 2  # the refused first try took no request
+
+
+async def test_lowering_the_cap_right_after_an_answer_returns_a_spend_with_its_charge(
+    proxy: Proxied, user_id: str
+) -> None:
+    await proxy.connect(user_id)
+    with held_settles(proxy) as settles:
+        answer = await proxy.chat(user_id, max_tokens=20)
+        assert answer.status_code == 200
+        lowering = asyncio.ensure_future(proxy.wf.lower_cap(user_id, micros_from_usd("0.5")))
+        done, _ = await asyncio.wait([lowering], timeout=0.2)
+        assert not done, "lowering the cap waits for the settle of an answer already sent"
+        settles.gate.set()
+        status = await asyncio.wait_for(lowering, GATE_SECONDS)
+    assert status is not None
+    assert (status.monthly_cap, status.spent, status.held) == (micros_from_usd("0.5"), billed(proxy), 0)
