@@ -9,7 +9,10 @@ reconnects with a new key seals a new one, which misses and is opened afresh.
 An opened credential is a secret in memory, so it is kept no longer than it must be: it is
 dropped when its connection ends here (revoke, disconnect, funding_invalid, or a revoke the
 proxy's watch finds), and ``ttl_seconds`` after it was opened, whatever its calls: ``expire()``,
-which that watch calls every couple of seconds, forgets it even when no call comes.
+which that watch calls every couple of seconds, forgets it even when no call comes. A call that
+read its connection before the drop still opens the credential for itself (the upstream refuses a
+dead key on its own), but what was dropped is not kept again for ``ttl_seconds``: without that, a
+call reserved just before ``funding_invalid`` would put the dead credential back for a minute.
 """
 
 from __future__ import annotations
@@ -63,6 +66,9 @@ class UpstreamIdentities:
         self._capacity = capacity
         # Insertion order is expiry order: every entry lives ``ttl_seconds`` from when it was opened.
         self._entries: dict[str, _Entry] = {}
+        # Connections dropped in the last ``ttl_seconds``: (the sealed credential dropped, None when
+        # none was kept; until when), in expiry order too.
+        self._dropped: dict[str, tuple[str | None, float]] = {}
 
     def of(self, record: ConnectionRecord) -> UpstreamIdentity | None:
         """The identity a call on ``record`` carries; ``None`` when its credential cannot be read."""
@@ -82,6 +88,9 @@ class UpstreamIdentities:
         pseudonym = hmac.new(self._user_key, record.app_user_id.encode(), hashlib.sha256).hexdigest()[:32]
         identity = UpstreamIdentity(pseudonym, self._headers_for(credential))
         self.expire(now)
+        dropped = self._dropped.get(record.id)
+        if dropped is not None and dropped[0] in (None, record.sealed_credential):
+            return identity  # read before its connection ended here: this call's alone, never kept
         while len(self._entries) >= self._capacity:
             del self._entries[next(iter(self._entries))]
         self._entries[record.id] = _Entry(
@@ -90,8 +99,11 @@ class UpstreamIdentities:
         return identity
 
     def drop(self, connection_id: str) -> None:
-        """Forget a connection's credential (it was revoked, or the upstream refused it)."""
-        self._entries.pop(connection_id, None)
+        """Forget a connection's credential (it was revoked, or the upstream refused it), and keep
+        it from being kept again for ``ttl_seconds`` by calls that read the connection before."""
+        entry = self._entries.pop(connection_id, None)
+        self._dropped.pop(connection_id, None)
+        self._dropped[connection_id] = (entry.sealed if entry else None, time.monotonic() + self._ttl)
 
     def expire(self, now: float | None = None) -> None:
         """Forget every credential opened more than ``ttl_seconds`` ago."""
@@ -99,8 +111,13 @@ class UpstreamIdentities:
         while self._entries:
             oldest = next(iter(self._entries))
             if self._entries[oldest].expires_at > now:
-                return
+                break
             del self._entries[oldest]
+        while self._dropped:
+            oldest = next(iter(self._dropped))
+            if self._dropped[oldest][1] > now:
+                break
+            del self._dropped[oldest]
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -103,6 +103,32 @@ def test_a_dropped_connection_forgets_its_credential() -> None:
     assert opener.opened == ["v1.sealed-first", "v1.sealed-first"]
 
 
+def test_a_call_that_read_its_connection_before_the_drop_opens_it_for_itself_and_never_keeps_it() -> None:
+    opener = Opener()
+    kept = identities(opener, ttl_seconds=0.05)
+    kept.drop(RECORD.id)  # funding_invalid, marked while this call's reservation was already read
+
+    late = kept.of(RECORD)
+    again = kept.of(RECORD)
+
+    assert late is not None and again is not None and late is not again
+    assert len(kept) == 0, "the dead credential is not put back"
+    assert opener.opened == ["v1.sealed-first", "v1.sealed-first"]
+    time.sleep(0.06)
+    kept.of(RECORD)
+    assert len(kept) == 1  # the drop's time is up: kept again as any other
+
+
+def test_after_a_drop_a_reconnect_with_a_new_credential_is_kept_at_once() -> None:
+    kept = identities(Opener())
+    kept.of(RECORD)
+    kept.drop(RECORD.id)
+
+    kept.of(replace(RECORD, sealed_credential="v1.sealed-second"))
+
+    assert len(kept) == 1
+
+
 def test_a_credential_is_forgotten_once_its_time_is_up_even_without_calls() -> None:
     opener = Opener()
     kept = identities(opener, ttl_seconds=0.05)
