@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -80,6 +80,16 @@ def held_settles(proxy: Proxied) -> Iterator[HeldSettles]:
         held.gate.set()
         store.settle_reading_spend = held.real_one  # type: ignore[method-assign]
         store.settle_many = held.real_many  # type: ignore[method-assign]
+
+
+async def answered_once_the_settle_is_written(settles: HeldSettles, request: Awaitable[Any]) -> Any:
+    """``request``, sent while ``settles`` are held: still waiting after a while (not refused), and
+    answered once they are let through."""
+    pending = asyncio.ensure_future(request)
+    await asyncio.sleep(0.2)
+    assert not pending.done(), "waiting for the settle, not refused"
+    settles.gate.set()
+    return await pending
 
 
 def billed(proxy: Proxied) -> int:
@@ -190,11 +200,7 @@ async def test_a_request_refused_only_for_a_hold_whose_answer_was_sent_waits_for
         assert record is not None and record.reserved > 0  # its hold still counted: settle held
         # A cap just above that hold: the next request fits only once the hold has become its charge.
         await proxy.wf.store.set_cap(proxy.keys.app_id, user_id, record.reserved + 10, int(time.time()))
-        second = asyncio.ensure_future(proxy.chat(user_id, max_tokens=20))
-        await asyncio.sleep(0.2)
-        assert not second.done()  # waiting for the settle, not refused
-        settles.gate.set()
-        answer = await second
+        answer = await answered_once_the_settle_is_written(settles, proxy.chat(user_id, max_tokens=20))
     assert answer.status_code == 200, answer.text
 
 
@@ -249,11 +255,7 @@ async def test_a_grant_request_refused_only_for_a_hold_whose_answer_was_sent_wai
         assert first.status_code == 200, first.text
         record = await proxy.wf.store.find_grant(proxy.keys.app_id, grant_token_hash(issued.token))
         assert record is not None and record.reserved == record.max_cost  # its settle held: all of it held
-        second = asyncio.ensure_future(grant_chat(proxy, issued.token, max_tokens=20))
-        await asyncio.sleep(0.2)
-        assert not second.done()  # waiting for the settle, not refused
-        settles.gate.set()
-        answer = await second
+        answer = await answered_once_the_settle_is_written(settles, grant_chat(proxy, issued.token, max_tokens=20))
     assert answer.status_code == 200, answer.text
     record = await proxy.wf.store.find_grant(proxy.keys.app_id, grant_token_hash(issued.token))
     assert record is not None and record.requests_used == 2  # the refused first try took no request
