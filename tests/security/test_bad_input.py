@@ -230,6 +230,20 @@ async def test_hostile_proxy_bodies_are_refused_before_anything_is_held(
     await nothing_held_or_charged(proxied, user_id)
 
 
+async def test_many_shallow_brackets_and_brackets_inside_text_are_not_nesting(
+    lite_proxy: Proxied, user_id: str
+) -> None:
+    await lite_proxy.connect(user_id)
+    # 200 messages (400 brackets, two levels each) and a prompt of 100,000 brackets, in a string.
+    messages = [{"role": "user", "content": "[" * 100_000}] + [{"role": "user", "content": "hi"}] * 199
+    body = json.dumps({"model": "openai/gpt-4o-mini", "max_tokens": 20, "messages": messages}).encode()
+    response = await _post_raw(lite_proxy, user_id, body)
+    assert response.status_code == 200, response.text
+    [call] = lite_proxy.upstream_calls()
+    assert call.json["messages"] == messages
+    await lite_proxy.settled(user_id, 1)
+
+
 async def test_a_well_formed_surrogate_pair_is_still_text(lite_proxy: Proxied, user_id: str) -> None:
     await lite_proxy.connect(user_id)
     body = b'{"model": "openai/gpt-4o-mini", "max_tokens": 20, "messages": [{"role": "user", "content": "\\ud83d\\ude00"}]}'  # noqa: E501
