@@ -113,7 +113,7 @@ async def read_body(receive: Receive, limit: int, *, timeout: float) -> bytes:
     """
     deadline = asyncio.get_running_loop().time() + timeout
     # The pieces, joined once at the end: one copy of the body, where a growing bytearray copies it
-    # as it grows and once more into bytes (a MiB in 16 pieces: about 0.4 ms against 0.1).
+    # as it grows and once more into bytes (a MiB in 16 pieces: about 1 ms against 0.03).
     pieces: list[bytes] = []
     size = 0
     try:
@@ -127,7 +127,7 @@ async def read_body(receive: Receive, limit: int, *, timeout: float) -> bytes:
             if size > limit:
                 raise PayloadTooLargeError(f"the request body is larger than {limit} bytes")
             if not more:
-                # The whole body in one message, the common case: no copy.
+                # The whole body in one message, the common case, goes as it came: no copy.
                 return chunk if not pieces else b"".join([*pieces, chunk])
             pieces.append(chunk)
     except TimeoutError as exc:
