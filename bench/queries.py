@@ -141,6 +141,7 @@ async def time_operations(
         ("ledger: whole app, 100 newest", lambda: store.ledger(app_id, None, 100)),
         ("pending_reconciliations (sweeper)", lambda: store.pending_reconciliations(100)),
         ("sweep_expired (sweeper)", lambda: store.sweep_expired(now)),
+        ("forget_ended_grant_credentials (sweeper)", lambda: store.forget_ended_grant_credentials(app_id, now, now)),
         ("consent request: create, find, consume", consent_cycle),
         ("webhook event: record and apply", webhook_event),
     ]

@@ -33,6 +33,7 @@ from .consent import AuthorityContext, ConsentAuthority, DevConsent
 from .crypto import CredentialBox
 from .errors import ConfigurationError, InvalidRequestError, UnavailableError, WattfareError
 from .keys import AppKeys, parse_keys
+from .metering.reconcile import GIVE_UP_SECONDS
 from .metering.wire import send_error
 from .money import Micros
 from .status import ConnectionStatus
@@ -443,11 +444,21 @@ class Wattfare:
                 try:
                     await self.proxy.sweep()
                     await self.store.prune_consent_requests(int(time.time()))
+                    await self._forget_ended_grant_credentials()
                 except Exception:
                     logger.exception("the wattfare sweeper failed; trying again later")
                 await asyncio.sleep(self.settings.sweep_interval_seconds)
 
         self.run_in_background(sweep_forever)
+
+    async def _forget_ended_grant_credentials(self) -> None:
+        """Drop the sealed funding credentials of one-time grants long ended: after its end a grant's
+        last requests can still be held (``reservation_ttl_seconds``), then reconciled (a day)."""
+        forget = getattr(self.store, "forget_ended_grant_credentials", None)  # a store of the app's own may lack it
+        if forget is None:
+            return
+        now = int(time.time())
+        await forget(self.keys.app_id, now - self.settings.reservation_ttl_seconds - GIVE_UP_SECONDS, now)
 
     async def revoke_with_authority(self, credential: str | None, grant_id: str | None) -> None:
         try:

@@ -24,12 +24,12 @@ from .output import charged_cost
 if TYPE_CHECKING:
     from ..app import Wattfare
 
-__all__ = ["Reconciler"]
+__all__ = ["GIVE_UP_SECONDS", "Reconciler"]
 
 logger = logging.getLogger("wattfare_embed")
 
 _DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
-_GIVE_UP_SECONDS = 86400
+GIVE_UP_SECONDS = 86400  # a ledger row this old keeps its estimate for good
 # A row whose connection lost its credential (revoked) can only be reconciled by the task that
 # still holds it; once that task's schedule has run out, the sweep stops asking.
 _WITHOUT_CREDENTIAL_SECONDS = 600
@@ -98,7 +98,7 @@ class Reconciler:
         if swept:
             logger.warning("settled %d reservations left open by a process that stopped", swept)
         for entry in await store.pending_reconciliations(100, app_id=app_id):
-            if now - entry.created_at > _GIVE_UP_SECONDS or not entry.generation_id:
+            if now - entry.created_at > GIVE_UP_SECONDS or not entry.generation_id:
                 await store.give_up_reconciliation(entry.id)
                 continue
             record = await self._funding_of(entry.id, entry.app_user_id, now)

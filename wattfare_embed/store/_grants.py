@@ -24,7 +24,7 @@ from .base import (
     Reservation,
     ReservationRequest,
 )
-from .schema import grants, ledger
+from .schema import HAS_CREDENTIAL, grants, ledger
 
 __all__ = ["GRANT_ID_PREFIX", "GRANT_LEDGER_PREFIX", "GrantRecords", "connection_view", "grant_record"]
 
@@ -277,6 +277,19 @@ class GrantRecords(ABC):
                 .values(spent=_G.spent + (actual - (row.cost or 0)), updated_at=now)
             )
             return True
+
+        return await self._run_handle().run(operation)
+
+    async def forget_ended_grant_credentials(self, app_id: str, ended_before: int, now: int) -> int:
+        """Drop the sealed funding credential of every grant of ``app_id`` that ended (expired)
+        before ``ended_before``; returns how many. The grants themselves stay, for their status and
+        their rows' receipts."""
+
+        def operation(db: Connection) -> int:
+            # The index's own condition, so that this reads it (``schema.HAS_CREDENTIAL``).
+            ended = (_G.app_id == app_id, HAS_CREDENTIAL, _G.expires_at < ended_before)
+            result = db.execute(update(grants).where(*ended).values(credential=None, updated_at=now))
+            return int(result.rowcount or 0)
 
         return await self._run_handle().run(operation)
 

@@ -413,6 +413,10 @@ class Store(Protocol):
     async def revoke_grant(self, app_id: str, grant_id: str, now: int) -> GrantRecord | None:
         """End a grant at once (its credential dropped); ``None`` when the app has no such grant."""
 
+    async def forget_ended_grant_credentials(self, app_id: str, ended_before: int, now: int) -> int:
+        """Drop the sealed funding credential of every grant of ``app_id`` that expired before
+        ``ended_before`` (the grants stay); returns how many. The sweeper calls it when the store has it."""
+
     # -- receipts and reports ----------------------------------------------------------------
 
     async def receipts(

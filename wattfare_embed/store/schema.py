@@ -219,6 +219,16 @@ grants = Table(
     CheckConstraint("requests_used >= 0", name="wattfare_grants_used_nonnegative"),
 )
 Index("wattfare_grants_authority_grant", grants.c.authority_grant_id)
+# Grants that still keep a sealed funding credential, by when they end: the sweeper forgets the
+# credentials of grants long ended (revision 0008), reading only the rows that still have one.
+HAS_CREDENTIAL = grants.c.credential.is_not(None)
+Index(
+    "wattfare_grants_ending",
+    grants.c.app_id,
+    grants.c.expires_at,
+    sqlite_where=HAS_CREDENTIAL,
+    postgresql_where=HAS_CREDENTIAL,
+)
 
 # Applied webhook event ids, per app: apps sharing a database each apply their own domain's events.
 webhook_events = Table(
