@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator
-
-import pytest
 
 from wattfare_embed import AppKeys, SqlStore
 from wattfare_embed.config import DEFAULT_RESERVATION_TTL_SECONDS
@@ -18,16 +15,6 @@ from wattfare_embed.testing.waiting import poll
 from .conftest import make_embed
 
 USD = 1_000_000
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[SqlStore]:
-    opened = SqlStore(database_url)
-    await opened.open()
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def _grant(store: SqlStore, app_id: str, expires_at: int) -> str:

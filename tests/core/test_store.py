@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,16 +29,6 @@ from wattfare_embed.store.schema import connections, ledger
 from .conftest import Harness, make_embed, run_sql, running
 
 USD = 1_000_000
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[SqlStore]:
-    opened = SqlStore(database_url)
-    await opened.open()
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def _sql(store: SqlStore, statement: Any) -> Any:
