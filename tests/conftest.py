@@ -7,14 +7,14 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
 
 from tests.log_guard import SecretsInLogs
-from wattfare_embed import AppKeys, new_key_pair
+from wattfare_embed import AppKeys, SqlStore, new_key_pair
 
 BASE_POSTGRES_URL = os.environ.get("WATTFARE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 # One database per run, made from the base one at the start and dropped at the end: a run never
@@ -136,3 +136,14 @@ def artifacts_dir() -> Iterator[Path]:
     path = Path(__file__).resolve().parent.parent / "test-artifacts"
     path.mkdir(exist_ok=True)
     yield path
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[SqlStore]:
+    """An opened ``SqlStore`` on each database, with no embed around it."""
+    opened = SqlStore(database_url)
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
-from wattfare_embed import AppKeys, SqlStore, Wattfare
+from wattfare_embed import AppKeys, Wattfare
 from wattfare_embed.consent_flow import BROWSER_COOKIE
 from wattfare_embed.store import schema
 from wattfare_embed.testing.live_server import serve_in_loop
@@ -171,17 +171,6 @@ async def harness(keys: AppKeys, database_url: str) -> AsyncIterator[Harness]:
     """The default setup (DevConsent with auto-approve) on both databases."""
     async with running(make_embed(keys, database_url)) as running_harness:
         yield running_harness
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[SqlStore]:
-    """An opened ``SqlStore`` on each database, with no embed around it."""
-    opened = SqlStore(database_url)
-    await opened.open()
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 @pytest.fixture

@@ -29,16 +29,6 @@ MARCH_FIRST = FEB_LAST + 2  # 00:00:01 on 1 March
 MARCH_LATER = int(datetime(2026, 3, 10, tzinfo=UTC).timestamp())
 
 
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[SqlStore]:
-    opened = SqlStore(database_url)
-    await opened.open()
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
 def _ask(app_id: str, user: str, wanted: int, minimum: int | None = None, ttl: int = 3600) -> ReservationRequest:
     return ReservationRequest(app_id, user, wanted, wanted if minimum is None else minimum, "chat", "m", ttl)
 
